@@ -1,0 +1,53 @@
+"""Activation functions by Keras name, so a Keras config drops in unchanged."""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+ActivationLike = Union[str, Activation]
+
+
+def hard_sigmoid(x: jax.Array) -> jax.Array:
+    """Keras 3's hard sigmoid: ``relu6(x + 3) / 6``."""
+    return jnp.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def linear(x: jax.Array) -> jax.Array:
+    return x
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "hard_sigmoid": hard_sigmoid,
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "linear": linear,
+    "softsign": jax.nn.soft_sign,
+    "elu": jax.nn.elu,
+    "selu": jax.nn.selu,
+    "gelu": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+}
+
+
+def resolve(activation: ActivationLike, argname: str = "activation") -> Activation:
+    """Return the function for a Keras activation name, or the callable itself."""
+    if isinstance(activation, str):
+        try:
+            return ACTIVATIONS[activation]
+        except KeyError:
+            known = ", ".join(sorted(ACTIVATIONS))
+            raise ValueError(
+                f"{argname}: unknown activation {activation!r}; expected a callable or one of: {known}"
+            ) from None
+    if callable(activation):
+        return activation
+    raise TypeError(
+        f"{argname}: expected a callable or an activation name, found {type(activation).__name__}"
+    )

@@ -1,0 +1,165 @@
+"""Argument validation shared by every entry point.
+
+Every check runs on shapes and dtypes only, so it works on tracers at trace time and never reaches XLA.
+Messages name the argument, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from .pytrees import LSTMParams, LSTMState
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(np.shape(x))
+
+
+def _dtype(x: Any) -> np.dtype:
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(x).dtype
+
+
+def fmt(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected a positive int, found {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive int, found {value}")
+    return int(value)
+
+
+def fraction(value: Any, name: str) -> float:
+    """A probability such as a dropout rate: a real number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a float in [0, 1], found {type(value).__name__} {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a float in [0, 1], found {value}")
+    return float(value)
+
+
+def float_array(x: Any, name: str) -> None:
+    """Refuse integer, boolean and complex arrays: an LSTM computes on real floats."""
+    dtype = _dtype(x)
+    if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
+        raise TypeError(
+            f"{name}: expected a floating-point array (float16/bfloat16/float32/float64), "
+            f"found dtype {dtype.name}"
+        )
+
+
+def params(p: Any) -> tuple[int, int, int]:
+    """Check an ``LSTMParams``; return ``(input_size, units, output_size)``."""
+    if not isinstance(p, LSTMParams):
+        raise TypeError(
+            "params: expected LSTMParams(kernel, recurrent_kernel, bias, projection), "
+            f"found {type(p).__name__}"
+        )
+    for field in ("kernel", "recurrent_kernel"):
+        if getattr(p, field) is None:
+            raise ValueError(f"params.{field}: missing (found None)")
+    for field in p._fields:
+        value = getattr(p, field)
+        if value is not None:
+            float_array(value, f"params.{field}")
+    kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
+    if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
+        raise ValueError(
+            "params.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
+            f"found {fmt(kshape)}"
+        )
+    units = kshape[1] // 4
+    if p.projection is None:
+        out = units
+    else:
+        pshape = _shape(p.projection)
+        if len(pshape) != 2 or pshape[0] != units or pshape[1] == 0:
+            raise ValueError(
+                f"params.projection: expected shape [units, proj_size] = [{units}, proj_size] "
+                f"to match params.kernel {fmt(kshape)}, found {fmt(pshape)}"
+            )
+        out = pshape[1]
+    if rshape != (out, 4 * units):
+        what = "[proj_size, 4*units]" if p.projection is not None else "[units, 4*units]"
+        raise ValueError(
+            f"params.recurrent_kernel: expected shape {what} = {fmt((out, 4 * units))} to match "
+            f"params.kernel {fmt(kshape)}, found {fmt(rshape)}"
+        )
+    if p.bias is not None and _shape(p.bias) != (4 * units,):
+        raise ValueError(
+            f"params.bias: expected shape [4*units] = [{4 * units}] or None, found {fmt(_shape(p.bias))}"
+        )
+    return kshape[0], units, out
+
+
+def sequence(xs: Any, input_size: int, name: str = "xs") -> tuple[tuple[int, ...], int]:
+    """Check inputs ``[..., T, input_size]``; return ``(batch_shape, T)``."""
+    float_array(xs, name)
+    shape = _shape(xs)
+    if len(shape) < 2:
+        raise ValueError(
+            f"{name}: expected shape [..., T, {input_size}] (time then features, any leading batch "
+            f"axes), found {fmt(shape)} of rank {len(shape)}"
+        )
+    if shape[-1] != input_size:
+        raise ValueError(
+            f"{name}: expected {input_size} features on the last axis to match params.kernel, "
+            f"found shape {fmt(shape)}"
+        )
+    return shape[:-2], shape[-2]
+
+
+def state(
+    s: Any, batch_shape: tuple[int, ...], units: int, output_size: int, name: str = "initial_state"
+) -> None:
+    """A state whose h ``[..., output_size]`` and c ``[..., units]`` broadcast to the batch."""
+    if not isinstance(s, LSTMState):
+        raise TypeError(f"{name}: expected LSTMState(h, c), found {type(s).__name__}")
+    for field, size in (("h", output_size), ("c", units)):
+        target = (*batch_shape, size)
+        value = getattr(s, field)
+        float_array(value, f"{name}.{field}")
+        shape = _shape(value)
+        ok = (
+            len(shape) >= 1
+            and shape[-1] == size
+            and len(shape) <= len(target)
+            and all(a in (1, b) for a, b in zip(reversed(shape), reversed(target)))
+        )
+        if not ok:
+            raise ValueError(
+                f"{name}.{field}: expected shape {fmt(target)} (or one that broadcasts to it, such as "
+                f"[{size}]), found {fmt(shape)}"
+            )
+
+
+def mask(m: Any, batch_shape: tuple[int, ...], steps: int) -> None:
+    expected = (*batch_shape, steps)
+    if _shape(m) != expected:
+        raise ValueError(f"mask: expected shape {fmt(expected)} (batch then time), found {fmt(_shape(m))}")
+    dtype = _dtype(m)
+    if dtype != np.bool_:
+        raise TypeError(f"mask: expected dtype bool, found {dtype.name}")
+
+
+def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
+    if _shape(n) != batch_shape:
+        raise ValueError(
+            f"lengths: expected shape {fmt(batch_shape)} (one length per sequence), found {fmt(_shape(n))}"
+        )
+    dtype = _dtype(n)
+    if not np.issubdtype(dtype, np.integer):
+        raise TypeError(f"lengths: expected an integer dtype, found {dtype.name}")
+    if not isinstance(n, jax.core.Tracer):
+        values = np.asarray(n)
+        if values.size and (values.min() < 0 or values.max() > steps):
+            raise ValueError(
+                f"lengths: expected every length in [0, {steps}] (T = {steps}), "
+                f"found min {values.min()} and max {values.max()}"
+            )

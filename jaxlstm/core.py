@@ -1,0 +1,360 @@
+"""The whole LSTM math: initialisation, one step, and the scan over time. Imports jax and numpy only.
+
+    step(params, state, x_t) -> (state, y_t)     one time step
+    lstm(params, xs, ...)    -> LSTMOutput       lax.scan(step) over time, vmap over any batch axes
+
+Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
+
+    z = x_t @ kernel + h @ recurrent_kernel + bias;  z_i, z_f, z_c, z_o = split(z, 4)
+    c_t = σ(z_f) * c + σ(z_i) * tanh(z_c);  h_t = σ(z_o) * tanh(c_t);  y_t = h_t
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import checks
+from .activations import Activation, ActivationLike, resolve
+from .pytrees import LSTMOutput, LSTMParams, LSTMState
+
+Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
+
+__all__ = ["init", "step", "lstm", "zero_state", "LSTMParams", "LSTMState", "LSTMOutput"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Initialisation
+# ----------------------------------------------------------------------------------------------
+
+
+def init(
+    key: jax.Array,
+    input_size: int,
+    units: int,
+    *,
+    use_bias: bool = True,
+    unit_forget_bias: bool = True,
+    kernel_init: Initializer = jax.nn.initializers.glorot_uniform(),
+    recurrent_init: Initializer = jax.nn.initializers.orthogonal(),
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    proj_size: Optional[int] = None,
+    projection_init: Initializer = jax.nn.initializers.glorot_uniform(),
+    param_dtype: Any = jnp.float32,
+) -> LSTMParams:
+    """Parameters with Keras's default initialisers.
+
+    Args:
+        key: a PRNG key.
+        input_size: features per time step, I.
+        units: hidden size, H.
+        use_bias: ``False`` gives ``bias=None``.
+        unit_forget_bias: set the forget block of the initial bias to 1.0 (Keras: it sets, it does
+            not add to ``bias_init``'s values).
+        kernel_init, recurrent_init, bias_init: ``jax.nn.initializers``-style ``(key, shape, dtype)``
+            functions. Defaults: glorot uniform, orthogonal, zeros (Keras's).
+        proj_size: P, for an LSTM with projected recurrence (PyTorch ``proj_size``); None for none.
+        projection_init: initialiser of the ``[H, P]`` projection.
+        param_dtype: dtype of the stored parameters.
+
+    Returns:
+        ``LSTMParams`` with kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]`` (``[P, 4H]`` with a
+        projection), bias ``[4H]`` or None, projection ``[H, P]`` or None.
+    """
+    input_size = checks.positive_int(input_size, "input_size")
+    units = checks.positive_int(units, "units")
+    out = units if proj_size is None else checks.positive_int(proj_size, "proj_size")
+    k_key, r_key, b_key, p_key = jax.random.split(key, 4)
+    kernel = kernel_init(k_key, (input_size, 4 * units), param_dtype)
+    recurrent_kernel = recurrent_init(r_key, (out, 4 * units), param_dtype)
+    projection = None
+    if proj_size is not None:
+        projection = projection_init(p_key, (units, out), param_dtype)
+    bias = None
+    if use_bias:
+        bias = bias_init(b_key, (4 * units,), param_dtype)
+        if unit_forget_bias:
+            bias = bias.at[units : 2 * units].set(1.0)
+    return LSTMParams(kernel, recurrent_kernel, bias, projection)
+
+
+def zero_state(
+    params_or_units: LSTMParams | int, batch_shape: Sequence[int] = (), dtype: Any = jnp.float32
+) -> LSTMState:
+    """All-zero ``LSTMState`` for ``params`` (or for a plain LSTM of ``units``), batch ``batch_shape``.
+
+    h is ``[*batch_shape, output_size]`` and c ``[*batch_shape, units]``.
+    """
+    if isinstance(params_or_units, LSTMParams):
+        _, units, out = checks.params(params_or_units)
+    else:
+        units = out = checks.positive_int(params_or_units, "units")
+    batch_shape = tuple(batch_shape)
+    return LSTMState(h=jnp.zeros((*batch_shape, out), dtype), c=jnp.zeros((*batch_shape, units), dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# One step
+# ----------------------------------------------------------------------------------------------
+
+
+def _step(
+    params: LSTMParams,
+    state: LSTMState,
+    x_t: jax.Array,
+    activation: Activation,
+    recurrent_activation: Activation,
+) -> tuple[LSTMState, jax.Array]:
+    z = x_t @ params.kernel + state.h @ params.recurrent_kernel
+    if params.bias is not None:
+        z = z + params.bias
+    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
+    c = recurrent_activation(z_f) * state.c + recurrent_activation(z_i) * activation(z_c)
+    h = recurrent_activation(z_o) * activation(c)
+    if params.projection is not None:
+        h = h @ params.projection
+    return LSTMState(h=h, c=c), h
+
+
+def step(
+    params: LSTMParams,
+    state: LSTMState,
+    x_t: jax.Array,
+    *,
+    activation: ActivationLike = "tanh",
+    recurrent_activation: ActivationLike = "sigmoid",
+) -> tuple[LSTMState, jax.Array]:
+    """Advance one example by one time step.
+
+    Args:
+        params: ``LSTMParams``.
+        state: ``LSTMState`` with h ``[output_size]`` and c ``[units]``.
+        x_t: ``[input_size]``.
+        activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
+
+    Returns:
+        ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[output_size]``.
+
+    Leading batch axes are accepted when x_t and both state arrays have the same ones; for anything
+    else, ``jax.vmap`` this function.
+    """
+    input_size, units, out = checks.params(params)
+    checks.float_array(x_t, "x_t")
+    x_shape = np.shape(x_t)
+    if len(x_shape) < 1 or x_shape[-1] != input_size:
+        raise ValueError(
+            f"x_t: expected shape [{input_size}] (one time step of one example), "
+            f"found {checks.fmt(x_shape)}"
+        )
+    batch_shape = x_shape[:-1]
+    checks.state(state, batch_shape, units, out, name="state")
+    for field, size in (("h", out), ("c", units)):
+        if np.shape(getattr(state, field)) != (*batch_shape, size):
+            raise ValueError(
+                f"state.{field}: expected shape {checks.fmt((*batch_shape, size))} to match x_t "
+                f"{checks.fmt(x_shape)}, found {checks.fmt(np.shape(getattr(state, field)))}"
+            )
+    return _step(
+        params,
+        state,
+        x_t,
+        resolve(activation, "activation"),
+        resolve(recurrent_activation, "recurrent_activation"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The scan over one sequence
+# ----------------------------------------------------------------------------------------------
+
+
+def _processing_order(steps: int, length: Optional[jax.Array], reverse: bool) -> Optional[jax.Array]:
+    """Index that puts the inputs in processing order (None when that is input order).
+
+    Reversed with a length L, only the valid prefix is flipped: t -> L-1-t for t < L, padding stays
+    put. The permutation is its own inverse, so it also maps processed outputs back to input order.
+    """
+    if not reverse:
+        return None
+    t = jnp.arange(steps)
+    if length is None:
+        return t[::-1]
+    return jnp.where(t < length, length - 1 - t, t)
+
+
+def _one_sequence(
+    params: LSTMParams,
+    xs: jax.Array,
+    state: LSTMState,
+    mask: Optional[jax.Array],
+    length: Optional[jax.Array],
+    *,
+    reverse: bool,
+    keep_order: bool,
+    zero_output_for_mask: bool,
+    activation: Activation,
+    recurrent_activation: Activation,
+    unroll: int | bool,
+) -> LSTMOutput:
+    """One sequence: xs ``[T, I]``, state ``[H]``, mask ``[T]`` or None, length ``[]`` or None."""
+    steps = xs.shape[0]
+    order = _processing_order(steps, length, reverse)
+    if order is not None:
+        xs = xs[order]
+        mask = None if mask is None else mask[order]
+    # After reordering, the valid steps of a sequence with a length are always its first `length`.
+    valid = None if length is None else jnp.arange(steps) < length
+
+    def body(carry: LSTMState, inputs: tuple) -> tuple[LSTMState, jax.Array]:
+        x_t, m_t, v_t = inputs
+        new, y = _step(params, carry, x_t, activation, recurrent_activation)
+        if m_t is None and v_t is None:
+            return new, y
+        keep = m_t if v_t is None else (v_t if m_t is None else m_t & v_t)
+        new = LSTMState(h=jnp.where(keep, new.h, carry.h), c=jnp.where(keep, new.c, carry.c))
+        # Keras: a masked step emits the previous output (which is h) or zeros; padding emits zeros.
+        fill = jnp.zeros_like(y) if zero_output_for_mask else carry.h
+        y = jnp.where(keep, y, fill)
+        if v_t is not None:
+            y = jnp.where(v_t, y, jnp.zeros_like(y))
+        return new, y
+
+    final, ys = jax.lax.scan(body, state, (xs, mask, valid), unroll=unroll)
+    if order is not None and keep_order:
+        ys = ys[order]
+    return LSTMOutput(sequence=ys, state=final)
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "reverse",
+        "keep_order",
+        "zero_output_for_mask",
+        "activation",
+        "recurrent_activation",
+        "unroll",
+        "dtype",
+    ),
+)
+def _lstm(
+    params: LSTMParams,
+    xs: jax.Array,
+    initial_state: Optional[LSTMState],
+    mask: Optional[jax.Array],
+    lengths: Optional[jax.Array],
+    *,
+    reverse: bool,
+    keep_order: bool,
+    zero_output_for_mask: bool,
+    activation: Activation,
+    recurrent_activation: Activation,
+    unroll: int | bool,
+    dtype: Any,
+) -> LSTMOutput:
+    batch_shape, (steps, features) = xs.shape[:-2], xs.shape[-2:]
+    if dtype is None:
+        dtype = jnp.result_type(xs.dtype, params.kernel.dtype)
+    params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+    if initial_state is None:
+        initial_state = zero_state(params, batch_shape, dtype)
+    units, out_size = params.units, params.output_size
+
+    # Flatten all batch axes into one and vmap over it: any number of batch axes, including none.
+    n = math.prod(batch_shape)
+    flat_state = LSTMState(
+        h=jnp.broadcast_to(initial_state.h.astype(dtype), (*batch_shape, out_size)).reshape(n, out_size),
+        c=jnp.broadcast_to(initial_state.c.astype(dtype), (*batch_shape, units)).reshape(n, units),
+    )
+    flat_xs = xs.astype(dtype).reshape(n, steps, features)
+    flat_mask = None if mask is None else mask.reshape(n, steps)
+    flat_lengths = None if lengths is None else lengths.reshape(n)
+    run = partial(
+        _one_sequence,
+        reverse=reverse,
+        keep_order=keep_order,
+        zero_output_for_mask=zero_output_for_mask,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        unroll=unroll,
+    )
+    out = jax.vmap(run, in_axes=(None, 0, 0, 0, 0))(params, flat_xs, flat_state, flat_mask, flat_lengths)
+    return LSTMOutput(
+        sequence=out.sequence.reshape(*batch_shape, steps, out_size),
+        state=LSTMState(
+            h=out.state.h.reshape(*batch_shape, out_size), c=out.state.c.reshape(*batch_shape, units)
+        ),
+    )
+
+
+def lstm(
+    params: LSTMParams,
+    xs: jax.Array,
+    initial_state: Optional[LSTMState] = None,
+    *,
+    reverse: bool = False,
+    keep_order: bool = False,
+    mask: Optional[jax.Array] = None,
+    lengths: Optional[jax.Array] = None,
+    zero_output_for_mask: bool = False,
+    activation: ActivationLike = "tanh",
+    recurrent_activation: ActivationLike = "sigmoid",
+    unroll: int | bool = 1,
+    dtype: Any = None,
+) -> LSTMOutput:
+    """Run the LSTM over whole sequences: ``lax.scan`` over time, ``vmap`` over batch axes, jitted.
+
+    Args:
+        params: ``LSTMParams``.
+        xs: ``[..., T, input_size]``; any number of leading batch axes, including none.
+        initial_state: ``LSTMState`` whose h and c broadcast to the batch (h ``[..., output_size]``,
+            c ``[..., units]``); zeros if None.
+        reverse: process t = T-1 ... 0 (Keras ``go_backwards``). Outputs come in processing order,
+            as in Keras, unless ``keep_order``.
+        keep_order: with ``reverse``, return the outputs in input order (what a bidirectional layer
+            needs).
+        mask: ``[..., T]`` bool, Keras semantics: a masked step keeps the state and emits the
+            previous output (h), or zeros with ``zero_output_for_mask``.
+        lengths: ``[...]`` int, right padding (PyTorch packed / Flax ``seq_lengths``): the final
+            state is each sequence's state at its own last valid step, ``reverse`` runs over each
+            valid prefix only, padded outputs are zero.
+        zero_output_for_mask: see ``mask``.
+        activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
+        unroll: time steps per scan iteration (``lax.scan``'s ``unroll``).
+        dtype: computation dtype; default: the promoted dtype of xs and params.
+
+    Returns:
+        ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
+        c [..., units]))``; output_size is units unless params has a projection.
+    """
+    input_size, units, out = checks.params(params)
+    batch_shape, steps = checks.sequence(xs, input_size)
+    if initial_state is not None:
+        checks.state(initial_state, batch_shape, units, out)
+    if mask is not None:
+        checks.mask(mask, batch_shape, steps)
+    if lengths is not None:
+        checks.lengths(lengths, batch_shape, steps)
+    if keep_order and not reverse:
+        raise ValueError("keep_order: only meaningful with reverse=True")
+    if unroll is not True and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
+    return _lstm(
+        params,
+        jnp.asarray(xs),
+        initial_state,
+        None if mask is None else jnp.asarray(mask),
+        None if lengths is None else jnp.asarray(lengths),
+        reverse=bool(reverse),
+        keep_order=bool(keep_order),
+        zero_output_for_mask=bool(zero_output_for_mask),
+        activation=resolve(activation, "activation"),
+        recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
+        unroll=unroll,
+        dtype=None if dtype is None else jnp.dtype(dtype),
+    )
