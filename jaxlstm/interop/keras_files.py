@@ -223,18 +223,24 @@ def list_layers(path: str | os.PathLike) -> list[KerasLayer]:
     return [e.info for e in found]
 
 
+def _tensor_name(paths: dict[str, str], field: str) -> str:
+    """The dataset path, plus the field when the path alone does not say it (Keras 3's ``vars/0``)."""
+    path = paths[field]
+    return f"{path} ({field})" if path.rsplit("/", 1)[-1].isdigit() else path
+
+
 def _read(f: Any, paths: dict[str, str], info: KerasLayer, label: str) -> LSTMParams:
-    kernel = expect_rank(f[paths["kernel"]][()], 2, paths["kernel"])
+    kernel = expect_rank(f[paths["kernel"]][()], 2, _tensor_name(paths, "kernel"))
     units = kernel.shape[1] // 4
     if info.config is not None:
         cfg = info.config.get("layer", {}).get("config", info.config) if info.kind == "Bidirectional" else info.config
         if "units" in cfg and cfg["units"] != units:
             raise ValueError(
-                f"{paths['kernel']}: expected shape {checks.fmt((kernel.shape[0], 4 * cfg['units']))} "
+                f"{_tensor_name(paths, 'kernel')}: expected shape {checks.fmt((kernel.shape[0], 4 * cfg['units']))} "
                 f"(config of {label} says units={cfg['units']}), found {checks.fmt(kernel.shape)}"
             )
-    recurrent = expect_shape(f[paths["recurrent_kernel"]][()], (units, 4 * units), paths["recurrent_kernel"])
-    bias = expect_shape(f[paths["bias"]][()], (4 * units,), paths["bias"]) if "bias" in paths else None
+    recurrent = expect_shape(f[paths["recurrent_kernel"]][()], (units, 4 * units), _tensor_name(paths, "recurrent_kernel"))
+    bias = expect_shape(f[paths["bias"]][()], (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
     return to_params(kernel, recurrent, bias)
 
 
