@@ -155,5 +155,5 @@ def to_nnx(params: LSTMParams, cell: Any) -> Any:
     for variable, value, name in updates:  # check everything before changing anything
         expect_shape(value, np.shape(variable[...]), name)
     for variable, value, _ in updates:
-        variable.value = jnp.asarray(value, variable[...].dtype)
+        variable[...] = jnp.asarray(value, variable[...].dtype)
     return cell

@@ -1,0 +1,119 @@
+"""Flax linen LSTMCell / OptimizedLSTMCell and NNX LSTMCell / OptimizedLSTMCell, both directions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fixtures.interop_helpers import run_layer
+
+from jaxlstm import BidirectionalParams, LSTMParams, LSTMState
+from jaxlstm.interop import flax as jf
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+B, T, I, H = 3, 5, 4, 3
+X = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
+
+
+def _randomize(tree, seed):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    return treedef.unflatten([jax.random.uniform(k, l.shape, l.dtype, -0.6, 0.6) for k, l in zip(keys, leaves)])
+
+
+# Each cell class in one direction (the other direction is covered by the Bidirectional test / the
+# other class): Flax's RNNs take seconds to trace, and the budget is small.
+@pytest.mark.parametrize("cell_name, reverse", [("LSTMCell", False), ("OptimizedLSTMCell", True)])
+def test_linen_rnn_matches_and_round_trips(cell_name, reverse):
+    import flax.linen as nn
+
+    rnn = nn.RNN(getattr(nn, cell_name)(H), return_carry=True, reverse=reverse, keep_order=reverse)
+    variables = _randomize(rnn.init(jax.random.PRNGKey(0), X), seed=1)
+    carry, y_ref = rnn.apply(variables, X)
+
+    params = jf.from_linen(variables)
+    assert isinstance(params, LSTMParams) and params.kernel.shape == (I, 4 * H)
+    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
+    np.testing.assert_allclose(seq, y_ref, **TOL)
+    ref_state = LSTMState.from_flax_carry(carry)
+    np.testing.assert_allclose(state.h, ref_state.h, **TOL)
+    np.testing.assert_allclose(state.c, ref_state.c, **TOL)
+
+    back = jf.to_linen(params, rnn=True)
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(variables)
+    carry2, y2 = rnn.apply(back, X)
+    np.testing.assert_allclose(y2, y_ref, **TOL)
+    np.testing.assert_allclose(carry2[0], carry[0], **TOL)
+
+
+def test_linen_bidirectional_matches_and_round_trips():
+    import flax.linen as nn
+
+    bi = nn.Bidirectional(nn.RNN(nn.LSTMCell(H)), nn.RNN(nn.OptimizedLSTMCell(H), reverse=True, keep_order=True))
+    variables = _randomize(bi.init(jax.random.PRNGKey(0), X), seed=2)
+    y_ref = bi.apply(variables, X)
+    params = jf.from_linen(variables)
+    assert isinstance(params, BidirectionalParams)
+    seq, _ = run_layer(params, X)
+    np.testing.assert_allclose(seq, y_ref, **TOL)
+    np.testing.assert_allclose(bi.apply(jf.to_linen(params), X), y_ref, **TOL)
+
+
+def test_linen_cell_step_and_missing_bias():
+    import flax.linen as nn
+
+    cell = nn.LSTMCell(H)
+    carry0 = cell.initialize_carry(jax.random.PRNGKey(0), (B, I))
+    # a jaxlstm LSTM without bias exports zeros, and one step agrees with Flax's
+    params = LSTMParams(*[jnp.asarray(a) for a in _randomize((np.zeros((I, 4 * H), np.float32), np.zeros((H, 4 * H), np.float32)), 3)])
+    (c, h), y = cell.apply(jf.to_linen(params), carry0, X[:, 0])
+    out = run_layer(params, X[:, :1])[1]
+    np.testing.assert_allclose(out.h, h, **TOL)
+    np.testing.assert_allclose(out.c, c, **TOL)
+
+
+@pytest.mark.parametrize("cell_name, reverse", [("LSTMCell", True), ("OptimizedLSTMCell", False)])
+def test_nnx_rnn_matches_and_round_trips(cell_name, reverse):
+    from flax import nnx
+
+    cell = getattr(nnx, cell_name)(I, H, rngs=nnx.Rngs(0))
+    params_state = nnx.state(cell, nnx.Param)
+    nnx.update(cell, _randomize(params_state, seed=4))
+    rnn = nnx.RNN(cell, return_carry=True, reverse=reverse, keep_order=reverse)
+    carry, y_ref = rnn(X)
+
+    params = jf.from_nnx(cell)
+    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
+    np.testing.assert_allclose(seq, y_ref, **TOL)
+    ref_state = LSTMState.from_flax_carry(carry)
+    np.testing.assert_allclose(state.h, ref_state.h, **TOL)
+    np.testing.assert_allclose(state.c, ref_state.c, **TOL)
+
+    fresh = getattr(nnx, cell_name)(I, H, rngs=nnx.Rngs(1))
+    assert jf.to_nnx(params, fresh) is fresh
+    _, y2 = nnx.RNN(fresh, return_carry=True, reverse=reverse, keep_order=reverse)(X)
+    np.testing.assert_allclose(y2, y_ref, **TOL)
+
+
+def test_bad_flax_params_name_the_tensor():
+    from flax import nnx
+
+    good = jf.to_linen(LSTMParams(jnp.zeros((I, 4 * H)), jnp.zeros((H, 4 * H)), jnp.zeros(4 * H)))
+    bad = jax.tree_util.tree_map(lambda a: a, good)
+    bad["params"]["hf"]["kernel"] = jnp.zeros((H, H + 1))
+    with pytest.raises(ValueError, match=r"hf.kernel: expected shape \[3, 3\], found \[3, 4\]"):
+        jf.from_linen(bad)
+    del bad["params"]["io"]
+    with pytest.raises(KeyError, match="missing io.kernel"):
+        jf.from_linen(bad)
+    wide = LSTMParams(jnp.zeros((I + 1, 4 * H)), jnp.zeros((H, 4 * H)), jnp.zeros(4 * H))
+    cell = nnx.OptimizedLSTMCell(I, H, rngs=nnx.Rngs(0))
+    before = np.asarray(cell.dense_h.kernel[...])
+    with pytest.raises(ValueError, match=r"params.kernel: expected shape \[4, 12\], found \[5, 12\]"):
+        jf.to_nnx(wide, cell)
+    np.testing.assert_array_equal(cell.dense_h.kernel[...], before)  # nothing half-written
+    projected = LSTMParams(jnp.zeros((I, 4 * H)), jnp.zeros((2, 4 * H)), None, jnp.zeros((H, 2)))
+    with pytest.raises(ValueError, match="Flax has no projected LSTM"):
+        jf.to_linen(projected)
