@@ -21,7 +21,9 @@ __all__ = ["from_equinox", "to_equinox"]
 
 def from_equinox(cell: Any) -> LSTMParams:
     """Params of an ``equinox.nn.LSTMCell`` (``bias=None`` when it was built with ``use_bias=False``)."""
-    if not all(hasattr(cell, n) for n in ("weight_ih", "weight_hh", "bias")):
+    import equinox as eqx
+
+    if not isinstance(cell, eqx.nn.LSTMCell):
         raise TypeError(f"cell: expected equinox.nn.LSTMCell, found {type(cell).__name__}")
     w_ih = expect_rank(cell.weight_ih, 2, "cell.weight_ih")
     units = gate_width(w_ih, 0, "cell.weight_ih")
@@ -42,6 +44,8 @@ def to_equinox(params: LSTMParams, cell: Optional[Any] = None) -> Any:
 
     p = lstm_params(params)
     no_projection(p, "Equinox")
+    if cell is not None and not isinstance(cell, eqx.nn.LSTMCell):
+        raise TypeError(f"cell: expected equinox.nn.LSTMCell or None, found {type(cell).__name__}")
     if cell is None:
         cell = eqx.nn.LSTMCell(
             p.input_size, p.units, use_bias=p.bias is not None, dtype=p.kernel.dtype, key=jax.random.PRNGKey(0)

@@ -58,7 +58,7 @@ def from_haiku(params: Mapping[str, Any], module: Optional[str] = None) -> LSTMP
     Args:
         params: the whole params dict (``{"<module>/linear": {"w": [I+H, 4H], "b": [4H]}, ...}``), or
             just the inner ``{"w", "b"}``.
-        module: the LSTM's module name (e.g. ``"lstm"`` or ``"deep_rnn/lstm_1"``); needed only when
+        module: the LSTM's module name (e.g. ``"lstm"`` or ``"lstm_1"`` in an ``hk.DeepRNN``); needed only when
             params hold several LSTMs.
     """
     path, linear = _linear(params, module)
