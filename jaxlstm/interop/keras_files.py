@@ -25,7 +25,6 @@ import re
 import zipfile
 from typing import Any, Iterator, NamedTuple, Optional
 
-import numpy as np
 
 from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams

@@ -18,7 +18,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams
 from ._arrays import LayerParams, as_stack, expect_rank, expect_shape, gate_width, lstm_params, numpy, to_params
 
