@@ -18,9 +18,9 @@ X = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
 
 
 def _randomize(tree, seed):
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return treedef.unflatten([jax.random.uniform(k, l.shape, l.dtype, -0.6, 0.6) for k, l in zip(keys, leaves)])
+    """Uniform(-0.6, 0.6) leaves of the same shapes (numpy: no compilation per shape)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda l: rng.uniform(-0.6, 0.6, l.shape).astype(np.float32), tree)
 
 
 # ---------------------------------------------------------------------------------------- Equinox
@@ -40,6 +40,17 @@ def _eqx_run(cell, xs, reverse):
     return jax.vmap(one)(xs)
 
 
+_eqx_run_jit = None
+
+
+def _eqx_runner():
+    """``_eqx_run`` under ``eqx.filter_jit`` (compiled once per cell structure and direction)."""
+    global _eqx_run_jit
+    if _eqx_run_jit is None:
+        _eqx_run_jit = require("equinox").filter_jit(_eqx_run)
+    return _eqx_run_jit
+
+
 @pytest.mark.parametrize("use_bias, reverse", [(True, False), (False, True)])
 def test_equinox_cell_matches_and_round_trips(use_bias, reverse):
     eqx = require("equinox")
@@ -47,7 +58,8 @@ def test_equinox_cell_matches_and_round_trips(use_bias, reverse):
 
     cell = eqx.nn.LSTMCell(I, H, use_bias=use_bias, key=jax.random.PRNGKey(1))
     cell = _randomize(cell, seed=2)
-    ys_ref, h_ref, c_ref = _eqx_run(cell, X, reverse)
+    run = _eqx_runner()
+    ys_ref, h_ref, c_ref = run(cell, X, reverse)
 
     params = je.from_equinox(cell)
     assert (params.bias is None) == (not use_bias)
@@ -58,20 +70,23 @@ def test_equinox_cell_matches_and_round_trips(use_bias, reverse):
 
     for back in (je.to_equinox(params), je.to_equinox(params, eqx.nn.LSTMCell(I, H, use_bias=use_bias, key=jax.random.PRNGKey(9)))):
         assert isinstance(back, eqx.nn.LSTMCell)
-        np.testing.assert_allclose(_eqx_run(back, X, reverse)[0], ys_ref, **TOL)
+        np.testing.assert_allclose(run(back, X, reverse)[0], ys_ref, **TOL)
 
 
 def test_equinox_errors():
     eqx = require("equinox")
     from jaxlstm.interop import equinox as je
 
-    params = LSTMParams(jnp.zeros((I, 4 * H)), jnp.zeros((H, 4 * H)), jnp.zeros(4 * H))
+    def shaped(cls, *args, **kwargs):  # a cell of ShapeDtypeStructs: no init to run or compile
+        return eqx.filter_eval_shape(cls, *args, key=jax.random.PRNGKey(0), **kwargs)
+
+    params = LSTMParams(np.zeros((I, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H))
     with pytest.raises(ValueError, match=r"params.kernel \(transposed\): expected shape \[12, 5\], found \[12, 4\]"):
-        je.to_equinox(params, eqx.nn.LSTMCell(I + 1, H, key=jax.random.PRNGKey(0)))
+        je.to_equinox(params, shaped(eqx.nn.LSTMCell, I + 1, H))
     with pytest.raises(ValueError, match="the cell has use_bias=False"):
-        je.to_equinox(params, eqx.nn.LSTMCell(I, H, use_bias=False, key=jax.random.PRNGKey(0)))
+        je.to_equinox(params, shaped(eqx.nn.LSTMCell, I, H, use_bias=False))
     with pytest.raises(TypeError, match="expected equinox.nn.LSTMCell, found GRUCell"):
-        je.from_equinox(eqx.nn.GRUCell(I, H, key=jax.random.PRNGKey(0)))
+        je.from_equinox(shaped(eqx.nn.GRUCell, I, H))
 
 
 # ------------------------------------------------------------------------------------------ Haiku
@@ -96,8 +111,9 @@ def test_haiku_lstm_matches_and_round_trips(reverse):
     from jaxlstm.interop import haiku as jh
 
     fn = _haiku_fn(hk, reverse, stacked=False)
-    hk_params = _randomize(fn.init(jax.random.PRNGKey(0), X), seed=3)
-    ys_ref, state_ref = fn.apply(hk_params, X)
+    hk_params = _randomize(jax.eval_shape(fn.init, jax.random.PRNGKey(0), X), seed=3)
+    apply = jax.jit(fn.apply)  # traced once, reused for the round trip
+    ys_ref, state_ref = apply(hk_params, X)
 
     params = jh.from_haiku(hk_params)
     # Haiku adds 1 to the forget gate at call time; jaxlstm holds it in the bias.
@@ -109,7 +125,7 @@ def test_haiku_lstm_matches_and_round_trips(reverse):
 
     back = jh.to_haiku(params, name="lstm")
     np.testing.assert_allclose(back["lstm/linear"]["b"], hk_params["lstm/linear"]["b"], atol=1e-6)
-    np.testing.assert_allclose(fn.apply(back, X)[0], ys_ref, **TOL)
+    np.testing.assert_allclose(apply(back, X)[0], ys_ref, **TOL)
 
 
 def test_haiku_deep_rnn_stack_matches_and_round_trips():
@@ -117,8 +133,9 @@ def test_haiku_deep_rnn_stack_matches_and_round_trips():
     from jaxlstm.interop import haiku as jh
 
     fn = _haiku_fn(hk, reverse=False, stacked=True)
-    hk_params = _randomize(fn.init(jax.random.PRNGKey(0), X), seed=4)
-    ys_ref, states_ref = fn.apply(hk_params, X)
+    hk_params = _randomize(jax.eval_shape(fn.init, jax.random.PRNGKey(0), X), seed=4)
+    apply = jax.jit(fn.apply)
+    ys_ref, states_ref = apply(hk_params, X)
     names = ["lstm", "lstm_top"]
     with pytest.raises(ValueError, match=r"params hold 2 Haiku LSTMs \['lstm', 'lstm_top'\]"):
         jh.from_haiku(hk_params)
@@ -131,7 +148,7 @@ def test_haiku_deep_rnn_stack_matches_and_round_trips():
     back = {}
     for p, n in zip(stack, names):
         back.update(jh.to_haiku(p, name=n))
-    np.testing.assert_allclose(fn.apply(back, X)[0], ys_ref, **TOL)
+    np.testing.assert_allclose(apply(back, X)[0], ys_ref, **TOL)
 
 
 def test_haiku_errors():
@@ -141,6 +158,6 @@ def test_haiku_errors():
         jh.from_haiku({"lstm/linear": {"w": np.zeros((7, 12), np.float32), "b": np.zeros(11, np.float32)}})
     with pytest.raises(KeyError, match=r"no 'rnn/linear' in params; LSTMs present: \['lstm'\]"):
         jh.from_haiku({"lstm/linear": {"w": np.zeros((7, 12)), "b": np.zeros(12)}}, module="rnn")
-    projected = LSTMParams(jnp.zeros((I, 4 * H)), jnp.zeros((2, 4 * H)), None, jnp.zeros((H, 2)))
+    projected = LSTMParams(np.zeros((I, 4 * H)), np.zeros((2, 4 * H)), None, np.zeros((H, 2)))
     with pytest.raises(ValueError, match="Haiku has no projected LSTM"):
         jh.to_haiku(projected)

@@ -18,9 +18,14 @@ X = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
 
 
 def _randomize(tree, seed):
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    return treedef.unflatten([jax.random.uniform(k, l.shape, l.dtype, -0.6, 0.6) for k, l in zip(keys, leaves)])
+    """Uniform(-0.6, 0.6) leaves of the same shapes (numpy: no compilation per shape)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda l: rng.uniform(-0.6, 0.6, l.shape).astype(np.float32), tree)
+
+
+def _random_variables(module, seed):
+    # Only the shapes of init's variables are needed: eval_shape skips running (and compiling) init.
+    return _randomize(jax.eval_shape(module.init, jax.random.PRNGKey(0), X), seed)
 
 
 # Each cell class in one direction (the other direction is covered by the Bidirectional test / the
@@ -30,8 +35,9 @@ def test_linen_rnn_matches_and_round_trips(cell_name, reverse):
     import flax.linen as nn
 
     rnn = nn.RNN(getattr(nn, cell_name)(H), return_carry=True, reverse=reverse, keep_order=reverse)
-    variables = _randomize(rnn.init(jax.random.PRNGKey(0), X), seed=1)
-    carry, y_ref = rnn.apply(variables, X)
+    variables = _random_variables(rnn, seed=1)
+    apply = jax.jit(rnn.apply)  # traced once, reused for the round trip
+    carry, y_ref = apply(variables, X)
 
     params = jf.from_linen(variables)
     assert isinstance(params, LSTMParams) and params.kernel.shape == (I, 4 * H)
@@ -43,7 +49,7 @@ def test_linen_rnn_matches_and_round_trips(cell_name, reverse):
 
     back = jf.to_linen(params, rnn=True)
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(variables)
-    carry2, y2 = rnn.apply(back, X)
+    carry2, y2 = apply(back, X)
     np.testing.assert_allclose(y2, y_ref, **TOL)
     np.testing.assert_allclose(carry2[0], carry[0], **TOL)
 
@@ -52,13 +58,14 @@ def test_linen_bidirectional_matches_and_round_trips():
     import flax.linen as nn
 
     bi = nn.Bidirectional(nn.RNN(nn.LSTMCell(H)), nn.RNN(nn.OptimizedLSTMCell(H), reverse=True, keep_order=True))
-    variables = _randomize(bi.init(jax.random.PRNGKey(0), X), seed=2)
-    y_ref = bi.apply(variables, X)
+    variables = _random_variables(bi, seed=2)
+    apply = jax.jit(bi.apply)
+    y_ref = apply(variables, X)
     params = jf.from_linen(variables)
     assert isinstance(params, BidirectionalParams)
     seq, _ = run_layer(params, X)
     np.testing.assert_allclose(seq, y_ref, **TOL)
-    np.testing.assert_allclose(bi.apply(jf.to_linen(params), X), y_ref, **TOL)
+    np.testing.assert_allclose(apply(jf.to_linen(params), X), y_ref, **TOL)
 
 
 def test_linen_cell_step_and_missing_bias():
@@ -67,7 +74,7 @@ def test_linen_cell_step_and_missing_bias():
     cell = nn.LSTMCell(H)
     carry0 = cell.initialize_carry(jax.random.PRNGKey(0), (B, I))
     # a jaxlstm LSTM without bias exports zeros, and one step agrees with Flax's
-    params = LSTMParams(*[jnp.asarray(a) for a in _randomize((np.zeros((I, 4 * H), np.float32), np.zeros((H, 4 * H), np.float32)), 3)])
+    params = LSTMParams(*_randomize((np.zeros((I, 4 * H)), np.zeros((H, 4 * H))), 3))
     (c, h), y = cell.apply(jf.to_linen(params), carry0, X[:, 0])
     out = run_layer(params, X[:, :1])[1]
     np.testing.assert_allclose(out.h, h, **TOL)
@@ -81,8 +88,8 @@ def test_nnx_rnn_matches_and_round_trips(cell_name, reverse):
     cell = getattr(nnx, cell_name)(I, H, rngs=nnx.Rngs(0))
     params_state = nnx.state(cell, nnx.Param)
     nnx.update(cell, _randomize(params_state, seed=4))
-    rnn = nnx.RNN(cell, return_carry=True, reverse=reverse, keep_order=reverse)
-    carry, y_ref = rnn(X)
+    run = nnx.jit(lambda c, x: nnx.RNN(c, return_carry=True, reverse=reverse, keep_order=reverse)(x))
+    carry, y_ref = run(cell, X)
 
     params = jf.from_nnx(cell)
     seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
@@ -93,7 +100,7 @@ def test_nnx_rnn_matches_and_round_trips(cell_name, reverse):
 
     fresh = getattr(nnx, cell_name)(I, H, rngs=nnx.Rngs(1))
     assert jf.to_nnx(params, fresh) is fresh
-    _, y2 = nnx.RNN(fresh, return_carry=True, reverse=reverse, keep_order=reverse)(X)
+    _, y2 = run(fresh, X)
     np.testing.assert_allclose(y2, y_ref, **TOL)
 
 

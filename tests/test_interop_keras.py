@@ -63,7 +63,7 @@ def test_lstm_layer_matches_keras_and_round_trips(keras, jk, go_backwards, use_b
         np.testing.assert_allclose(np.asarray(a), b, **TOL)
 
 
-def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk):
+def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tmp_path):
     L = keras.layers
 
     def make():
@@ -87,6 +87,17 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk):
     for params, layer in zip(stack, fresh.layers):
         jk.to_keras(params, layer)
     np.testing.assert_allclose(np.asarray(fresh(x)), y_ref, **TOL)
+    # files this Keras (JAX backend) writes, read back with h5py alone, give the same params
+    from jaxlstm.interop import keras_files
+
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    names = [layer.name for layer in model.layers]
+    for path in (tmp_path / "m.keras", tmp_path / "m.weights.h5"):
+        assert [l.name for l in keras_files.list_layers(path)] == names
+        for a, b in zip(keras_files.load_layers(path, names), stack):
+            np.testing.assert_array_equal(jk.to_keras_weights(a)[0], jk.to_keras_weights(b)[0])
+            np.testing.assert_array_equal(jk.to_keras_weights(a)[-1], jk.to_keras_weights(b)[-1])
     # get_weights() lists convert too
     assert isinstance(jk.from_keras_weights(model.layers[0].get_weights(), bidirectional=True), BidirectionalParams)
     np.testing.assert_array_equal(jk.to_keras_weights(stack[0])[3], model.layers[0].get_weights()[3])
