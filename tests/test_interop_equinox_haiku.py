@@ -139,6 +139,9 @@ def test_haiku_deep_rnn_stack_matches_and_round_trips():
     names = ["lstm", "lstm_top"]
     with pytest.raises(ValueError, match=r"params hold 2 Haiku LSTMs \['lstm', 'lstm_top'\]"):
         jh.from_haiku(hk_params)
+    # another Linear (say an MLP's) is not mistaken for an LSTM
+    one = jh.from_haiku({"mlp/linear": {"w": np.zeros((3, 5)), "b": np.zeros(5)}, "lstm/linear": hk_params["lstm/linear"]})
+    np.testing.assert_array_equal(one.kernel, jh.from_haiku(hk_params, module="lstm").kernel)
     stack = tuple(jh.from_haiku(hk_params, module=n) for n in names)
     ys, states = run_stack(stack, X)
     np.testing.assert_allclose(ys, ys_ref, **TOL)

@@ -153,15 +153,21 @@ def test_pickle_disguised_as_pt_is_refused_without_running_it(torch, jt, tmp_pat
     path = tmp_path / "weights.pt"
     with open(path, "wb") as f:
         pickle.dump({"weight_ih_l0": _Payload()}, f)
-    with pytest.raises(ValueError, match=r"not a weights-only PyTorch file.*nothing from it was executed"):
+    with pytest.raises(ValueError, match=r"not a readable weights-only PyTorch file.*nothing from it was executed"):
         jt.load_torch_file(path)
     assert EXECUTED == []
     # the same payload inside torch.save's zip format is refused too
     torch.save({"weight_ih_l0": _Payload()}, tmp_path / "zip.pt")
     EXECUTED.clear()
-    with pytest.raises(ValueError, match="not a weights-only PyTorch file"):
+    with pytest.raises(ValueError, match="not a readable weights-only PyTorch file"):
         jt.load_torch_file(tmp_path / "zip.pt")
     assert EXECUTED == []
+    # a truncated file: a clear error too
+    good = tmp_path / "good.pt"
+    torch.save(torch.nn.LSTM(I, 3).state_dict(), good)
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable weights-only PyTorch file"):
+        jt.load_torch_file(tmp_path / "cut.pt")
 
 
 def test_bad_state_dicts_name_the_tensor(torch, jt):

@@ -32,12 +32,23 @@ def _reorder(a: np.ndarray, units: int) -> np.ndarray:
     return np.concatenate([blocks[k] for k in _SWAP], axis=-1)
 
 
+def _lstm_shaped(linear: Any) -> bool:
+    """Whether a Linear's params could be a haiku.LSTM's: w ``[I+H, 4H]`` with I >= 1, b ``[4H]``."""
+    if not isinstance(linear, Mapping) or "w" not in linear or "b" not in linear:
+        return False
+    w, b = np.shape(linear["w"]), np.shape(linear["b"])
+    return len(w) == 2 and w[1] % 4 == 0 and w[1] > 0 and w[0] > w[1] // 4 and b == (w[1],)
+
+
 def _linear(params: Mapping[str, Any], module: Optional[str]) -> tuple[str, Mapping[str, Any]]:
     if not isinstance(params, Mapping):
         raise TypeError(f"params: expected Haiku params (a mapping), found {type(params).__name__}")
     if set(params) <= {"w", "b"} and "w" in params:
         return "", params
-    lstms = sorted(k[: -len("/linear")] for k in params if k.endswith("/linear"))
+    linears = sorted(k[: -len("/linear")] for k in params if k.endswith("/linear"))
+    # Other Linears (an MLP's, say) are not LSTMs; with no LSTM-shaped one, keep them all so that
+    # the shape check below names the bad tensor.
+    lstms = [m for m in linears if _lstm_shaped(params[f"{m}/linear"])] or linears
     if module is None:
         if len(lstms) != 1:
             raise ValueError(
@@ -49,6 +60,7 @@ def _linear(params: Mapping[str, Any], module: Optional[str]) -> tuple[str, Mapp
     key = f"{module}/linear"
     if key not in params:
         raise KeyError(f"module: no {key!r} in params; LSTMs present: {lstms}")
+    # an explicitly named module is checked by shape below, with messages that name the tensor
     return key + ".", params[key]
 
 

@@ -1,8 +1,8 @@
 """Keras 3: live ``keras.layers.LSTM`` / ``Bidirectional(LSTM)`` layers and their ``get_weights()``.
 
 Keras's layout *is* jaxlstm's (kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]``, bias ``[4H]``, gates
-i, f, c, o), so these converters only check shapes and move arrays; Keras is imported by nobody here
-(a live layer is only asked for ``get_weights`` / ``set_weights``).
+i, f, c, o), so these converters only check shapes and move arrays. Nothing here imports Keras: a live layer is
+only asked for ``get_weights`` / ``set_weights`` and its config attributes.
 
     params = from_keras(layer)            # LSTM -> LSTMParams, Bidirectional -> BidirectionalParams
     to_keras(params, layer)               # set a built layer's weights

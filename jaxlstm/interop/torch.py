@@ -195,8 +195,9 @@ def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError) as exc:
         raise ValueError(
-            f"path: {path!r} is not a weights-only PyTorch file (refused by torch.load(weights_only=True); "
-            f"nothing from it was executed): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"path: {path!r} is not a readable weights-only PyTorch file (torch.load(weights_only=True) "
+            f"refused it; nothing from it was executed): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
     if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
         raise ValueError(f"path: {path!r} holds a {type(obj).__name__}, expected a state_dict (a mapping of tensors)")
