@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -49,6 +50,7 @@ def test_round_trip_is_bit_exact(tmp_path, ext):
             BidirectionalParams(_params(rng, 4, 3), _params(rng, 4, 3)),
             _params(rng, 6, 2, dtype=np.float64),
             _params(rng, 2, 2, dtype=np.float16),
+            _params(rng, 2, 2, dtype=jnp.bfloat16),
         ),
     }
     config = {"activation": "tanh", "return_sequences": True, "units": [3, 2, 2]}

@@ -7,7 +7,8 @@ BidirectionalParams or a stack of them) plus any JSON config you pass (units, ac
 * ``.npz``: ``numpy.savez`` of the tensors; the JSON is a uint8 array named ``__jaxlstm__``. Read with
   ``np.load(allow_pickle=False)``, so nothing in a file can execute code.
 
-Arrays come back bit-identical, dtype and all.
+Arrays come back bit-identical, dtype and all (bfloat16 and other ml_dtypes included: stored as
+raw bits, their dtype named in the header).
 
     save("model.safetensors", params, config={"activation": "tanh"})
     params, config = load("model.safetensors")
@@ -58,6 +59,20 @@ def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
     )
 
 
+def _storable(a: np.ndarray) -> np.ndarray:
+    """Dtypes numpy does not know natively (bfloat16, float8 from ml_dtypes) are stored as their raw
+    bits (unsigned ints of the same width); the dtype name in the header restores them exactly."""
+    if a.dtype.type.__module__ == "numpy" or a.dtype.kind not in "fV":
+        return a
+    return a.view(np.dtype(f"uint{8 * a.dtype.itemsize}"))
+
+
+def _dtype(name: str) -> np.dtype:
+    import jax.numpy as jnp  # knows the ml_dtypes names (bfloat16, float8_*)
+
+    return np.dtype(jnp.dtype(name))
+
+
 def _rebuild(structure: Any, tensors: dict[str, np.ndarray]) -> Any:
     def one(names: dict[str, Optional[str]]) -> LSTMParams:
         if set(names) != set(LSTMParams._fields):
@@ -89,7 +104,10 @@ def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] 
     """
     path = os.fspath(path)
     tensors: dict[str, np.ndarray] = {}
-    header = {"format": FORMAT, "version": VERSION, "params": _describe(params, tensors), "config": config or {}}
+    structure = _describe(params, tensors)
+    dtypes = {k: a.dtype.name for k, a in tensors.items()}
+    tensors = {k: _storable(a) for k, a in tensors.items()}
+    header = {"format": FORMAT, "version": VERSION, "params": structure, "dtypes": dtypes, "config": config or {}}
     try:
         text = json.dumps(header)
     except TypeError as exc:
@@ -142,4 +160,7 @@ def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
             f"path: {path!r} has format {header.get('format')!r} version {header.get('version')!r}, "
             f"expected {FORMAT!r} version {VERSION}"
         )
+    for k, name in header.get("dtypes", {}).items():
+        if k in tensors and tensors[k].dtype.name != name:
+            tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
     return _rebuild(header["params"], tensors), header["config"]
