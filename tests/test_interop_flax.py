@@ -104,6 +104,23 @@ def test_nnx_rnn_matches_and_round_trips(cell_name, reverse):
     np.testing.assert_allclose(y2, y_ref, **TOL)
 
 
+def test_nnx_bidirectional_matches_and_round_trips():
+    from flax import nnx
+
+    def make(seed):
+        cells = [nnx.LSTMCell(I, H, rngs=nnx.Rngs(seed)), nnx.OptimizedLSTMCell(I, H, rngs=nnx.Rngs(seed))]
+        return nnx.Bidirectional(nnx.RNN(cells[0]), nnx.RNN(cells[1]))
+
+    bi = make(0)
+    nnx.update(bi, _randomize(nnx.state(bi, nnx.Param), seed=5))
+    run = nnx.jit(lambda m, x: m(x))
+    y_ref = run(bi, X)
+    params = jf.from_nnx(bi)
+    assert isinstance(params, BidirectionalParams)
+    np.testing.assert_allclose(run_layer(params, X)[0], y_ref, **TOL)
+    np.testing.assert_allclose(run(jf.to_nnx(params, make(1)), X), y_ref, **TOL)
+
+
 def test_bad_flax_params_name_the_tensor():
     from flax import nnx
 

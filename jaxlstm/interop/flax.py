@@ -8,7 +8,7 @@ NNX's ``OptimizedLSTMCell`` stores fused ``dense_i`` / ``dense_h``. Flax's carry
 
     params = from_linen(variables)              # {"params": {"ii": ..., "hi": ...}} -> LSTMParams
     cell.apply(to_linen(params), carry, x)
-    params = from_nnx(cell); to_nnx(params, cell)
+    params = from_nnx(cell); to_nnx(params, cell)   # also nnx.RNN, nnx.Bidirectional
 """
 
 from __future__ import annotations
@@ -103,9 +103,14 @@ def to_linen(params: LayerParams, *, rnn: bool = False) -> dict[str, Any]:
     return {"params": {"cell": cell} if rnn else cell}
 
 
-def from_nnx(cell: Any) -> LSTMParams:
+def from_nnx(cell: Any) -> LayerParams:
     """Params of a live ``flax.nnx.LSTMCell`` (ii, if_, ..., hi, ...) or ``nnx.OptimizedLSTMCell``
-    (dense_i, dense_h)."""
+    (dense_i, dense_h), also inside an ``nnx.RNN``; an ``nnx.Bidirectional`` of two gives
+    ``BidirectionalParams``."""
+    if hasattr(cell, "forward_rnn") and hasattr(cell, "backward_rnn"):
+        return BidirectionalParams(from_nnx(cell.forward_rnn), from_nnx(cell.backward_rnn))
+    if hasattr(cell, "cell") and not hasattr(cell, "hi") and not hasattr(cell, "dense_h"):
+        cell = cell.cell  # nnx.RNN
     if hasattr(cell, "dense_i") and hasattr(cell, "dense_h"):
         kernel = expect_rank(cell.dense_i.kernel[...], 2, "cell.dense_i.kernel")
         units = gate_width(kernel, 1, "cell.dense_i.kernel")
@@ -123,36 +128,53 @@ def from_nnx(cell: Any) -> LSTMParams:
     return _cell_from_linen(tree, "cell.")
 
 
-def to_nnx(params: LSTMParams, cell: Any) -> Any:
-    """Write ``params`` into a live ``nnx.LSTMCell`` / ``nnx.OptimizedLSTMCell`` (in place); returns it.
-
-    The cell must have matching ``in_features`` and ``hidden_features``; shapes are checked first.
-    """
+def _nnx_updates(params: Any, cell: Any, name: str) -> list[tuple[Any, Any, str]]:
+    """(variable, new value, label) for every parameter of an NNX LSTM cell / RNN / Bidirectional."""
     import jax.numpy as jnp
 
-    p = lstm_params(params)
-    no_projection(p, "Flax")
+    if hasattr(cell, "forward_rnn") and hasattr(cell, "backward_rnn"):
+        if not isinstance(params, BidirectionalParams):
+            raise TypeError(f"{name}: an nnx.Bidirectional needs BidirectionalParams, found {type(params).__name__}")
+        return _nnx_updates(params.forward, cell.forward_rnn, f"{name}.forward") + _nnx_updates(
+            params.backward, cell.backward_rnn, f"{name}.backward"
+        )
+    if hasattr(cell, "cell") and not hasattr(cell, "hi") and not hasattr(cell, "dense_h"):
+        return _nnx_updates(params, cell.cell, name)  # nnx.RNN
+    p = lstm_params(params, name)
+    no_projection(p, "Flax", name)
     units = p.units
     bias = p.bias if p.bias is not None else jnp.zeros((4 * units,), p.kernel.dtype)
     if hasattr(cell, "dense_i") and hasattr(cell, "dense_h"):
-        updates = [
-            (cell.dense_i.kernel, p.kernel, "params.kernel"),
-            (cell.dense_h.kernel, p.recurrent_kernel, "params.recurrent_kernel"),
-            (cell.dense_h.bias, bias, "params.bias"),
+        return [
+            (cell.dense_i.kernel, p.kernel, f"{name}.kernel"),
+            (cell.dense_h.kernel, p.recurrent_kernel, f"{name}.recurrent_kernel"),
+            (cell.dense_h.bias, bias, f"{name}.bias"),
         ]
-    else:
-        if not hasattr(cell, "if_"):
-            raise TypeError(f"cell: expected flax.nnx.LSTMCell or OptimizedLSTMCell, found {type(cell).__name__}")
-        linen = _cell_to_linen(LSTMParams(p.kernel, p.recurrent_kernel, bias))
-        updates = []
-        for g in _GATES:
-            i_mod, h_mod = getattr(cell, "if_" if g == "f" else f"i{g}"), getattr(cell, f"h{g}")
-            updates += [
-                (i_mod.kernel, linen[f"i{g}"]["kernel"], f"params.kernel (gate {g})"),
-                (h_mod.kernel, linen[f"h{g}"]["kernel"], f"params.recurrent_kernel (gate {g})"),
-                (h_mod.bias, linen[f"h{g}"]["bias"], f"params.bias (gate {g})"),
-            ]
-    for variable, value, name in updates:  # check everything before changing anything
+    if not all(hasattr(cell, n) for n in ("ii", "if_", "ig", "io", "hi", "hf", "hg", "ho")):
+        raise TypeError(f"cell: expected flax.nnx.LSTMCell or OptimizedLSTMCell, found {type(cell).__name__}")
+    linen = _cell_to_linen(LSTMParams(p.kernel, p.recurrent_kernel, bias))
+    updates = []
+    for g in _GATES:
+        i_mod, h_mod = getattr(cell, "if_" if g == "f" else f"i{g}"), getattr(cell, f"h{g}")
+        updates += [
+            (i_mod.kernel, linen[f"i{g}"]["kernel"], f"{name}.kernel (gate {g})"),
+            (h_mod.kernel, linen[f"h{g}"]["kernel"], f"{name}.recurrent_kernel (gate {g})"),
+            (h_mod.bias, linen[f"h{g}"]["bias"], f"{name}.bias (gate {g})"),
+        ]
+    return updates
+
+
+def to_nnx(params: LayerParams, cell: Any) -> Any:
+    """Write ``params`` into a live ``nnx.LSTMCell`` / ``nnx.OptimizedLSTMCell`` (in place), or one
+    inside an ``nnx.RNN``, or ``BidirectionalParams`` into an ``nnx.Bidirectional``; returns it.
+
+    The cell must have matching ``in_features`` and ``hidden_features``. Every shape is checked before
+    anything is written, so a mismatch leaves the module unchanged.
+    """
+    import jax.numpy as jnp
+
+    updates = _nnx_updates(params, cell, "params")
+    for variable, value, name in updates:
         expect_shape(value, np.shape(variable[...]), name)
     for variable, value, _ in updates:
         variable[...] = jnp.asarray(value, variable[...].dtype)
