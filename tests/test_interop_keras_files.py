@@ -69,6 +69,9 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
         ("encoder_2", "Bidirectional", 6, 2, True),
         ("tail", "LSTM", 4, 2, False),
     ]
+    listing = kf.contents(path)
+    assert sorted(listing)[-1] == "tail" and sorted(listing["tail"].values()) == [(2, 8), (4, 8)]
+    assert sum(len(v) for v in listing.values()) == 6 + 6 + 2  # every dataset, Masking has none
     stack = kf.load_layers(path)
     assert isinstance(stack[0], BidirectionalParams) and stack[2].bias is None
     if fmt in WITH_CONFIG:  # options from the file's own config

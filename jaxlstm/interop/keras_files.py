@@ -30,7 +30,7 @@ from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams
 from ._arrays import LayerParams, expect_rank, expect_shape, to_params
 
-__all__ = ["KerasLayer", "list_layers", "load_layer", "load_layers", "lstm_options"]
+__all__ = ["KerasLayer", "contents", "list_layers", "load_layer", "load_layers", "lstm_options"]
 
 
 class KerasLayer(NamedTuple):
@@ -226,6 +226,42 @@ def _tensor_name(paths: dict[str, str], field: str) -> str:
     """The dataset path, plus the field when the path alone does not say it (Keras 3's ``vars/0``)."""
     path = paths[field]
     return f"{path} ({field})" if path.rsplit("/", 1)[-1].isdigit() else path
+
+
+def contents(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Everything with weights in a Keras / tf.keras file (not only LSTMs): layer -> {dataset: shape}.
+
+    Legacy files key by layer name. Keras 3 files key by the chain of user-given names (the ``vars``
+    groups' ``name`` attributes) below the model, e.g. ``"encoder/forward_lstm"`` for the forward
+    layer of a Bidirectional named ``encoder``.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    f, _ = _open(path)
+    try:
+        out: dict[str, dict[str, tuple[int, ...]]] = {}
+        if "layer_names" in f.attrs or "model_weights" in f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for raw in root.attrs.get("layer_names", []):
+                layer = _attr_str(raw)
+                names = [_attr_str(w) for w in root[layer].attrs.get("weight_names", [])]
+                if names:
+                    out[layer] = {w: tuple(root[layer][w].shape) for w in names}
+            return out
+        datasets: list[str] = []
+        f.visit(lambda n: datasets.append(n) if isinstance(f[n], h5py.Dataset) else None)
+        for d in sorted(datasets, key=_natural):
+            parts = d.split("/")
+            chain = []
+            for k in range(1, len(parts)):
+                group = "/".join(parts[:k])
+                if parts[k - 1] not in ("vars", "cell") and f"{group}/vars" in f:
+                    chain.append(_attr_str(f[f"{group}/vars"].attrs.get("name", parts[k - 1])))
+            out.setdefault("/".join(chain) or d.rsplit("/", 1)[0], {})[d] = tuple(f[d].shape)
+        return out
+    finally:
+        f.close()
 
 
 def _read(f: Any, paths: dict[str, str], info: KerasLayer, label: str) -> LSTMParams:
