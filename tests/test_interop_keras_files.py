@@ -49,12 +49,12 @@ def test_seed_lstm_matches_tensorflow(kf, tf_out, fmt):
     assert (layer.config is not None) == (fmt in WITH_CONFIG)
     if layer.config is not None:
         assert layer.config["return_sequences"] and layer.config["return_state"]
-        assert kf.lstm_options(layer.config) == dict(
+        assert kf.lstm_options(layer) == dict(
             reverse=False, activation="tanh", recurrent_activation="sigmoid", zero_output_for_mask=False
         )
     params = kf.load_layer(path, "seed_lstm")
     assert isinstance(params, LSTMParams) and params.kernel.shape == (4, 8)
-    out = jaxlstm.lstm(params, tf_out["seed_x"], **kf.lstm_options(layer.config))
+    out = jaxlstm.lstm(params, tf_out["seed_x"], **kf.lstm_options(layer))
     np.testing.assert_allclose(out.sequence, tf_out["seed_seq"], **TOL)
     np.testing.assert_allclose(out.state.h, tf_out["seed_h"], **TOL)
     np.testing.assert_allclose(out.state.c, tf_out["seed_c"], **TOL)
@@ -75,7 +75,7 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
     stack = kf.load_layers(path)
     assert isinstance(stack[0], BidirectionalParams) and stack[2].bias is None
     if fmt in WITH_CONFIG:  # options from the file's own config
-        options = [kf.lstm_options(l.config) for l in layers]
+        options = [kf.lstm_options(l) for l in layers]
         assert options[2]["reverse"] and options[0]["zero_output_for_mask"]
     else:  # weights-only files carry no config: the architecture as the generator built it
         options = [dict(zero_output_for_mask=True)] * 2 + [dict(reverse=True)]
@@ -87,6 +87,18 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
     np.testing.assert_allclose(y2, tf_out["stack_encoder_2"], **TOL)
     _, state = run_layer(stack[2], y2, mask=mask, **options[2])
     np.testing.assert_allclose(state.h, tf_out["stack_tail"], **TOL)
+
+
+@pytest.mark.parametrize("fmt", ["tfkeras2.h5", "keras3.keras"])
+def test_hard_sigmoid_means_what_the_writing_keras_meant(kf, tf_out, fmt):
+    # Same weights, same config name "hard_sigmoid", different functions in Keras 2 and Keras 3.
+    path = os.path.join(HERE, f"hard_{fmt}")
+    (layer,) = kf.list_layers(path)
+    writer = fmt.split(".")[0]  # "tfkeras2" or "keras3"
+    assert layer.keras_version.split(".")[0] == writer[-1]
+    assert layer.config["recurrent_activation"] == "hard_sigmoid"
+    out = jaxlstm.lstm(kf.load_layer(path, "hard_lstm"), tf_out["seed_x"], **kf.lstm_options(layer))
+    np.testing.assert_allclose(out.sequence, tf_out[f"hard_seq_{writer}"], **TOL)
 
 
 def test_missing_layer_name_lists_names_present(kf):

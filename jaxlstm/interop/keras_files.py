@@ -44,6 +44,7 @@ class KerasLayer(NamedTuple):
         path: the HDF5 group that holds its weights.
         config: the layer's Keras config (for Bidirectional: its config, whose ``"layer"`` is the
             wrapped LSTM's) when the file has one (``.keras``, legacy whole-model ``.h5``), else None.
+        keras_version: the Keras version that wrote the file, when it says (``"2.21.0"``, ``"3.15.1"``).
     """
 
     name: str
@@ -53,6 +54,7 @@ class KerasLayer(NamedTuple):
     use_bias: bool
     path: str
     config: Optional[dict[str, Any]]
+    keras_version: Optional[str] = None
 
 
 class _Found(NamedTuple):
@@ -65,7 +67,8 @@ def _natural(s: str) -> list[Any]:
 
 
 def _open(path: str) -> tuple[Any, Optional[dict[str, Any]]]:
-    """An open ``h5py.File`` with the weights, and the model config when the file has one."""
+    """An open ``h5py.File`` with the weights, and the model config when the file has one (with the
+    writer's Keras version under ``"keras_version"`` when known)."""
     import h5py
 
     if not os.path.isfile(path):
@@ -79,6 +82,8 @@ def _open(path: str) -> tuple[Any, Optional[dict[str, Any]]]:
                     raise ValueError(f"path: {path!r} is a zip without model.weights.h5 (found {names}); not a .keras file")
                 if "config.json" in names:
                     config = json.loads(z.read("config.json"))
+                    if "metadata.json" in names:
+                        config["keras_version"] = json.loads(z.read("metadata.json")).get("keras_version")
                 data = z.read("model.weights.h5")
             return h5py.File(_io.BytesIO(data), "r"), config
         f = h5py.File(path, "r")
@@ -87,6 +92,8 @@ def _open(path: str) -> tuple[Any, Optional[dict[str, Any]]]:
     if "model_config" in f.attrs:
         raw = f.attrs["model_config"]
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        if "keras_version" in f.attrs:
+            config["keras_version"] = _attr_str(f.attrs["keras_version"])
     return f, config
 
 
@@ -203,7 +210,8 @@ def _scan(path: str) -> tuple[list[_Found], Any]:
             kshape = f[first["kernel"]].shape
             kind = "Bidirectional" if "forward" in weights else "LSTM"
             cfg = configs.get(name)
-            info = KerasLayer(name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, cfg)
+            version = config.get("keras_version") if isinstance(config, dict) else None
+            info = KerasLayer(name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, cfg, version)
             found.append(_Found(info, weights))
         if configs:  # model order, as the config lists the layers
             order = {n: k for k, n in enumerate(configs)}
@@ -316,22 +324,41 @@ def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> t
         f.close()
 
 
-def lstm_options(config: Optional[dict[str, Any]]) -> dict[str, Any]:
-    """Keyword arguments for ``jaxlstm.lstm`` from a Keras LSTM config (a ``KerasLayer.config``).
+def _keras2_hard_sigmoid(x: Any) -> Any:
+    """Keras 2's hard sigmoid, ``clip(0.2 x + 0.5, 0, 1)`` (Keras 3 and jaxlstm use relu6(x + 3) / 6)."""
+    import jax.numpy as jnp
 
-    For a Bidirectional config these are the forward layer's options; run the backward layer with
+    return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def _activation(name: Any, keras_version: Optional[str]) -> Any:
+    # The same name meant a different function before Keras 3: map it, never silently change numerics.
+    if name == "hard_sigmoid" and keras_version is not None and keras_version.split(".")[0] in ("1", "2"):
+        return _keras2_hard_sigmoid
+    return name
+
+
+def lstm_options(layer: KerasLayer | Optional[dict[str, Any]]) -> dict[str, Any]:
+    """Keyword arguments for ``jaxlstm.lstm`` from a ``KerasLayer`` (or its Keras LSTM config).
+
+    For a Bidirectional these are the forward layer's options; run the backward layer with
     ``reverse=True, keep_order=True`` (what Keras's Bidirectional does). Keys: ``reverse``
     (go_backwards), ``activation``, ``recurrent_activation``, ``zero_output_for_mask`` (Keras zeroes
-    masked outputs inside a Bidirectional with return_sequences). ``{}`` when config is None.
+    masked outputs inside a Bidirectional with return_sequences). ``{}`` when there is no config
+    (weights-only files). Pass the ``KerasLayer`` rather than its config so that files written by
+    Keras 2 get Keras 2's ``hard_sigmoid``, which differs from Keras 3's.
     """
-    if config is None:
+    version = None
+    if isinstance(layer, KerasLayer):
+        layer, version = layer.config, layer.keras_version
+    if layer is None:
         return {}
-    bidirectional = config.get("class_name") == "Bidirectional" or "layer" in config
-    cfg = config["layer"]["config"] if bidirectional else config
+    bidirectional = layer.get("class_name") == "Bidirectional" or "layer" in layer
+    cfg = layer["layer"]["config"] if bidirectional else layer
     zero = cfg.get("zero_output_for_mask", bidirectional and cfg.get("return_sequences", False))
     return {
         "reverse": bool(cfg.get("go_backwards", False)),
-        "activation": cfg.get("activation", "tanh"),
-        "recurrent_activation": cfg.get("recurrent_activation", "sigmoid"),
+        "activation": _activation(cfg.get("activation", "tanh"), version),
+        "recurrent_activation": _activation(cfg.get("recurrent_activation", "sigmoid"), version),
         "zero_output_for_mask": bool(zero),
     }
