@@ -103,6 +103,17 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tm
     np.testing.assert_array_equal(jk.to_keras_weights(stack[0])[3], model.layers[0].get_weights()[3])
 
 
+def test_keras_activation_names_mean_what_keras_means(keras, jk):
+    # "gelu" in Keras is the exact erf form; jax.nn.gelu defaults to the tanh approximation (4e-4 off).
+    x = _x(2)
+    layer = keras.layers.LSTM(3, activation="gelu", recurrent_activation="hard_sigmoid", return_sequences=True)
+    layer(x)
+    _randomize(layer, seed=4)
+    cfg = jk.layer_config(layer)
+    seq, _ = run_layer(jk.from_keras(layer), x, activation=cfg["activation"], recurrent_activation=cfg["recurrent_activation"])
+    np.testing.assert_allclose(seq, np.asarray(layer(x)), **TOL)
+
+
 def test_bad_weights_name_the_tensor(keras, jk):
     with pytest.raises(ValueError, match=r"weights\[1\] \(recurrent_kernel\): expected shape \[3, 12\], found \[4, 12\]"):
         jk.from_keras_weights([np.zeros((4, 12)), np.zeros((4, 12)), np.zeros(12)])
