@@ -147,8 +147,8 @@ def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:
     if kept_shape != tuple(batch_shape):
         raise ValueError(
             f"inputs: a stateful LSTM keeps a state of batch shape {checks.fmt(kept_shape)}, but the "
-            f"inputs have batch shape {checks.fmt(batch_shape)}; reset the state (reset_state) to "
-            "start over with a new batch shape"
+            f"inputs have batch shape {checks.fmt(batch_shape)}; reset_state(batch_shape=...) "
+            "starts over with a new batch shape"
         )
 
 

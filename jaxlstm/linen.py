@@ -12,7 +12,7 @@ turns one back into linen variables. The math is the core's: the layer calls ``c
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -180,15 +180,21 @@ class LSTM(nn.Module):
             return self.dtype
         return jax.numpy.result_type(inputs.dtype, self.param_dtype)
 
-    def reset_state(self) -> None:
-        """Zero the kept state (apply with ``method="reset_state", mutable=["lstm_state"]``).
+    def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
+        """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it).
 
-        To change the batch shape instead, drop the ``"lstm_state"`` collection from the variables.
+        Apply with ``method="reset_state", mutable=["lstm_state"]``.
         """
-        if not self.has_variable(STATE_COLLECTION, "state"):
-            return
-        kept = self.get_variable(STATE_COLLECTION, "state")
-        self.put_variable(STATE_COLLECTION, "state", jax.tree_util.tree_map(jax.numpy.zeros_like, kept))
+        if not self.stateful:
+            raise ValueError("reset_state: this LSTM is not stateful (stateful=False)")
+        kept = None
+        if self.has_variable(STATE_COLLECTION, "state"):
+            kept = self.get_variable(STATE_COLLECTION, "state")
+        if batch_shape is not None:
+            dtype = jax.numpy.float32 if kept is None else kept.c.dtype
+            self.put_variable(STATE_COLLECTION, "state", core.zero_state(self.units, tuple(batch_shape), dtype))
+        elif kept is not None:
+            self.put_variable(STATE_COLLECTION, "state", jax.tree_util.tree_map(jax.numpy.zeros_like, kept))
 
 
 class LSTMCell(nn.RNNCellBase):
