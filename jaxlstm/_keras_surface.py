@@ -134,11 +134,19 @@ def as_state(initial_state: Optional[StateLike]) -> Optional[LSTMState]:
 
 
 def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...], int]:
-    """Inputs ``[..., T, input_size]`` (input_size None: any); returns ``(batch_shape, T)``."""
-    shape = np.shape(inputs)
-    if len(shape) < 2:
-        checks.sequence(inputs, input_size or 1, "inputs")  # raises the rank error
-    return checks.sequence(inputs, shape[-1] if input_size is None else input_size, "inputs")
+    """Inputs ``[..., T, input_size]``; returns ``(batch_shape, T)``.
+
+    ``input_size`` None (a linen layer before its first call) accepts any feature size.
+    """
+    if input_size is None:
+        shape = np.shape(inputs)
+        if len(shape) < 2:
+            raise ValueError(
+                "inputs: expected shape [..., T, features] (time then features, any leading batch "
+                f"axes), found {checks.fmt(shape)} of rank {len(shape)}"
+            )
+        input_size = shape[-1]
+    return checks.sequence(inputs, input_size, "inputs")
 
 
 def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:

@@ -138,9 +138,12 @@ class LSTM(nn.Module):
 
         kept = None
         if self.stateful:
-            kept = self.variable(
-                STATE_COLLECTION, "state", lambda: core.zero_state(self.units, batch_shape, self._state_dtype(inputs))
-            )
+            if not self.is_initializing() and not self.is_mutable_collection(STATE_COLLECTION):
+                raise ValueError(
+                    f"stateful: this LSTM updates its kept state; apply with mutable=[{STATE_COLLECTION!r}]"
+                )
+            zeros = lambda: core.zero_state(self.units, batch_shape, self._state_dtype(inputs))  # noqa: E731
+            kept = self.variable(STATE_COLLECTION, "state", zeros)
             keras_surface.check_kept_state(kept.value, batch_shape)
             if initial_state is None:
                 initial_state = kept.value

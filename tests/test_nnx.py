@@ -18,7 +18,6 @@ from flax_cases import (
     assert_same_outputs,
     input_keep_pattern,
     keras_layer,
-    recurrent_keep_pattern,
     synthetic_task,
 )
 from jaxlstm import LSTMState
@@ -131,7 +130,9 @@ def test_dropout_modes(data):
     assert not np.allclose(first, plain, atol=1e-3) and not np.allclose(first, second, atol=1e-3)
     layer.eval()
     np.testing.assert_array_equal(layer(xs), plain)
+    np.testing.assert_array_equal(nnx.view(layer, deterministic=True)(xs), plain)
     layer.train()
+    assert not np.allclose(layer(xs), plain, atol=1e-3)
     explicit = layer(xs, rngs=nnx.Rngs(dropout=7))
     np.testing.assert_array_equal(explicit, layer(xs, rngs=nnx.Rngs(dropout=7)))
     from_params = LSTM.from_params(params, dropout=0.4)
@@ -140,6 +141,7 @@ def test_dropout_modes(data):
 
 
 def test_dropout_one_mask_per_sequence():
+    # Recurrent dropout shares this code path (jaxlstm._keras_surface); test_linen.py checks its mask.
     rate = 0.3
     xs = jax.random.normal(jax.random.key(0), (200, 4, 8))
     layer = LSTM(8, H, dropout=rate, return_sequences=True, rngs=nnx.Rngs(1))
@@ -154,16 +156,6 @@ def test_dropout_one_mask_per_sequence():
     out = layer(xs, rngs=jax.random.key(2))
     ref = jaxlstm.lstm(layer.params, xs * (patterns[0][:, None, :] / (1 - rate))).sequence
     np.testing.assert_allclose(out, ref, atol=CORE_ATOL, rtol=0)
-
-    rec = LSTM(3, 128, recurrent_dropout=0.25, return_sequences=True, rngs=nnx.Rngs(1))
-    seq = jax.random.normal(jax.random.key(4), (6, 3))
-
-    @nnx.jit
-    def grad_recurrent(model, key):
-        return nnx.grad(lambda m: m(seq, rngs=key).sum())(model)["recurrent_kernel"].get_value()
-
-    recurrent = [recurrent_keep_pattern(grad_recurrent(rec, jax.random.key(k))) for k in range(8)]
-    assert_dropped_fraction(recurrent, 0.25)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,7 +234,6 @@ def test_nnx_scan_over_layers(data):
 
     stack = create(nnx.Rngs(0))
 
-    @nnx.jit
     @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
     def forward(x, layer):
         return layer(x)
@@ -268,9 +259,9 @@ def test_serialization_round_trip(data):
 
 class _TwoLayers(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
-        self.first = LSTM(2, 16, return_sequences=True, rngs=rngs)
-        self.second = LSTM(16, 16, rngs=rngs)
-        self.head = nnx.Linear(16, 1, rngs=rngs)
+        self.first = LSTM(2, 8, return_sequences=True, rngs=rngs)
+        self.second = LSTM(8, 8, rngs=rngs)
+        self.head = nnx.Linear(8, 1, rngs=rngs)
 
     def __call__(self, x):
         return self.head(self.second(self.first(x)))
@@ -291,9 +282,9 @@ def test_two_layer_model_trains():
         optimizer.update(model, grads)
         return loss
 
-    losses = [float(train_step(model, optimizer)) for _ in range(50)]
-    after = float(loss_fn(model))
-    assert after < 0.5 * losses[0], f"loss {losses[0]:.4f} -> {after:.4f}"
+    # Each step returns the loss before its update: the 51st is the loss after 50 Adam steps.
+    losses = [float(train_step(model, optimizer)) for _ in range(51)]
+    assert losses[50] < 0.5 * losses[0], f"loss {losses[0]:.4f} -> {losses[50]:.4f}"
 
 
 # ----------------------------------------------------------------------------------------------
