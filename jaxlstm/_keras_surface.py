@@ -160,6 +160,16 @@ def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:
         )
 
 
+def zeroed_state(
+    kept: Optional[LSTMState], units: int, batch_shape: Optional[Sequence[int]]
+) -> Optional[LSTMState]:
+    """What ``reset_state`` keeps: zeros like ``kept``, or zeros of a new ``batch_shape``."""
+    if batch_shape is not None:
+        dtype = jnp.float32 if kept is None else kept.c.dtype
+        return core.zero_state(units, tuple(batch_shape), dtype)
+    return None if kept is None else jax.tree_util.tree_map(jnp.zeros_like, kept)
+
+
 def run(
     params: LSTMParams,
     inputs: jax.Array,
@@ -202,6 +212,11 @@ def keras_outputs(out: LSTMOutput, return_sequences: bool, return_state: bool) -
     if return_state:
         return output, out.state.h, out.state.c
     return output
+
+
+def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
+    """Flax's convention: ``dtype``, or when None the promotion of the inputs' and the parameters'."""
+    return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
 
 
 def cast(tree: Any, dtype: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from . import _keras_surface as keras_surface
 from . import core
@@ -110,7 +111,7 @@ class LSTM(nn.Module):
     zero_output_for_mask: bool = False
     unroll: int | bool = False
     dtype: Any = None
-    param_dtype: Any = jax.numpy.float32
+    param_dtype: Any = jnp.float32
     deterministic: Optional[bool] = None
     rng_collection: str = "dropout"
 
@@ -134,6 +135,7 @@ class LSTM(nn.Module):
         )
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self))
         params = _make_params(self, inputs.shape[-1])
+        dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         initial_state = keras_surface.as_state(initial_state)
 
         kept = None
@@ -142,7 +144,7 @@ class LSTM(nn.Module):
                 raise ValueError(
                     f"stateful: this LSTM updates its kept state; apply with mutable=[{STATE_COLLECTION!r}]"
                 )
-            zeros = lambda: core.zero_state(self.units, batch_shape, self._state_dtype(inputs))  # noqa: E731
+            zeros = lambda: core.zero_state(self.units, batch_shape, dtype)  # noqa: E731
             kept = self.variable(STATE_COLLECTION, "state", zeros)
             keras_surface.check_kept_state(kept.value, batch_shape)
             if initial_state is None:
@@ -158,7 +160,7 @@ class LSTM(nn.Module):
             batch_shape=batch_shape,
             input_size=inputs.shape[-1],
             output_size=self.units,
-            dtype=self._state_dtype(inputs),
+            dtype=dtype,
         )
         out = keras_surface.run(
             params,
@@ -178,11 +180,6 @@ class LSTM(nn.Module):
             kept.value = out.state
         return keras_surface.keras_outputs(out, self.return_sequences, self.return_state)
 
-    def _state_dtype(self, inputs: jax.Array) -> Any:
-        if self.dtype is not None:
-            return self.dtype
-        return jax.numpy.result_type(inputs.dtype, self.param_dtype)
-
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
         """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it).
 
@@ -190,14 +187,10 @@ class LSTM(nn.Module):
         """
         if not self.stateful:
             raise ValueError("reset_state: this LSTM is not stateful (stateful=False)")
-        kept = None
-        if self.has_variable(STATE_COLLECTION, "state"):
-            kept = self.get_variable(STATE_COLLECTION, "state")
-        if batch_shape is not None:
-            dtype = jax.numpy.float32 if kept is None else kept.c.dtype
-            self.put_variable(STATE_COLLECTION, "state", core.zero_state(self.units, tuple(batch_shape), dtype))
-        elif kept is not None:
-            self.put_variable(STATE_COLLECTION, "state", jax.tree_util.tree_map(jax.numpy.zeros_like, kept))
+        kept = self.get_variable(STATE_COLLECTION, "state")  # None before the first call
+        zeros = keras_surface.zeroed_state(kept, self.units, batch_shape)
+        if zeros is not None:
+            self.put_variable(STATE_COLLECTION, "state", zeros)
 
 
 class LSTMCell(nn.RNNCellBase):
@@ -219,7 +212,7 @@ class LSTMCell(nn.RNNCellBase):
     bias_initializer: InitializerLike = "zeros"
     unit_forget_bias: bool = True
     dtype: Any = None
-    param_dtype: Any = jax.numpy.float32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(
@@ -236,7 +229,7 @@ class LSTMCell(nn.RNNCellBase):
             )
         params = _make_params(self, inputs.shape[-1])
         state = LSTMState.from_flax_carry(carry)
-        dtype = self.dtype if self.dtype is not None else jax.numpy.result_type(inputs.dtype, self.param_dtype)
+        dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((params, state, inputs), dtype)
         state, y = core.step(
             params, state, inputs, activation=self.activation, recurrent_activation=self.recurrent_activation

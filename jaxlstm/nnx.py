@@ -1,12 +1,12 @@
 """``flax.nnx`` modules: a Keras-style ``LSTM`` layer and an ``LSTMCell`` for ``flax.nnx.RNN``.
 
 Both hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]`` and ``bias [4H]`` as ``nnx.Param`` in
-Keras layout; ``module.params`` reads them as the functional ``LSTMParams``, ``module.set_params`` writes them, and
-``LSTM.from_params`` builds a layer around given ones. The math is the core's: the layer calls
-``core.lstm``, the cell ``core.step``.
+Keras layout; ``module.params`` reads them as the functional ``LSTMParams``, ``module.set_params``
+writes them, and ``LSTM.from_params`` builds a layer around given ones. The math is the core's: the
+layer calls ``core.lstm``, the cell ``core.step``.
 
     >>> layer = LSTM(4, 2, return_sequences=True, return_state=True, rngs=nnx.Rngs(0))
-    >>> sequence, h, c = layer(x)                              # x [16, 8, 4] -> [16, 8, 2], [16, 2], [16, 2]
+    >>> sequence, h, c = layer(x)               # x [16, 8, 4] -> [16, 8, 2], [16, 2], [16, 2]
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ class LSTM(_KerasWeights, nnx.Module):
     ) -> Any:
         batch_shape, _ = keras_surface.check_inputs(inputs, self.in_features)
         initial_state = keras_surface.as_state(initial_state)
-        compute_dtype = self.dtype if self.dtype is not None else jnp.result_type(inputs.dtype, self.param_dtype)
+        compute_dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         if self.stateful:
             kept = self.kept_state.get_value()
             if kept is None:
@@ -268,12 +268,8 @@ class LSTM(_KerasWeights, nnx.Module):
         """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it)."""
         if not self.stateful:
             raise ValueError("reset_state: this LSTM is not stateful (stateful=False)")
-        kept = self.kept_state.get_value()
-        if batch_shape is not None:
-            dtype = jnp.float32 if kept is None else kept.c.dtype
-            self.kept_state.set_value(core.zero_state(self.units, tuple(batch_shape), dtype))
-        elif kept is not None:
-            self.kept_state.set_value(jax.tree_util.tree_map(jnp.zeros_like, kept))
+        kept = self.kept_state.get_value()  # None before the first call
+        self.kept_state.set_value(keras_surface.zeroed_state(kept, self.units, batch_shape))
 
     def set_view(self, deterministic: Optional[bool] = None) -> None:
         """For ``nnx.view``. Args: deterministic: if True, dropout is off."""
@@ -329,7 +325,7 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
         self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
         state = LSTMState.from_flax_carry(carry)
-        dtype = self.dtype if self.dtype is not None else jnp.result_type(inputs.dtype, self.param_dtype)
+        dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((self.params, state, inputs), dtype)
         state, y = core.step(
             params, state, inputs, activation=self.activation, recurrent_activation=self.recurrent_activation
