@@ -11,6 +11,7 @@ import pytest
 
 import jaxlstm
 
+from _random_layers import random_bidirectional
 from conftest import require
 
 ATOL = RTOL = 1e-5
@@ -21,16 +22,7 @@ MODES = ["concat", "sum", "mul", "ave", None]
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(4)
-    # Random weights with non-zero biases, so that a wrong copy of any of them cannot pass.
-    directions = [
-        jaxlstm.LSTMParams(
-            kernel=(0.5 * rng.normal(size=(FEATURES, 4 * UNITS))).astype(np.float32),
-            recurrent_kernel=(0.5 * rng.normal(size=(UNITS, 4 * UNITS))).astype(np.float32),
-            bias=(0.5 * rng.normal(size=4 * UNITS)).astype(np.float32),
-        )
-        for _ in range(2)
-    ]
-    params = jaxlstm.BidirectionalParams(*directions)
+    params = random_bidirectional(rng, FEATURES, UNITS)
     xs = rng.normal(size=(BATCH, STEPS, FEATURES)).astype(np.float32)
     mask = np.ones((BATCH, STEPS), bool)
     mask[0, 2] = mask[0, 5] = False  # holes and a masked last step
