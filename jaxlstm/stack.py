@@ -127,6 +127,11 @@ def _layer_sizes(layer: Any, index: int, merge_mode: Optional[str]) -> tuple[int
 
 
 def _check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list[tuple[int, int]]:
+    if isinstance(params, (LSTMParams, BidirectionalParams)):
+        raise TypeError(
+            f"params: expected a tuple of per-layer params, found a single {type(params).__name__}; "
+            "pass (params,) for a one-layer stack, or call lstm / bidirectional"
+        )
     if not isinstance(params, tuple) or not params:
         raise TypeError(
             "params: expected a non-empty tuple of per-layer LSTMParams / BidirectionalParams "
