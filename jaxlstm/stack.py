@@ -325,7 +325,7 @@ def stacked_lstm(
         None if lengths is None else _concrete_lengths(lengths, batch_shape, xs),
         key if use_dropout else None,
         merge_mode=merge_mode,
-        dropout=dropout,
+        dropout=dropout if use_dropout else 0.0,  # an unused rate must not cause a recompilation
         residual=bool(residual),
         zero_output_for_mask=zero_output_for_mask,
         activation=resolve(activation, "activation"),

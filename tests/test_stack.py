@@ -21,24 +21,25 @@ def xs():
 
 
 def test_init_stack_shapes() -> None:
-    # Under jit: one compilation instead of one per initialiser and shape.
-    init = jax.jit(jaxlstm.init_stack, static_argnums=(1, 2, 3), static_argnames=("bidirectional", "proj_size"))
-    params = init(jax.random.PRNGKey(0), FEATURES, UNITS, 3, bidirectional=True, proj_size=2)
+    key = jax.random.PRNGKey(0)
+    # Shapes from eval_shape: no initialiser runs or compiles.
+    shapes = lambda **kw: jax.eval_shape(lambda k: jaxlstm.init_stack(k, FEATURES, UNITS, **kw), key)
+    params = shapes(num_layers=3, bidirectional=True, proj_size=2)
     assert len(params) == 3 and all(isinstance(p, jaxlstm.BidirectionalParams) for p in params)
     assert params[0].forward.kernel.shape == (FEATURES, 4 * UNITS)
     for layer in params[1:]:  # later layers read both directions' projected outputs, concatenated
         assert layer.backward.kernel.shape == (4, 4 * UNITS)
         assert layer.backward.recurrent_kernel.shape == (2, 4 * UNITS)
         assert layer.backward.projection.shape == (UNITS, 2)
-    assert not np.allclose(params[0].forward.kernel, params[0].backward.kernel)  # independent draws
-    # Shapes only, without running the initialisers.
-    summed = jax.eval_shape(
-        lambda key: jaxlstm.init_stack(key, FEATURES, UNITS, 2, bidirectional=True, merge_mode="sum"),
-        jax.random.PRNGKey(0),
-    )
+    summed = shapes(num_layers=2, bidirectional=True, merge_mode="sum")
     assert summed[1].forward.kernel.shape == (UNITS, 4 * UNITS)
-    plain = jax.eval_shape(lambda key: jaxlstm.init_stack(key, FEATURES, UNITS, 2, use_bias=False), jax.random.PRNGKey(0))
+    plain = shapes(num_layers=2, use_bias=False)
     assert isinstance(plain[1], jaxlstm.LSTMParams) and plain[1].bias is None
+    # Values: every layer and direction draws its own weights; Keras's forget bias of 1.
+    values = jaxlstm.init_stack(key, FEATURES, FEATURES, 2, bidirectional=True, merge_mode="sum")
+    kernels = [np.asarray(d.kernel) for layer in values for d in layer]
+    assert all(not np.allclose(a, b) for i, a in enumerate(kernels) for b in kernels[i + 1 :])
+    np.testing.assert_array_equal(values[1].backward.bias[FEATURES : 2 * FEATURES], 1.0)
 
 
 def test_masked_stack_equals_keras_layers_in_sequence(xs) -> None:

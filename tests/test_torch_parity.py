@@ -6,6 +6,8 @@ PyTorch's (h_0, c_0) layout, packed sequences with unsorted lengths, and inter-l
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -54,20 +56,25 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
-def case(request):
-    """A torch LSTM, our copy of its weights, inputs in both layouts and an initial state."""
+@functools.lru_cache(maxsize=None)
+def _make_case(name: str):
+    """A torch LSTM, our copy of its weights, inputs (batch, time, features) and an initial state."""
     torch = require("torch")
-    torch.manual_seed(sum(map(ord, request.param)))
-    config = CONFIGS[request.param]
+    torch.manual_seed(sum(map(ord, name)))
+    config = CONFIGS[name]
     module = torch.nn.LSTM(FEATURES, HIDDEN, **config).eval()
     rng = np.random.default_rng(0)
-    xs = rng.normal(size=(BATCH, STEPS, FEATURES)).astype(np.float32)  # ours: batch, time, features
+    xs = rng.normal(size=(BATCH, STEPS, FEATURES)).astype(np.float32)
     rows = config["num_layers"] * (2 if config["bidirectional"] else 1)
     out_size = config["proj_size"] or HIDDEN
     h_0 = (0.5 * rng.normal(size=(rows, BATCH, out_size))).astype(np.float32)
     c_0 = (0.5 * rng.normal(size=(rows, BATCH, HIDDEN))).astype(np.float32)
     return torch, module, config, _from_torch(module), xs, h_0, c_0
+
+
+@pytest.fixture(params=list(CONFIGS))
+def case(request):
+    return _make_case(request.param)
 
 
 def _torch_input(torch, xs: np.ndarray, batch_first: bool):
@@ -111,9 +118,10 @@ def test_packed_unsorted_lengths(case) -> None:
     _assert_state(jaxlstm.torch_state(ours.state), h_n, c_n)
 
 
-def test_unbatched_input_and_state_layout(case) -> None:
-    """One sequence without a batch axis: PyTorch's unbatched h_n is [layers * directions, out]."""
-    torch, module, config, params, xs, h_0, c_0 = case
+def test_unbatched_input_and_state_layout() -> None:
+    """One sequence without a batch axis: PyTorch's unbatched h_n is [layers * directions, out].
+    (One configuration: the layout is the same for all, and each costs a compilation.)"""
+    torch, module, config, params, xs, h_0, c_0 = _make_case("projected_bidirectional_2layers")
     with torch.no_grad():
         output, (h_n, c_n) = module(torch.from_numpy(xs[1]))
     ours = jaxlstm.stacked_lstm(params, xs[1])
