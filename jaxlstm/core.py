@@ -69,15 +69,23 @@ def init(
     input_size = checks.positive_int(input_size, "input_size")
     units = checks.positive_int(units, "units")
     out = units if proj_size is None else checks.positive_int(proj_size, "proj_size")
+    # Draw half-precision parameters in float32 and cast: XLA has no bfloat16/float16 QR, which
+    # the orthogonal initialiser needs.
+    param_dtype = jnp.dtype(param_dtype)
+    draw_dtype = jnp.promote_types(param_dtype, jnp.float32)
+
+    def draw(initializer: Initializer, k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        return initializer(k, shape, draw_dtype).astype(param_dtype)
+
     k_key, r_key, b_key, p_key = jax.random.split(key, 4)
-    kernel = kernel_init(k_key, (input_size, 4 * units), param_dtype)
-    recurrent_kernel = recurrent_init(r_key, (out, 4 * units), param_dtype)
+    kernel = draw(kernel_init, k_key, (input_size, 4 * units))
+    recurrent_kernel = draw(recurrent_init, r_key, (out, 4 * units))
     projection = None
     if proj_size is not None:
-        projection = projection_init(p_key, (units, out), param_dtype)
+        projection = draw(projection_init, p_key, (units, out))
     bias = None
     if use_bias:
-        bias = bias_init(b_key, (4 * units,), param_dtype)
+        bias = draw(bias_init, b_key, (4 * units,))
         if unit_forget_bias:
             bias = bias.at[units : 2 * units].set(1.0)
     return LSTMParams(kernel, recurrent_kernel, bias, projection)
