@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from . import checks, core
 from .activations import Activation, ActivationLike, resolve
-from .bidirectional import BidirectionalState, bidirectional, init_bidirectional, merged_size
+from .bidirectional import BidirectionalState, _check_merge_mode, bidirectional, init_bidirectional, merged_size
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
 __all__ = [
@@ -300,6 +300,7 @@ def stacked_lstm(
     """
     if isinstance(params, list):
         params = tuple(params)
+    _check_merge_mode(merge_mode)
     sizes = _check_stack(params, merge_mode, residual)
     batch_shape, _ = checks.sequence(xs, sizes[0][0])
     if initial_state is not None:

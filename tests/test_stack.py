@@ -126,6 +126,8 @@ def test_stack_argument_errors(xs) -> None:
         jaxlstm.stacked_lstm((bidir, top), xs, merge_mode="ave")
     with pytest.raises(ValueError, match="merge_mode: a stack passes one merged sequence"):
         jaxlstm.stacked_lstm((bidir, top), xs, merge_mode=None)
+    with pytest.raises(ValueError, match="merge_mode: expected one of"):
+        jaxlstm.stacked_lstm((random_lstm(rng, FEATURES, UNITS),), xs, merge_mode="max")
     with pytest.raises(TypeError, match="params: expected a tuple of per-layer params, found a single LSTMParams"):
         jaxlstm.stacked_lstm(top, xs)
     with pytest.raises(ValueError, match="initial_state: expected 2 per-layer states"):
