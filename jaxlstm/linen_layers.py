@@ -66,12 +66,18 @@ class _Options(nn.Module):
         )
         return {name: getattr(self, name) for name in names}
 
-    def _check_inputs(self, inputs: Any) -> int:
-        """The feature size of ``inputs [..., T, I]``, after checking rank and dtype."""
+    def _check_inputs(self, inputs: Any, bottom: tuple[str, ...]) -> int:
+        """The feature size of ``inputs [..., T, I]``, after checking rank, dtype and, once the
+        module holds weights, the size its bottom weights (at path ``bottom``) read."""
         checks.positive_int(self.units, "units")
         if self.proj_size is not None:
             checks.positive_int(self.proj_size, "proj_size")
         features = np.shape(inputs)[-1] if np.ndim(inputs) else 0
+        tree = self.variables.get("params", {})
+        for name in bottom:
+            tree = tree.get(name, {}) if isinstance(tree, Mapping) else {}
+        if "kernel" in tree:
+            features = np.shape(tree["kernel"])[0]
         checks.sequence(inputs, features, name="inputs")
         return features
 
@@ -165,7 +171,7 @@ class Bidirectional(_Options):
         mask: Optional[jax.Array] = None,
         lengths: Optional[jax.Array] = None,
     ) -> BidirectionalOutput:
-        features = self._check_inputs(inputs)
+        features = self._check_inputs(inputs, ("forward",))
         options = self._weight_options()
         params = BidirectionalParams(
             forward=_Weights(**options, name="forward")(features),
@@ -226,7 +232,7 @@ class StackedLSTM(_Options):
         lengths: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
     ) -> StackOutput:
-        width = self._check_inputs(inputs)
+        width = self._check_inputs(inputs, ("layer_0", "forward") if self.bidirectional else ("layer_0",))
         num_layers = checks.positive_int(self.num_layers, "num_layers")
         dropout = checks.fraction(self.dropout, "dropout")
         options = self._weight_options()

@@ -100,6 +100,16 @@ class _BidirectionalWeights(nnx.Module):
         self.backward.set_params(params.backward, f"{name}.backward")
 
 
+# from_params overwrites every weight: zeros are the cheapest placeholders to create first.
+_PLACEHOLDER_INIT = dict(
+    kernel_initializer="zeros",
+    recurrent_initializer="zeros",
+    bias_initializer="zeros",
+    projection_initializer="zeros",
+    unit_forget_bias=False,
+)
+
+
 def _weight_options(
     proj_size: Optional[int],
     use_bias: bool,
@@ -184,6 +194,7 @@ class Bidirectional(nnx.Module):
             proj_size=None if forward.projection is None else forward.output_size,
             use_bias=forward.bias is not None,
             rngs=nnx.Rngs(0),
+            **_PLACEHOLDER_INIT,
             **options,
         )
         module.set_params(params)
@@ -317,6 +328,7 @@ class StackedLSTM(nnx.Module):
             proj_size=None if first.projection is None else first.output_size,
             use_bias=first.bias is not None,
             rngs=rngs or nnx.Rngs(0),
+            **_PLACEHOLDER_INIT,
             **options,
         )
         module.set_params(params)
