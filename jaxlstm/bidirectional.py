@@ -56,7 +56,9 @@ class BidirectionalOutput(NamedTuple):
     state: BidirectionalState
 
 
-def init_bidirectional(key: jax.Array, input_size: int, units: int, **init_kwargs: Any) -> BidirectionalParams:
+def init_bidirectional(
+    key: jax.Array, input_size: int, units: int, **init_kwargs: Any
+) -> BidirectionalParams:
     """Independent ``core.init`` parameters for the two directions (keyword arguments as ``core.init``)."""
     forward_key, backward_key = jax.random.split(key)
     return BidirectionalParams(

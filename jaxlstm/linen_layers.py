@@ -105,7 +105,10 @@ class _Weights(nn.Module):
         output_size = units if self.proj_size is None else self.proj_size
         init = keras_surface.initializer
         kernel = self.param(
-            "kernel", init(self.kernel_initializer, "kernel_initializer"), (input_size, 4 * units), self.param_dtype
+            "kernel",
+            init(self.kernel_initializer, "kernel_initializer"),
+            (input_size, 4 * units),
+            self.param_dtype,
         )
         recurrent_kernel = self.param(
             "recurrent_kernel",

@@ -50,18 +50,26 @@ class _Weights(nnx.Module):
         output_size = units if proj_size is None else checks.positive_int(proj_size, "proj_size")
         init = keras_surface.initializer
         self.kernel = nnx.Param(
-            init(kernel_initializer, "kernel_initializer")(rngs.params(), (input_size, 4 * units), param_dtype)
+            init(kernel_initializer, "kernel_initializer")(
+                rngs.params(), (input_size, 4 * units), param_dtype
+            )
         )
         self.recurrent_kernel = nnx.Param(
-            init(recurrent_initializer, "recurrent_initializer")(rngs.params(), (output_size, 4 * units), param_dtype)
+            init(recurrent_initializer, "recurrent_initializer")(
+                rngs.params(), (output_size, 4 * units), param_dtype
+            )
         )
         bias = projection = None
         if use_bias:
-            bias_init = keras_surface.bias_initializer(init(bias_initializer, "bias_initializer"), units, unit_forget_bias)
+            bias_init = keras_surface.bias_initializer(
+                init(bias_initializer, "bias_initializer"), units, unit_forget_bias
+            )
             bias = nnx.Param(bias_init(rngs.params(), (4 * units,), param_dtype))
         if proj_size is not None:
             projection = nnx.Param(
-                init(projection_initializer, "projection_initializer")(rngs.params(), (units, output_size), param_dtype)
+                init(projection_initializer, "projection_initializer")(
+                    rngs.params(), (units, output_size), param_dtype
+                )
             )
         # Assigned once each: NNX fixes an attribute's data/static status on first assignment.
         self.bias = bias
@@ -70,7 +78,9 @@ class _Weights(nnx.Module):
     @property
     def params(self) -> LSTMParams:
         value = lambda p: None if p is None else p.get_value()  # noqa: E731
-        return LSTMParams(value(self.kernel), value(self.recurrent_kernel), value(self.bias), value(self.projection))
+        return LSTMParams(
+            value(self.kernel), value(self.recurrent_kernel), value(self.bias), value(self.projection)
+        )
 
     def set_params(self, params: LSTMParams, name: str) -> None:
         current = self.params
@@ -310,13 +320,17 @@ class StackedLSTM(nnx.Module):
             layer.set_params(new, f"params[{index}]")
 
     @classmethod
-    def from_params(
-        cls, params: tuple, *, rngs: Optional[nnx.Rngs] = None, **options: Any
-    ) -> "StackedLSTM":
+    def from_params(cls, params: tuple, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> "StackedLSTM":
         """A stack of equal-width layers holding ``params`` (e.g. from ``init_stack`` or a converter);
         ``options`` as in the constructor, less the sizes. ``rngs`` is needed only for dropout."""
-        if not isinstance(params, (tuple, list)) or not params or isinstance(params, (LSTMParams, BidirectionalParams)):
-            raise TypeError(f"params: expected a non-empty tuple of per-layer params, found {type(params).__name__}")
+        if (
+            not isinstance(params, (tuple, list))
+            or not params
+            or isinstance(params, (LSTMParams, BidirectionalParams))
+        ):
+            raise TypeError(
+                f"params: expected a non-empty tuple of per-layer params, found {type(params).__name__}"
+            )
         bottom = params[0]
         first = bottom.forward if isinstance(bottom, BidirectionalParams) else bottom
         checks.params(first)

@@ -22,7 +22,13 @@ import jax.numpy as jnp
 
 from . import checks, core
 from .activations import Activation, ActivationLike, resolve
-from .bidirectional import BidirectionalState, _check_merge_mode, bidirectional, init_bidirectional, merged_size
+from .bidirectional import (
+    BidirectionalState,
+    _check_merge_mode,
+    bidirectional,
+    init_bidirectional,
+    merged_size,
+)
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
 __all__ = [
@@ -154,7 +160,9 @@ def _check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list
 
 
 def _check_initial_state(initial_state: Any, params: tuple, batch_shape: tuple[int, ...]) -> None:
-    if not isinstance(initial_state, (tuple, list)) or isinstance(initial_state, (LSTMState, BidirectionalState)):
+    if not isinstance(initial_state, (tuple, list)) or isinstance(
+        initial_state, (LSTMState, BidirectionalState)
+    ):
         raise TypeError(
             "initial_state: expected a tuple with one state per layer (LSTMState or "
             f"BidirectionalState), found {type(initial_state).__name__}"
@@ -168,7 +176,9 @@ def _check_initial_state(initial_state: Any, params: tuple, batch_shape: tuple[i
         name = f"initial_state[{index}]"
         if isinstance(layer, LSTMParams):
             if not isinstance(state, LSTMState):
-                raise TypeError(f"{name}: expected LSTMState for a one-direction layer, found {type(state).__name__}")
+                raise TypeError(
+                    f"{name}: expected LSTMState for a one-direction layer, found {type(state).__name__}"
+                )
             checks.state(state, batch_shape, layer.units, layer.output_size, name=name)
         else:
             if not isinstance(state, BidirectionalState):
@@ -177,7 +187,9 @@ def _check_initial_state(initial_state: Any, params: tuple, batch_shape: tuple[i
                 )
             for direction in ("forward", "backward"):
                 p = getattr(layer, direction)
-                checks.state(getattr(state, direction), batch_shape, p.units, p.output_size, name=f"{name}.{direction}")
+                checks.state(
+                    getattr(state, direction), batch_shape, p.units, p.output_size, name=f"{name}.{direction}"
+                )
 
 
 # ----------------------------------------------------------------------------------------------

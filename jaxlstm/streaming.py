@@ -65,7 +65,9 @@ def _as_tuple(state: Any, layers: tuple, single: bool) -> tuple[LSTMState, ...]:
     return tuple(state)
 
 
-def stream_state(params: StreamParams, batch_shape: Sequence[int] = (), dtype: Any = jnp.float32) -> StreamState:
+def stream_state(
+    params: StreamParams, batch_shape: Sequence[int] = (), dtype: Any = jnp.float32
+) -> StreamState:
     """The all-zero state to start a stream: per layer h ``[*batch_shape, output_size]``, c
     ``[*batch_shape, units]``; one ``LSTMState`` for one ``LSTMParams``, else a tuple."""
     layers, single = _layers(params)

@@ -45,8 +45,13 @@ def _keras_layer(params, merge_mode, return_sequences: bool):
         merge_mode=merge_mode,
     )
     layer.build((None, STEPS, FEATURES))
-    for keras_direction, ours in ((layer.forward_layer, params.forward), (layer.backward_layer, params.backward)):
-        keras_direction.set_weights([np.asarray(ours.kernel), np.asarray(ours.recurrent_kernel), np.asarray(ours.bias)])
+    for keras_direction, ours in (
+        (layer.forward_layer, params.forward),
+        (layer.backward_layer, params.backward),
+    ):
+        keras_direction.set_weights(
+            [np.asarray(ours.kernel), np.asarray(ours.recurrent_kernel), np.asarray(ours.bias)]
+        )
     return layer
 
 

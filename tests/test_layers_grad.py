@@ -24,7 +24,12 @@ def test_check_grads_stacked_bidirectional() -> None:
         xs = rng.normal(size=(batch, steps, features))
         initial = tuple(
             jaxlstm.BidirectionalState(
-                *(jaxlstm.LSTMState(h=0.5 * rng.normal(size=(batch, proj)), c=0.5 * rng.normal(size=(batch, units))) for _ in range(2))
+                *(
+                    jaxlstm.LSTMState(
+                        h=0.5 * rng.normal(size=(batch, proj)), c=0.5 * rng.normal(size=(batch, units))
+                    )
+                    for _ in range(2)
+                )
             )
             for _ in params
         )
@@ -35,7 +40,14 @@ def test_check_grads_stacked_bidirectional() -> None:
         @jax.jit  # one compilation shared by the primal and the finite differences
         def loss(params, xs, initial):
             out = jaxlstm.stacked_lstm(
-                params, xs, initial, lengths=lengths, residual=True, dropout=0.25, deterministic=False, key=key
+                params,
+                xs,
+                initial,
+                lengths=lengths,
+                residual=True,
+                dropout=0.25,
+                deterministic=False,
+                key=key,
             )
             states = sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(out.state))
             return jnp.sum(weights * out.sequence) + states

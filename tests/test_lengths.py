@@ -68,7 +68,7 @@ def test_padded_equals_the_sequence_cut_to_its_length(model, batched) -> None:
 def test_length_zero_and_padding(model, batched) -> None:
     _, _, initial = model
     for index in np.ndindex(*BATCH):
-        np.testing.assert_array_equal(batched.sequence[index][LENGTHS[index]:], 0.0)  # padding is zero
+        np.testing.assert_array_equal(batched.sequence[index][LENGTHS[index] :], 0.0)  # padding is zero
     # Length 0 reads nothing: the initial state comes back unchanged and every output is zero.
     _assert_trees_close(_example(batched.state, (0, 1)), _example(initial, (0, 1)))
 

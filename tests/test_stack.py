@@ -57,7 +57,11 @@ def test_masked_stack_equals_keras_layers_in_sequence(xs) -> None:
     top = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, **cheap)
     bottom.build((None, STEPS, FEATURES))
     top.build((None, STEPS, UNITS))
-    for layer, ours in ((bottom.forward_layer, params[0].forward), (bottom.backward_layer, params[0].backward), (top, params[1])):
+    for layer, ours in (
+        (bottom.forward_layer, params[0].forward),
+        (bottom.backward_layer, params[0].backward),
+        (top, params[1]),
+    ):
         layer.set_weights([np.asarray(w) for w in ours[:3]])
     sequence, h, c = top(bottom(xs, mask=mask), mask=mask)
     out = jaxlstm.stacked_lstm(params, xs, merge_mode="sum", mask=mask)
@@ -68,7 +72,11 @@ def test_masked_stack_equals_keras_layers_in_sequence(xs) -> None:
 
 def test_residual_adds_each_upper_layer_input(xs) -> None:
     rng = np.random.default_rng(12)
-    params = (random_lstm(rng, FEATURES, UNITS), random_lstm(rng, UNITS, UNITS), random_lstm(rng, UNITS, UNITS))
+    params = (
+        random_lstm(rng, FEATURES, UNITS),
+        random_lstm(rng, UNITS, UNITS),
+        random_lstm(rng, UNITS, UNITS),
+    )
     out = jaxlstm.stacked_lstm(params, xs, residual=True)
     below = jaxlstm.lstm(params[0], xs).sequence  # the first layer has no residual: widths differ
     for layer in params[1:]:
@@ -104,7 +112,10 @@ def test_dropout_flags(xs) -> None:
 
 def test_torch_state_layout_round_trip() -> None:
     rng = np.random.default_rng(14)
-    params = (random_bidirectional(rng, FEATURES, UNITS, proj_size=2), random_lstm(rng, 4, UNITS, proj_size=2))
+    params = (
+        random_bidirectional(rng, FEATURES, UNITS, proj_size=2),
+        random_lstm(rng, 4, UNITS, proj_size=2),
+    )
     h_0 = rng.normal(size=(3, BATCH, 2)).astype(np.float32)
     c_0 = rng.normal(size=(3, BATCH, UNITS)).astype(np.float32)
     state = jaxlstm.from_torch_state(h_0, c_0, params)
@@ -128,7 +139,9 @@ def test_stack_argument_errors(xs) -> None:
         jaxlstm.stacked_lstm((bidir, top), xs, merge_mode=None)
     with pytest.raises(ValueError, match="merge_mode: expected one of"):
         jaxlstm.stacked_lstm((random_lstm(rng, FEATURES, UNITS),), xs, merge_mode="max")
-    with pytest.raises(TypeError, match="params: expected a tuple of per-layer params, found a single LSTMParams"):
+    with pytest.raises(
+        TypeError, match="params: expected a tuple of per-layer params, found a single LSTMParams"
+    ):
         jaxlstm.stacked_lstm(top, xs)
     with pytest.raises(ValueError, match="initial_state: expected 2 per-layer states"):
         jaxlstm.stacked_lstm((bidir, top), xs, (jaxlstm.zero_state(top),))

@@ -98,7 +98,9 @@ def test_full_sequences_with_initial_state(case) -> None:
             _torch_input(torch, xs, config["batch_first"]), (torch.from_numpy(h_0), torch.from_numpy(c_0))
         )
     ours = jaxlstm.stacked_lstm(params, xs, jaxlstm.from_torch_state(h_0, c_0, params))
-    np.testing.assert_allclose(ours.sequence, _torch_output(output, config["batch_first"]), atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(
+        ours.sequence, _torch_output(output, config["batch_first"]), atol=ATOL, rtol=RTOL
+    )
     _assert_state(jaxlstm.torch_state(ours.state), h_n, c_n)
 
 
@@ -107,7 +109,10 @@ def test_packed_unsorted_lengths(case) -> None:
     rnn_utils = require("torch.nn.utils.rnn")
     batch_first = config["batch_first"]
     packed = rnn_utils.pack_padded_sequence(
-        _torch_input(torch, xs, batch_first), torch.from_numpy(LENGTHS), batch_first=batch_first, enforce_sorted=False
+        _torch_input(torch, xs, batch_first),
+        torch.from_numpy(LENGTHS),
+        batch_first=batch_first,
+        enforce_sorted=False,
     )
     with torch.no_grad():
         packed_out, (h_n, c_n) = module(packed)
