@@ -139,6 +139,23 @@ def state(
             )
 
 
+def broadcasts(x: Any, target: tuple[int, ...], name: str) -> None:
+    """A float array that broadcasts to ``target`` with the same last axis (e.g. ``[size]`` for all)."""
+    float_array(x, name)
+    shape = _shape(x)
+    ok = (
+        len(shape) >= 1
+        and shape[-1] == target[-1]
+        and len(shape) <= len(target)
+        and all(a in (1, b) for a, b in zip(reversed(shape), reversed(target)))
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}: expected shape {fmt(target)} (or one that broadcasts to it, such as "
+            f"[{target[-1]}]), found {fmt(shape)}"
+        )
+
+
 def mask(m: Any, batch_shape: tuple[int, ...], steps: int) -> None:
     expected = (*batch_shape, steps)
     if _shape(m) != expected:
