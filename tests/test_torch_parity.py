@@ -149,3 +149,14 @@ def test_inter_layer_dropout_is_after_every_layer_but_the_last() -> None:
     np.testing.assert_allclose(ours.sequence, output.numpy(), atol=ATOL, rtol=RTOL)
     _assert_state(jaxlstm.torch_state(ours.state), h_n, c_n)
     assert np.abs(np.asarray(ours.sequence)).min() > 0  # the last layer's output is not dropped
+
+
+def test_official_converter_feeds_stacked_lstm(case) -> None:
+    """``interop.torch.from_torch`` gives the same stack as this file's helper (one layout for all)."""
+    torch, module, config, params, xs, h_0, c_0 = case
+    from jaxlstm.interop.torch import from_torch
+
+    converted = from_torch(module)
+    assert jax.tree_util.tree_structure(converted) == jax.tree_util.tree_structure(params)
+    for ours, theirs in zip(jax.tree_util.tree_leaves(converted), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-7, rtol=1e-7)
