@@ -302,7 +302,8 @@ def stacked_lstm(
         deterministic: True turns dropout off (inference). Must be given when ``dropout > 0``, so
             that forgetting it can neither silently train without dropout nor infer with it.
         residual: add each layer's input to its output, for every layer above the first (GNMT-style
-            skip connections); the layers must have equal input and output width.
+            skip connections); the layers must have equal input and output width. Dropout, when on,
+            applies to the sum.
         zero_output_for_mask: masked steps output zeros instead of the previous output. Default:
             Keras's per-layer default (False for one-direction layers, True for bidirectional ones).
         activation, recurrent_activation, unroll, dtype: as in ``core.lstm``, for every layer.
