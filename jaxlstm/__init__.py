@@ -8,18 +8,35 @@ from . import interop  # lazy: each peer is imported only when one of its conver
 from .activations import ACTIVATIONS, hard_sigmoid
 from .core import init, lstm, step, zero_state
 from .pytrees import BidirectionalParams, LSTMOutput, LSTMParams, LSTMState
+from .bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
+from .stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state
+from .streaming import stream_chunk, stream_state, stream_step
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "BidirectionalOutput",
     "BidirectionalParams",
+    "BidirectionalState",
     "LSTMOutput",
     "LSTMParams",
     "LSTMState",
+    "StackOutput",
+    "TorchState",
+    "bidirectional",
+    "from_torch_state",
     "hard_sigmoid",
     "init",
+    "init_bidirectional",
+    "init_stack",
     "lstm",
+    "merge",
+    "stacked_lstm",
     "step",
+    "stream_chunk",
+    "stream_state",
+    "stream_step",
+    "torch_state",
     "zero_state",
 ]

@@ -23,9 +23,11 @@ from . import core
 from ._dropout import sequence_masks
 from ._keras_surface import InitializerLike, StateLike
 from .activations import ActivationLike
+from .linen_layers import Bidirectional, StackedLSTM, layer_params, layer_variables
 from .pytrees import LSTMParams, LSTMState
 
 __all__ = ["LSTM", "LSTMCell", "get_params", "to_variables", "STATE_COLLECTION"]
+__all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]  # linen_layers.py
 
 #: The mutable collection where a stateful ``LSTM`` keeps its state (variable ``"state"``).
 STATE_COLLECTION = "lstm_state"

@@ -22,9 +22,11 @@ from . import checks, core
 from ._dropout import sequence_masks
 from ._keras_surface import InitializerLike, StateLike
 from .activations import ActivationLike
+from .nnx_layers import Bidirectional, StackedLSTM
 from .pytrees import LSTMParams, LSTMState
 
 __all__ = ["LSTM", "LSTMCell", "KeptState"]
+__all__ += ["Bidirectional", "StackedLSTM"]  # nnx_layers.py
 
 
 class KeptState(nnx.Variable):

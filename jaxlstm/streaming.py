@@ -1,0 +1,183 @@
+"""Online inference: advance a (stacked, possibly projected) LSTM as the input arrives.
+
+    state = stream_state(params, batch_shape)
+    state, y_t = stream_step(params, state, x_t)      # one time step through every layer
+    state, ys  = stream_chunk(params, state, xs)      # a chunk of steps, e.g. one audio buffer
+
+Feeding a sequence step by step, or in chunks of any sizes, gives the same outputs and final state as
+one ``stacked_lstm`` pass over the whole sequence. ``params`` is one ``LSTMParams`` (the state is then
+one ``LSTMState``) or a stack's tuple of them (the state is a tuple of per-layer ``LSTMState``).
+A bidirectional layer needs the whole sequence before its first output, so it cannot be streamed.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import checks, core
+from .activations import Activation, ActivationLike, resolve
+from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .stack import _check_stack, stacked_lstm
+
+__all__ = ["stream_chunk", "stream_state", "stream_step"]
+
+StreamParams = Union[LSTMParams, Sequence[LSTMParams]]
+StreamState = Union[LSTMState, tuple[LSTMState, ...]]
+
+
+def _layers(params: Any) -> tuple[tuple[LSTMParams, ...], bool]:
+    """The layers as a tuple, and whether ``params`` was a single ``LSTMParams``."""
+    single = isinstance(params, (LSTMParams, BidirectionalParams))
+    layers = (params,) if single else params
+    if not isinstance(layers, (tuple, list)) or not layers:
+        raise TypeError(
+            "params: expected LSTMParams or a non-empty tuple of per-layer LSTMParams, "
+            f"found {type(params).__name__}"
+        )
+    for index, layer in enumerate(layers):
+        name = "params" if single else f"params[{index}]"
+        if isinstance(layer, BidirectionalParams):
+            raise ValueError(
+                f"{name}: a bidirectional layer cannot be streamed: its backward direction reads the "
+                "sequence from the end, so no output exists before the whole sequence has arrived; "
+                "run stacked_lstm or bidirectional on the complete sequence instead"
+            )
+        if not isinstance(layer, LSTMParams):
+            raise TypeError(f"{name}: expected LSTMParams, found {type(layer).__name__}")
+        checks.params(layer)
+    return tuple(layers), single
+
+
+def _as_tuple(state: Any, layers: tuple, single: bool) -> tuple[LSTMState, ...]:
+    if single:
+        if not isinstance(state, LSTMState):
+            raise TypeError(f"state: expected LSTMState for one LSTMParams, found {type(state).__name__}")
+        return (state,)
+    if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState):
+        raise TypeError(f"state: expected a tuple of per-layer LSTMState, found {type(state).__name__}")
+    if len(state) != len(layers):
+        raise ValueError(f"state: expected {len(layers)} per-layer states, found {len(state)}")
+    return tuple(state)
+
+
+def stream_state(
+    params: StreamParams, batch_shape: Sequence[int] = (), dtype: Any = jnp.float32
+) -> StreamState:
+    """The all-zero state to start a stream: per layer h ``[*batch_shape, output_size]``, c
+    ``[*batch_shape, units]``; one ``LSTMState`` for one ``LSTMParams``, else a tuple."""
+    layers, single = _layers(params)
+    states = tuple(core.zero_state(layer, batch_shape, dtype) for layer in layers)
+    return states[0] if single else states
+
+
+@partial(jax.jit, static_argnames=("residual", "activation", "recurrent_activation"))
+def _stream_step(
+    layers: tuple[LSTMParams, ...],
+    states: tuple[LSTMState, ...],
+    x_t: jax.Array,
+    *,
+    residual: bool,
+    activation: Activation,
+    recurrent_activation: Activation,
+) -> tuple[tuple[LSTMState, ...], jax.Array]:
+    # Compute in the dtype core.lstm would use, so a stream matches the whole-sequence pass.
+    dtype = jnp.result_type(x_t.dtype, layers[0].kernel.dtype)
+    x_t = x_t.astype(dtype)
+    new_states = []
+    for index, (layer, state) in enumerate(zip(layers, states)):
+        layer = jax.tree_util.tree_map(lambda a: a.astype(dtype), layer)
+        state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(dtype))
+        new, y_t = core._step(layer, state, x_t, activation, recurrent_activation)
+        if residual and index > 0:
+            y_t = y_t + x_t
+        new_states.append(new)
+        x_t = y_t
+    return tuple(new_states), x_t
+
+
+def stream_step(
+    params: StreamParams,
+    state: StreamState,
+    x_t: jax.Array,
+    *,
+    residual: bool = False,
+    activation: ActivationLike = "tanh",
+    recurrent_activation: ActivationLike = "sigmoid",
+) -> tuple[StreamState, jax.Array]:
+    """Advance every layer by one time step.
+
+    Args:
+        params: ``LSTMParams`` or a tuple of per-layer ``LSTMParams``, bottom layer first.
+        state: the matching ``LSTMState`` or tuple of them (``stream_state`` for a fresh stream);
+            h ``[..., output_size]``, c ``[..., units]``, broadcastable to x_t's batch axes.
+        x_t: ``[..., input_size]``, one time step; any number of leading batch axes.
+        residual, activation, recurrent_activation: as in ``stacked_lstm``.
+
+    Returns:
+        ``(new_state, y_t)``: the state in the same structure, and the top layer's output
+        ``[..., output_size]``.
+    """
+    layers, single = _layers(params)
+    states = _as_tuple(state, layers, single)
+    _check_stack(layers, None, bool(residual))  # the layers chain (and fit residual connections)
+    checks.float_array(x_t, "x_t")
+    x_shape = tuple(np.shape(x_t))
+    if len(x_shape) < 1 or x_shape[-1] != layers[0].input_size:
+        raise ValueError(
+            f"x_t: expected shape [..., {layers[0].input_size}] (one time step, any batch axes), "
+            f"found {checks.fmt(x_shape)}"
+        )
+    for index, (layer, layer_state) in enumerate(zip(layers, states)):
+        name = "state" if single else f"state[{index}]"
+        checks.state(layer_state, x_shape[:-1], layer.units, layer.output_size, name=name)
+    new_states, y_t = _stream_step(
+        layers,
+        states,
+        jnp.asarray(x_t),
+        residual=bool(residual),
+        activation=resolve(activation, "activation"),
+        recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
+    )
+    return (new_states[0] if single else new_states), y_t
+
+
+def stream_chunk(
+    params: StreamParams,
+    state: StreamState,
+    xs: jax.Array,
+    *,
+    mask: Optional[jax.Array] = None,
+    residual: bool = False,
+    activation: ActivationLike = "tanh",
+    recurrent_activation: ActivationLike = "sigmoid",
+    unroll: int | bool = 1,
+) -> tuple[StreamState, jax.Array]:
+    """Advance every layer over a chunk of time steps, carrying ``state`` in and out.
+
+    Args:
+        params, state: as in ``stream_step``.
+        xs: ``[..., T_chunk, input_size]``.
+        mask: ``[..., T_chunk]`` bool (Keras semantics), or None.
+        residual, activation, recurrent_activation, unroll: as in ``stacked_lstm``.
+
+    Returns:
+        ``(new_state, ys)`` with ys ``[..., T_chunk, output_size]``, the top layer's outputs.
+    """
+    layers, single = _layers(params)
+    states = _as_tuple(state, layers, single)
+    out = stacked_lstm(
+        layers,
+        xs,
+        states,
+        mask=mask,
+        residual=residual,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        unroll=unroll,
+    )
+    return (out.state[0] if single else out.state), out.sequence
