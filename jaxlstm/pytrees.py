@@ -5,7 +5,7 @@ They are NamedTuples, so ``jit``, ``grad``, ``vmap``, checkpointing and sharding
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import jax
 
@@ -48,6 +48,10 @@ class BidirectionalParams(NamedTuple):
 
     forward: LSTMParams
     backward: LSTMParams
+
+
+# One layer of a stack: a single direction, or both.
+LayerParams = Union[LSTMParams, BidirectionalParams]
 
 
 class LSTMState(NamedTuple):

@@ -29,7 +29,7 @@ from .bidirectional import (
     init_bidirectional,
     merged_size,
 )
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
 
 __all__ = [
     "LayerParams",
@@ -42,7 +42,6 @@ __all__ = [
     "torch_state",
 ]
 
-LayerParams = Union[LSTMParams, BidirectionalParams]
 LayerState = Union[LSTMState, BidirectionalState]
 
 

@@ -8,9 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import checks
-from ..pytrees import BidirectionalParams, LSTMParams
+from ..pytrees import BidirectionalParams, LayerParams, LSTMParams
 
-LayerParams = Union[LSTMParams, BidirectionalParams]
 
 
 def numpy(x: Any, name: str) -> np.ndarray:
