@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from fixtures.interop_helpers import run_layer, run_stack
-
+import jaxlstm
 from jaxlstm import LSTMParams
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -63,10 +62,10 @@ def test_equinox_cell_matches_and_round_trips(use_bias, reverse):
 
     params = je.from_equinox(cell)
     assert (params.bias is None) == (not use_bias)
-    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)  # scan(reverse) keeps order
-    np.testing.assert_allclose(seq, ys_ref, **TOL)
-    np.testing.assert_allclose(state.h, h_ref, **TOL)
-    np.testing.assert_allclose(state.c, c_ref, **TOL)
+    out = jaxlstm.lstm(params, X, reverse=reverse, keep_order=reverse)  # scan(reverse) keeps order
+    np.testing.assert_allclose(out.sequence, ys_ref, **TOL)
+    np.testing.assert_allclose(out.state.h, h_ref, **TOL)
+    np.testing.assert_allclose(out.state.c, c_ref, **TOL)
 
     for back in (je.to_equinox(params), je.to_equinox(params, eqx.nn.LSTMCell(I, H, use_bias=use_bias, key=jax.random.PRNGKey(9)))):
         assert isinstance(back, eqx.nn.LSTMCell)
@@ -118,10 +117,10 @@ def test_haiku_lstm_matches_and_round_trips(reverse):
     params = jh.from_haiku(hk_params)
     # Haiku adds 1 to the forget gate at call time; jaxlstm holds it in the bias.
     np.testing.assert_allclose(params.bias[H : 2 * H], hk_params["lstm/linear"]["b"][2 * H : 3 * H] + 1.0, **TOL)
-    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
-    np.testing.assert_allclose(seq, ys_ref, **TOL)
-    np.testing.assert_allclose(state.h, state_ref.hidden, **TOL)
-    np.testing.assert_allclose(state.c, state_ref.cell, **TOL)
+    out = jaxlstm.lstm(params, X, reverse=reverse, keep_order=reverse)
+    np.testing.assert_allclose(out.sequence, ys_ref, **TOL)
+    np.testing.assert_allclose(out.state.h, state_ref.hidden, **TOL)
+    np.testing.assert_allclose(out.state.c, state_ref.cell, **TOL)
 
     back = jh.to_haiku(params, name="lstm")
     np.testing.assert_allclose(back["lstm/linear"]["b"], hk_params["lstm/linear"]["b"], atol=1e-6)
@@ -143,9 +142,10 @@ def test_haiku_deep_rnn_stack_matches_and_round_trips():
     one = jh.from_haiku({"mlp/linear": {"w": np.zeros((3, 5)), "b": np.zeros(5)}, "lstm/linear": hk_params["lstm/linear"]})
     np.testing.assert_array_equal(one.kernel, jh.from_haiku(hk_params, module="lstm").kernel)
     stack = tuple(jh.from_haiku(hk_params, module=n) for n in names)
-    ys, states = run_stack(stack, X)
-    np.testing.assert_allclose(ys, ys_ref, **TOL)
-    for s, r in zip(states, states_ref):
+    out = jaxlstm.stacked_lstm(stack, X)
+    np.testing.assert_allclose(out.sequence, ys_ref, **TOL)
+    assert len(out.state) == len(states_ref) == 2
+    for s, r in zip(out.state, states_ref):
         np.testing.assert_allclose(s.h, r.hidden, **TOL)
         np.testing.assert_allclose(s.c, r.cell, **TOL)
     back = {}

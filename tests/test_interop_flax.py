@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fixtures.interop_helpers import run_layer
-
+import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams, LSTMState
 from jaxlstm.interop import flax as jf
 
@@ -41,11 +40,11 @@ def test_linen_rnn_matches_and_round_trips(cell_name, reverse):
 
     params = jf.from_linen(variables)
     assert isinstance(params, LSTMParams) and params.kernel.shape == (I, 4 * H)
-    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
-    np.testing.assert_allclose(seq, y_ref, **TOL)
+    out = jaxlstm.lstm(params, X, reverse=reverse, keep_order=reverse)
+    np.testing.assert_allclose(out.sequence, y_ref, **TOL)
     ref_state = LSTMState.from_flax_carry(carry)
-    np.testing.assert_allclose(state.h, ref_state.h, **TOL)
-    np.testing.assert_allclose(state.c, ref_state.c, **TOL)
+    np.testing.assert_allclose(out.state.h, ref_state.h, **TOL)
+    np.testing.assert_allclose(out.state.c, ref_state.c, **TOL)
 
     back = jf.to_linen(params, rnn=True)
     assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(variables)
@@ -63,8 +62,7 @@ def test_linen_bidirectional_matches_and_round_trips():
     y_ref = apply(variables, X)
     params = jf.from_linen(variables)
     assert isinstance(params, BidirectionalParams)
-    seq, _ = run_layer(params, X)
-    np.testing.assert_allclose(seq, y_ref, **TOL)
+    np.testing.assert_allclose(jaxlstm.bidirectional(params, X).sequence, y_ref, **TOL)
     np.testing.assert_allclose(apply(jf.to_linen(params), X), y_ref, **TOL)
 
 
@@ -76,7 +74,7 @@ def test_linen_cell_step_and_missing_bias():
     # a jaxlstm LSTM without bias exports zeros, and one step agrees with Flax's
     params = LSTMParams(*_randomize((np.zeros((I, 4 * H)), np.zeros((H, 4 * H))), 3))
     (c, h), y = cell.apply(jf.to_linen(params), carry0, X[:, 0])
-    out = run_layer(params, X[:, :1])[1]
+    out = jaxlstm.lstm(params, X[:, :1]).state
     np.testing.assert_allclose(out.h, h, **TOL)
     np.testing.assert_allclose(out.c, c, **TOL)
 
@@ -92,11 +90,11 @@ def test_nnx_rnn_matches_and_round_trips(cell_name, reverse):
     carry, y_ref = run(cell, X)
 
     params = jf.from_nnx(cell)
-    seq, state = run_layer(params, X, reverse=reverse, keep_order=reverse)
-    np.testing.assert_allclose(seq, y_ref, **TOL)
+    out = jaxlstm.lstm(params, X, reverse=reverse, keep_order=reverse)
+    np.testing.assert_allclose(out.sequence, y_ref, **TOL)
     ref_state = LSTMState.from_flax_carry(carry)
-    np.testing.assert_allclose(state.h, ref_state.h, **TOL)
-    np.testing.assert_allclose(state.c, ref_state.c, **TOL)
+    np.testing.assert_allclose(out.state.h, ref_state.h, **TOL)
+    np.testing.assert_allclose(out.state.c, ref_state.c, **TOL)
 
     fresh = getattr(nnx, cell_name)(I, H, rngs=nnx.Rngs(1))
     assert jf.to_nnx(params, fresh) is fresh
@@ -117,7 +115,7 @@ def test_nnx_bidirectional_matches_and_round_trips():
     y_ref = run(bi, X)
     params = jf.from_nnx(bi)
     assert isinstance(params, BidirectionalParams)
-    np.testing.assert_allclose(run_layer(params, X)[0], y_ref, **TOL)
+    np.testing.assert_allclose(jaxlstm.bidirectional(params, X).sequence, y_ref, **TOL)
     np.testing.assert_allclose(run(jf.to_nnx(params, make(1)), X), y_ref, **TOL)
 
 

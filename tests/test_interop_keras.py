@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import require
-from fixtures.interop_helpers import run_layer, run_stack
-
+import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -51,10 +50,10 @@ def test_lstm_layer_matches_keras_and_round_trips(keras, jk, go_backwards, use_b
     assert isinstance(params, LSTMParams) and (params.bias is None) == (not use_bias)
     cfg = jk.layer_config(layer)
     assert cfg["go_backwards"] == go_backwards and cfg["units"] == 3
-    seq, state = run_layer(params, x, reverse=cfg["go_backwards"])
-    np.testing.assert_allclose(seq, seq_ref, **TOL)
-    np.testing.assert_allclose(state.h, h_ref, **TOL)
-    np.testing.assert_allclose(state.c, c_ref, **TOL)
+    out = jaxlstm.lstm(params, x, reverse=cfg["go_backwards"])
+    np.testing.assert_allclose(out.sequence, seq_ref, **TOL)
+    np.testing.assert_allclose(out.state.h, h_ref, **TOL)
+    np.testing.assert_allclose(out.state.c, c_ref, **TOL)
 
     fresh = make()
     fresh(x)
@@ -80,8 +79,7 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tm
     stack = tuple(jk.from_keras(layer) for layer in model.layers)
     assert isinstance(stack[0], BidirectionalParams) and isinstance(stack[1], LSTMParams)
     assert jk.layer_config(model.layers[0])["merge_mode"] == "concat"
-    y, _ = run_stack(stack, x)
-    np.testing.assert_allclose(y, y_ref, **TOL)
+    np.testing.assert_allclose(jaxlstm.stacked_lstm(stack, x).sequence, y_ref, **TOL)
 
     fresh = make()
     for params, layer in zip(stack, fresh.layers):
@@ -110,8 +108,8 @@ def test_keras_activation_names_mean_what_keras_means(keras, jk):
     layer(x)
     _randomize(layer, seed=4)
     cfg = jk.layer_config(layer)
-    seq, _ = run_layer(jk.from_keras(layer), x, activation=cfg["activation"], recurrent_activation=cfg["recurrent_activation"])
-    np.testing.assert_allclose(seq, np.asarray(layer(x)), **TOL)
+    out = jaxlstm.lstm(jk.from_keras(layer), x, activation=cfg["activation"], recurrent_activation=cfg["recurrent_activation"])
+    np.testing.assert_allclose(out.sequence, np.asarray(layer(x)), **TOL)
 
 
 def test_bad_weights_name_the_tensor(keras, jk):

@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 
 from conftest import require
-from fixtures.interop_helpers import run_layer
-
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
@@ -81,11 +79,18 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
         options = [dict(zero_output_for_mask=True)] * 2 + [dict(reverse=True)]
     x = tf_out["stack_x"]
     mask = jnp.any(x != 0.0, axis=-1)  # keras.layers.Masking(mask_value=0.0)
-    y1, _ = run_layer(stack[0], x, mask=mask, **options[0])
+    # A Bidirectional's options are its forward layer's; bidirectional() runs the backward one.
+    encoder = []
+    for opts in options[:2]:
+        assert not opts.pop("reverse", False)
+        encoder.append(opts)
+    y1 = jaxlstm.bidirectional(stack[0], x, mask=mask, **encoder[0]).sequence
     np.testing.assert_allclose(y1, tf_out["stack_encoder_1"], **TOL)
-    y2, _ = run_layer(stack[1], y1, mask=mask, **options[1])
+    y2 = jaxlstm.bidirectional(stack[1], y1, mask=mask, **encoder[1]).sequence
     np.testing.assert_allclose(y2, tf_out["stack_encoder_2"], **TOL)
-    _, state = run_layer(stack[2], y2, mask=mask, **options[2])
+    # The two encoders as one stack, with stacked_lstm's own defaults (Keras's, per layer kind).
+    np.testing.assert_allclose(jaxlstm.stacked_lstm(stack[:2], x, mask=mask).sequence, tf_out["stack_encoder_2"], **TOL)
+    state = jaxlstm.lstm(stack[2], y2, mask=mask, **options[2]).state
     np.testing.assert_allclose(state.h, tf_out["stack_tail"], **TOL)
 
 

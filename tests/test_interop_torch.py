@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pickle
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import require
-from fixtures.interop_helpers import flat_states, run_stack
-
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
@@ -62,11 +59,11 @@ def test_lstm_matches_torch_and_round_trips(torch, jt, name):
     assert len(stack) == cfg.get("num_layers", 1)
     kind = BidirectionalParams if cfg.get("bidirectional") else LSTMParams
     assert all(isinstance(p, kind) for p in stack)
-    y, states = run_stack(stack, x)
-    np.testing.assert_allclose(y, y_ref, **TOL)
-    flat = flat_states(states)
-    np.testing.assert_allclose(np.stack([s.h for s in flat]), h_ref, **TOL)
-    np.testing.assert_allclose(np.stack([s.c for s in flat]), c_ref, **TOL)
+    out = jaxlstm.stacked_lstm(stack, x)
+    np.testing.assert_allclose(out.sequence, y_ref, **TOL)
+    h_n, c_n = jaxlstm.torch_state(out.state)
+    np.testing.assert_allclose(h_n, h_ref, **TOL)
+    np.testing.assert_allclose(c_n, c_ref, **TOL)
 
     fresh = torch.nn.LSTM(I, batch_first=True, **cfg)
     fresh.load_state_dict(jt.to_torch(stack))  # strict: every key, every shape
@@ -83,11 +80,11 @@ def test_packed_lengths_match_jaxlstm_lengths(torch, jt):
         y_packed, (h_ref, c_ref) = module(packed)
     y_ref, _ = torch.nn.utils.rnn.pad_packed_sequence(y_packed, batch_first=True, total_length=T)
     (params,) = jt.from_torch(module)
-    fwd = jaxlstm.lstm(params.forward, x, lengths=lengths)
-    bwd = jaxlstm.lstm(params.backward, x, lengths=lengths, reverse=True, keep_order=True)
-    np.testing.assert_allclose(jnp.concatenate([fwd.sequence, bwd.sequence], -1), y_ref.numpy(), **TOL)
-    np.testing.assert_allclose(np.stack([fwd.state.h, bwd.state.h]), h_ref.numpy(), **TOL)
-    np.testing.assert_allclose(np.stack([fwd.state.c, bwd.state.c]), c_ref.numpy(), **TOL)
+    out = jaxlstm.bidirectional(params, x, lengths=lengths)
+    np.testing.assert_allclose(out.sequence, y_ref.numpy(), **TOL)  # padding: zeros, as pad_packed_sequence
+    h_n, c_n = jaxlstm.torch_state((out.state,))
+    np.testing.assert_allclose(h_n, h_ref.numpy(), **TOL)
+    np.testing.assert_allclose(c_n, c_ref.numpy(), **TOL)
 
 
 @pytest.mark.parametrize("bias", [True, False])
