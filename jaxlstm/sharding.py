@@ -43,7 +43,7 @@ def batch_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = 
 
 
 def _place(x: Any, sharding: NamedSharding, global_shape: Optional[tuple[int, ...]] = None) -> jax.Array:
-    if isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
         return x  # already where it belongs (e.g. the replicated output of the previous step)
     if jax.process_count() == 1:
         return jax.device_put(x, sharding)
@@ -132,9 +132,17 @@ def data_parallel(
         and runs the jitted ``fn``; see ``shard_batch`` for the batch-size rule.
     """
     _axis_size(mesh, axis_name)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    split = NamedSharding(mesh, PartitionSpec(axis_name))
     if out_shardings is None:
-        out_shardings = NamedSharding(mesh, PartitionSpec())
-    jitted = jax.jit(fn, out_shardings=out_shardings, donate_argnums=donate_argnums)
+        out_shardings = replicated
+
+    # Explicit in_shardings: one compiled program whether an argument arrives fresh from the host,
+    # restored from a checkpoint, or as the previous step's output.
+    @functools.lru_cache(maxsize=None)
+    def jitted(batch: frozenset[int], count: int) -> Callable[..., Any]:
+        in_shardings = tuple(split if i in batch else replicated for i in range(count))
+        return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=donate_argnums)
 
     @functools.wraps(fn)
     def run(*args: Any) -> Any:
@@ -145,10 +153,11 @@ def data_parallel(
         for i in batch:
             if not -len(args) <= i < len(args):
                 raise ValueError(f"batch_argnums: {i} is out of range for {len(args)} arguments")
-        batch = {i % len(args) for i in batch}
+        batch = frozenset(i % len(args) for i in batch)
         placed = [
-            shard_batch(a, mesh, axis_name, name=f"args[{i}]") if i in batch else replicate(a, mesh) for i, a in enumerate(args)
+            shard_batch(a, mesh, axis_name, name=f"args[{i}]") if i in batch else replicate(a, mesh)
+            for i, a in enumerate(args)
         ]
-        return jitted(*placed)
+        return jitted(batch, len(args))(*placed)
 
     return run
