@@ -79,6 +79,18 @@ def loss_fn(model: Model, xs: jax.Array, ys: jax.Array) -> jax.Array:
     return jnp.mean((predict(model, xs) - ys) ** 2)
 
 
+def make_optimizer(config: Config) -> "optax.GradientTransformation":  # noqa: F821
+    import optax
+
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
+
+
+def init_state(config: Config) -> _common.TrainState:
+    """The state at step 0: a fresh model and optimiser state from ``config.seed``."""
+    model = init_model(jax.random.split(jax.random.key(config.seed), 3)[0], config.units)
+    return _common.TrainState(jnp.asarray(0, jnp.int32), model, make_optimizer(config).init(model))
+
+
 @dataclass
 class Result:
     reached: bool  # test MSE < target
@@ -95,13 +107,9 @@ def train(
     checkpoint: Optional[str] = None,
     progress: bool = True,
 ) -> Result:
-    import optax
-
-    model_key, data_key, test_key = jax.random.split(jax.random.key(config.seed), 3)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))
-    model = init_model(model_key, config.units)
-    state = _common.TrainState(jnp.asarray(0, jnp.int32), model, optimizer.init(model))
-    state = _common.resume_or(state, checkpoint)
+    _, data_key, test_key = jax.random.split(jax.random.key(config.seed), 3)
+    optimizer = make_optimizer(config)
+    state = _common.resume_or(init_state(config), checkpoint)
 
     # Each process draws its own share of the batch (one process: all of it).
     local_batch = config.batch_size // jax.process_count()

@@ -112,13 +112,12 @@ def restore(path: str | os.PathLike, like: T) -> T:
     entries = metadata["leaves"]
     saved_paths = [e["path"] for e in entries]
     if saved_paths != paths or metadata["treedef"] != str(treedef):
-        missing = [p for p in paths if p not in saved_paths]
-        extra = [p for p in saved_paths if p not in paths]
-        raise ValueError(
-            "like: its structure differs from the checkpoint's "
-            f"(checkpoint {metadata['treedef']}, like {treedef}); "
-            f"leaves only in like: {missing or 'none'}, only in the checkpoint: {extra or 'none'}"
-        )
+        missing = ", ".join(p for p in paths if p not in saved_paths) or "none"
+        extra = ", ".join(p for p in saved_paths if p not in paths) or "none"
+        detail = f"leaves only in like: {missing}; only in the checkpoint: {extra}"
+        if missing == extra == "none":  # same leaves, different containers or order
+            detail = f"checkpoint {metadata['treedef']}, like {treedef}"
+        raise ValueError(f"like: its structure differs from the checkpoint's ({detail})")
 
     leaves = []
     for i, (entry, template) in enumerate(zip(entries, templates)):
