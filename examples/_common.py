@@ -42,12 +42,15 @@ class Dense(NamedTuple):
 
 @dataclass
 class History:
-    """Training loss at every step and evaluation metrics every ``eval_every`` steps."""
+    """Training loss at every step, evaluation metrics every ``eval_every`` steps, and the time
+    taken: wall-clock seconds, and this process's CPU seconds (less sensitive to a busy machine)."""
 
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def fit(
@@ -63,8 +66,8 @@ def fit(
     checkpoint_path: Optional[str] = None,
     progress: bool = True,
     description: str = "training",
-) -> tuple[TrainState, History, float]:
-    """Train until ``done(metrics)`` or ``max_steps``; returns the state, the history and seconds.
+) -> tuple[TrainState, History]:
+    """Train until ``done(metrics)`` or ``max_steps``; returns the final state and the history.
 
     ``next_batch(step)`` gives the batch of a step from the step number alone, so a run resumed
     from a checkpoint sees exactly the batches the uninterrupted run would have seen. The step is
@@ -81,7 +84,7 @@ def fit(
 
     step_fn = sharding.data_parallel(train_step, sharding.batch_mesh())
     history = History()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     first = int(state.step)
     bar = tqdm(total=max_steps, initial=first, desc=description, disable=not progress, dynamic_ncols=True)
     metrics: dict[str, float] = {}
@@ -103,7 +106,9 @@ def fit(
                     break
     if checkpoint_path:
         checkpoint.save(checkpoint_path, state)
-    return state, history, time.perf_counter() - start
+    history.seconds = time.perf_counter() - start
+    history.cpu_seconds = time.process_time() - start_cpu
+    return state, history
 
 
 def resume_or(state: TrainState, checkpoint_path: Optional[str]) -> TrainState:

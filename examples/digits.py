@@ -106,7 +106,7 @@ def train(config: Config = Config(), *, checkpoint: Optional[str] = None, progre
     def accuracy(model: Model) -> jax.Array:
         return jnp.mean(jnp.argmax(logits(model, test_images), axis=-1) == test_labels)
 
-    state, history, seconds = _common.fit(
+    state, history = _common.fit(
         state,
         loss_fn,
         optimizer,
@@ -119,7 +119,7 @@ def train(config: Config = Config(), *, checkpoint: Optional[str] = None, progre
         progress=progress,
         description="digits",
     )
-    return Result(float(accuracy(state.params)), int(state.step), seconds, history)
+    return Result(float(accuracy(state.params)), int(state.step), history.seconds, history)
 
 
 def main(argv: Optional[list[str]] = None) -> Result:
@@ -155,7 +155,7 @@ def main(argv: Optional[list[str]] = None) -> Result:
     result = train(config, checkpoint=args.checkpoint, progress=not args.no_progress)
     print(
         f"digits: test accuracy {100 * result.test_accuracy:.1f}% after {result.steps} steps in "
-        f"{result.seconds:.1f} s ({jax.device_count()} {jax.default_backend()} device(s))"
+        f"{result.seconds:.1f} s wall, {result.history.cpu_seconds:.1f} s CPU ({jax.device_count()} {jax.default_backend()} device(s))"
     )
     if args.plot:
         from jaxlstm.plot import training_curves
