@@ -35,13 +35,17 @@ def state_trajectory(params: LSTMParams, xs: jax.Array) -> LSTMState:
     batch_shape, _ = checks.sequence(xs, input_size)
     if len(batch_shape) != 1:
         raise ValueError(f"xs: expected shape [batch, T, {input_size}], found {checks.fmt(np.shape(xs))}")
+    return _trajectory(params, jnp.asarray(xs))
 
+
+@jax.jit
+def _trajectory(params: LSTMParams, xs: jax.Array) -> LSTMState:
     def advance(state: LSTMState, x_t: jax.Array) -> tuple[LSTMState, LSTMState]:
         new, _ = step(params, state, x_t)
         return new, new
 
-    xs = jnp.asarray(xs)
-    _, states = jax.lax.scan(advance, zero_state(params, batch_shape[:1], xs.dtype), jnp.swapaxes(xs, 0, 1))
+    initial = zero_state(params, xs.shape[:1], xs.dtype)
+    _, states = jax.lax.scan(advance, initial, jnp.swapaxes(xs, 0, 1))  # time-major for scan
     return LSTMState(h=jnp.swapaxes(states.h, 0, 1), c=jnp.swapaxes(states.c, 0, 1))
 
 

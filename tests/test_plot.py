@@ -39,16 +39,17 @@ def test_demo_plot_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_state_trajectory_is_what_lstm_computes() -> None:
     from jaxlstm.plot import state_trajectory
 
-    params = jaxlstm.init(jax.random.key(0), 4, 3)
-    xs = jax.random.normal(jax.random.key(1), (5, 7, 4))
+    # The demo's shapes (2 units over [16, 8, 4]), so the compiled functions are shared.
+    params = jaxlstm.init(jax.random.key(0), 4, 2)
+    xs = jax.random.normal(jax.random.key(1), (16, 8, 4))
     states = state_trajectory(params, xs)
     out = jaxlstm.lstm(params, xs)
-    assert states.h.shape == (5, 7, 3) and states.c.shape == (5, 7, 3)
+    assert states.h.shape == (16, 8, 2) and states.c.shape == (16, 8, 2)
     np.testing.assert_allclose(states.h, out.sequence, rtol=0, atol=1e-6)
     np.testing.assert_allclose(states.h[:, -1], out.state.h, rtol=0, atol=1e-6)
     np.testing.assert_allclose(states.c[:, -1], out.state.c, rtol=0, atol=1e-6)
     # c along the way: the first step from zeros is i * tanh(z_c), checked with one explicit step.
-    first, _ = jaxlstm.step(params, jaxlstm.zero_state(params, (5,)), xs[:, 0])
+    first, _ = jaxlstm.step(params, jaxlstm.zero_state(params, (16,)), xs[:, 0])
     np.testing.assert_allclose(states.c[:, 0], first.c, rtol=0, atol=1e-6)
 
 
