@@ -94,8 +94,9 @@ def restore(path: str | os.PathLike, like: T) -> T:
             (e.g. ``jax.eval_shape(make_state)``), and only their shapes and dtypes are used.
 
     Returns:
-        A pytree like ``like`` whose leaves are ``jax.Array`` on the default device, bit-identical to
-        the saved ones.
+        A pytree like ``like`` whose leaves are bit-identical to the saved ones: ``jax.Array`` on the
+        default device, or ``np.ndarray`` where ``like`` has a numpy leaf (so an int64 stays int64).
+        Place them with ``jaxlstm.sharding.replicate`` (or ``jax.device_put``) for sharded runs.
 
     Raises:
         ValueError: not a jaxlstm checkpoint, or its leaf paths, shapes or dtypes differ from ``like``.
