@@ -123,6 +123,31 @@ def resume_or(state: TrainState, checkpoint_path: Optional[str]) -> TrainState:
 # ----------------------------------------------------------------------------------------------
 
 
+def add_training_arguments(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """The options both examples share; ``defaults`` is the example's ``Config()``."""
+    add = parser.add_argument
+    add("--steps", type=positive_int, default=defaults.max_steps, help="at most this many steps")
+    add("--batch-size", type=positive_int, default=defaults.batch_size, help="a multiple of the device count")
+    add("--units", type=positive_int, default=defaults.units, help="LSTM units")
+    add("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's")
+    add("--eval-every", type=positive_int, default=defaults.eval_every, help="steps between evaluations")
+    add("--seed", type=seed, default=defaults.seed)
+    add("--checkpoint", type=output_file(".npz"), help="save here; resume from it if it exists")
+    add("--plot", type=output_file(".png"), help="save the training curve here")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> argparse.Namespace:
+    """Parse, and check the batch splits evenly over the devices (see ``jaxlstm.sharding``)."""
+    args = parser.parse_args(argv)
+    devices = jax.device_count()
+    if args.batch_size % devices:
+        parser.error(
+            f"argument --batch-size: expected a multiple of the {devices} devices, found {args.batch_size}"
+        )
+    return args
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -113,9 +113,12 @@ def train(
 
     # Each process draws its own share of the batch (one process: all of it).
     local_batch = config.batch_size // jax.process_count()
-    draw = jax.jit(lambda step: make_batch(
-        jax.random.fold_in(jax.random.fold_in(data_key, step), jax.process_index()), local_batch, config.seq_len
-    ))
+
+    @jax.jit
+    def draw(step: jax.Array) -> tuple[jax.Array, jax.Array]:
+        key = jax.random.fold_in(jax.random.fold_in(data_key, step), jax.process_index())
+        return make_batch(key, local_batch, config.seq_len)
+
     test_xs, test_ys = make_batch(test_key, config.test_size, config.seq_len)
 
     @jax.jit
@@ -156,23 +159,12 @@ def train(
 def main(argv: Optional[list[str]] = None) -> Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = Config()
-    parser.add_argument("--seq-len", type=_common.positive_int, default=defaults.seq_len, help="T (default 100)")
-    parser.add_argument("--steps", type=_common.positive_int, default=defaults.max_steps, help="at most this many steps")
-    parser.add_argument("--batch-size", type=_common.positive_int, default=defaults.batch_size)
-    parser.add_argument("--units", type=_common.positive_int, default=defaults.units)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=defaults.learning_rate)
-    parser.add_argument("--eval-every", type=_common.positive_int, default=defaults.eval_every)
+    parser.add_argument("--seq-len", type=_common.positive_int, default=defaults.seq_len, help="T")
     parser.add_argument("--target-mse", type=_common.positive_float, default=defaults.target_mse)
-    parser.add_argument("--seed", type=_common.seed, default=defaults.seed)
-    parser.add_argument("--checkpoint", type=_common.output_file(".npz"), help="save here; resume if it exists")
-    parser.add_argument("--plot", type=_common.output_file(".png"), help="save the training curve here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    _common.add_training_arguments(parser, defaults)
+    args = _common.parse(parser, argv)
     if args.seq_len < 2:
         parser.error(f"argument --seq-len: expected at least 2 (one marker per half), found {args.seq_len}")
-    devices = len(jax.devices())
-    if args.batch_size % devices:
-        parser.error(f"argument --batch-size: expected a multiple of the {devices} devices, found {args.batch_size}")
 
     config = Config(
         seq_len=args.seq_len,

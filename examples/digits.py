@@ -125,23 +125,12 @@ def train(config: Config = Config(), *, checkpoint: Optional[str] = None, progre
 def main(argv: Optional[list[str]] = None) -> Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = Config()
-    parser.add_argument("--steps", type=_common.positive_int, default=defaults.max_steps, help="training steps")
-    parser.add_argument("--batch-size", type=_common.positive_int, default=defaults.batch_size)
-    parser.add_argument("--units", type=_common.positive_int, default=defaults.units)
-    parser.add_argument("--learning-rate", type=_common.positive_float, default=defaults.learning_rate)
-    parser.add_argument("--eval-every", type=_common.positive_int, default=defaults.eval_every)
     parser.add_argument("--target", type=_common.positive_float, default=defaults.target_accuracy,
                         help="stop once the test accuracy reaches this (default: run all steps)")
-    parser.add_argument("--seed", type=_common.seed, default=defaults.seed)
-    parser.add_argument("--checkpoint", type=_common.output_file(".npz"), help="save here; resume if it exists")
-    parser.add_argument("--plot", type=_common.output_file(".png"), help="save the training curve here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    _common.add_training_arguments(parser, defaults)
+    args = _common.parse(parser, argv)
     if args.target > 1:
         parser.error(f"argument --target: expected an accuracy in (0, 1], found {args.target}")
-    devices = len(jax.devices())
-    if args.batch_size % devices:
-        parser.error(f"argument --batch-size: expected a multiple of the {devices} devices, found {args.batch_size}")
 
     config = Config(
         units=args.units,
@@ -155,7 +144,8 @@ def main(argv: Optional[list[str]] = None) -> Result:
     result = train(config, checkpoint=args.checkpoint, progress=not args.no_progress)
     print(
         f"digits: test accuracy {100 * result.test_accuracy:.1f}% after {result.steps} steps in "
-        f"{result.seconds:.1f} s wall, {result.history.cpu_seconds:.1f} s CPU ({jax.device_count()} {jax.default_backend()} device(s))"
+        f"{result.seconds:.1f} s wall, {result.history.cpu_seconds:.1f} s CPU "
+        f"({jax.device_count()} {jax.default_backend()} device(s))"
     )
     if args.plot:
         from jaxlstm.plot import training_curves

@@ -142,7 +142,9 @@ def data_parallel(
     @functools.lru_cache(maxsize=None)
     def jitted(batch: frozenset[int], count: int) -> Callable[..., Any]:
         in_shardings = tuple(split if i in batch else replicated for i in range(count))
-        return jax.jit(fn, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=donate_argnums)
+        return jax.jit(
+            fn, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=donate_argnums
+        )
 
     @functools.wraps(fn)
     def run(*args: Any) -> Any:
