@@ -15,7 +15,8 @@ machine, and on several hosts: call ``jax.distributed.initialize()`` first in ev
 ``batch_mesh()`` spans all processes' devices, and each process passes its OWN share of the batch
 (``B / jax.process_count()`` examples, different in every process); parameters and other replicated
 arguments must be the same in every process (same seed). Outputs replicated with ``P()`` can be read
-in every process.
+in every process. (Several CPU processes also need
+``jax.config.update("jax_cpu_collectives_implementation", "gloo")`` before ``initialize``.)
 
 Batch sizes: the global batch must be a multiple of the number of devices on the batch axis, or
 ``data_parallel`` raises a ``ValueError`` that says so. There is no silent padding, because padded

@@ -152,3 +152,67 @@ def test_one_device_runs_unchanged_and_errors_are_clear() -> None:
         sharding.shard_batch({"lr": 0.1}, mesh)
     with pytest.raises(ValueError, match="devices: expected at least one device, found none"):
         sharding.batch_mesh([])
+
+
+TWO_PROCESSES = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives across processes
+    process, port = int(sys.argv[1]), sys.argv[2]
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process)
+    import jax.numpy as jnp, numpy as np
+    import jaxlstm
+    from jaxlstm import sharding
+
+    params = jaxlstm.init(jax.random.key(0), 3, 4)
+    xs = np.asarray(jax.random.normal(jax.random.key(1), (8, 6, 3)))
+    mine = xs[4 * process : 4 * (process + 1)]  # each process passes only its own share
+
+    def loss(params, xs):
+        return jnp.mean(jaxlstm.lstm(params, xs).sequence ** 2)
+
+    value, grads = sharding.data_parallel(jax.value_and_grad(loss), sharding.batch_mesh())(params, mine)
+    print(json.dumps({
+        "devices": jax.device_count(), "local_devices": jax.local_device_count(),
+        "loss": float(value), "kernel_grad": np.asarray(grads.kernel).tolist(),
+    }))
+    """
+)
+
+
+def test_multi_process_data_parallel_after_distributed_initialize() -> None:
+    """Two processes, one CPU device each, joined by jax.distributed.initialize (the multi-host path)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_PROCESSES, str(i), port],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for i in range(2)
+    ]
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+
+    params = jaxlstm.init(jax.random.key(0), 3, 4)
+    xs = jax.random.normal(jax.random.key(1), (8, 6, 3))
+    value, grads = jax.value_and_grad(lambda p: jnp.mean(jaxlstm.lstm(p, xs).sequence ** 2))(params)
+    for result in results:
+        assert result["devices"] == 2 and result["local_devices"] == 1
+        np.testing.assert_allclose(result["loss"], float(value), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(result["kernel_grad"]), grads.kernel, rtol=1e-5, atol=1e-6)
