@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     config = adding.Config(max_steps=20, target_mse=1e-12, seed=3, **RESUME_ARGS)
     resumed = tmp_path / "resumed.npz"
     adding.train(config, checkpoint=str(resumed), progress=False)
+    shutil.copy(resumed, tmp_path / "step20.npz")
 
     cli = [
         sys.executable, str(ROOT / "examples" / "adding_problem.py"), "--steps", "40", "--seed", "3",
@@ -102,17 +104,25 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
         "--learning-rate", "0.01", "--target-mse", "1e-12", "--checkpoint", str(resumed), "--no-progress",
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(cli, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "after 40 steps" in done.stdout
+    resuming = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # Meanwhile, here: 40 steps without a break.
+        straight = tmp_path / "straight.npz"
+        result = adding.train(dataclasses.replace(config, max_steps=40), checkpoint=str(straight), progress=False)
+        assert result.steps == 40
+        out, err = resuming.communicate(timeout=300)
+    finally:
+        if resuming.poll() is None:
+            resuming.kill()
+    assert resuming.returncode == 0, err[-3000:]
+    assert "after 40 steps" in out
 
-    straight = tmp_path / "straight.npz"
-    result = adding.train(dataclasses.replace(config, max_steps=40), checkpoint=str(straight), progress=False)
-    assert result.steps == 40
     like = jax.eval_shape(lambda: adding.init_state(config))
     state_resumed = checkpoint.restore(resumed, like)
     state_straight = checkpoint.restore(straight, like)
     assert int(state_resumed.step) == 40
     assert_bitwise_equal(state_resumed, state_straight)
-    # And not trivially: 20 more steps did change the parameters.
-    assert not np.array_equal(state_resumed.params.lstm.kernel, adding.init_state(config).params.lstm.kernel)
+    # And not trivially: the fresh process did take 20 more steps.
+    state_20 = checkpoint.restore(tmp_path / "step20.npz", like)
+    assert int(state_20.step) == 20
+    assert not np.array_equal(state_resumed.params.lstm.kernel, state_20.params.lstm.kernel)

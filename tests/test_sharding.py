@@ -87,7 +87,7 @@ FOUR_DEVICES = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def four_devices() -> dict:
     require("optax")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -105,15 +105,15 @@ def test_flag_does_not_leak_into_this_process() -> None:
     assert "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 
-def test_sharded_step_equals_one_device_step(four_devices: dict) -> None:
+def test_four_devices_step_equals_one_device_step(four_devices: dict) -> None:
+    # One test for the one subprocess, so that pytest-xdist does not start it once per worker.
     assert four_devices["devices"] == 4
     one, four = four_devices["loss"]
     assert abs(one - four) <= 1e-5 * max(1.0, abs(one))
     assert four_devices["grad_diff"] <= 1e-5
     assert four_devices["state_diff"] <= 1e-5  # the Adam update too
 
-
-def test_output_sharding_is_what_was_asked(four_devices: dict) -> None:
+    # The output shardings are what was asked for.
     assert four_devices["input_shards"] == [4, 4, 4, 4]  # 16 examples, 4 per device
     assert four_devices["outputs_replicated"]  # default out_shardings: P()
     assert four_devices["grads_on_all_devices"]
@@ -122,8 +122,7 @@ def test_output_sharding_is_what_was_asked(four_devices: dict) -> None:
     assert four_devices["per_example_shards"] == [4, 4, 4, 4]
     assert four_devices["per_example_diff"] <= 1e-6
 
-
-def test_indivisible_batch_is_a_clear_error(four_devices: dict) -> None:
+    # A batch that does not divide the device count is a clear error.
     assert four_devices["indivisible_error"] == (
         "args[1]: a batch of 10 examples does not split evenly over the 4 devices of mesh axis "
         "'batch'; use a batch size that is a multiple of 4 (drop the remainder, or pad and weight "
