@@ -5,6 +5,7 @@ and batches it with ``vmap``. Parameters and states are NamedTuple pytrees in Ke
 """
 
 from . import checkpoint, plot, sharding  # submodules; matplotlib loads only when plot draws
+from . import interop  # lazy: each peer is imported only when one of its converters runs
 from .activations import ACTIVATIONS, hard_sigmoid
 from .core import init, lstm, step, zero_state
 from .pytrees import BidirectionalParams, LSTMOutput, LSTMParams, LSTMState

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Union
 
 import jax
@@ -30,7 +31,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "softsign": jax.nn.soft_sign,
     "elu": jax.nn.elu,
     "selu": jax.nn.selu,
-    "gelu": jax.nn.gelu,
+    "gelu": partial(jax.nn.gelu, approximate=False),  # Keras's "gelu" is exact; jax's default is tanh-approximate
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
 }

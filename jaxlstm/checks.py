@@ -122,21 +122,24 @@ def state(
     if not isinstance(s, LSTMState):
         raise TypeError(f"{name}: expected LSTMState(h, c), found {type(s).__name__}")
     for field, size in (("h", output_size), ("c", units)):
-        target = (*batch_shape, size)
-        value = getattr(s, field)
-        float_array(value, f"{name}.{field}")
-        shape = _shape(value)
-        ok = (
-            len(shape) >= 1
-            and shape[-1] == size
-            and len(shape) <= len(target)
-            and all(a in (1, b) for a, b in zip(reversed(shape), reversed(target)))
+        broadcasts(getattr(s, field), (*batch_shape, size), f"{name}.{field}")
+
+
+def broadcasts(x: Any, target: tuple[int, ...], name: str) -> None:
+    """A float array that broadcasts to ``target`` with the same last axis (e.g. ``[size]`` for all)."""
+    float_array(x, name)
+    shape = _shape(x)
+    ok = (
+        len(shape) >= 1
+        and shape[-1] == target[-1]
+        and len(shape) <= len(target)
+        and all(a in (1, b) for a, b in zip(reversed(shape), reversed(target)))
+    )
+    if not ok:
+        raise ValueError(
+            f"{name}: expected shape {fmt(target)} (or one that broadcasts to it, such as "
+            f"[{target[-1]}]), found {fmt(shape)}"
         )
-        if not ok:
-            raise ValueError(
-                f"{name}.{field}: expected shape {fmt(target)} (or one that broadcasts to it, such as "
-                f"[{size}]), found {fmt(shape)}"
-            )
 
 
 def mask(m: Any, batch_shape: tuple[int, ...], steps: int) -> None:

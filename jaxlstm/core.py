@@ -117,8 +117,11 @@ def _step(
     x_t: jax.Array,
     activation: Activation,
     recurrent_activation: Activation,
+    recurrent_dropout_mask: Optional[jax.Array] = None,
 ) -> tuple[LSTMState, jax.Array]:
-    z = x_t @ params.kernel + state.h @ params.recurrent_kernel
+    # Recurrent dropout (Keras LSTMCell) scales only what enters the matmul; the carried h is unmasked.
+    h_in = state.h if recurrent_dropout_mask is None else state.h * recurrent_dropout_mask
+    z = x_t @ params.kernel + h_in @ params.recurrent_kernel
     if params.bias is not None:
         z = z + params.bias
     z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
@@ -201,6 +204,7 @@ def _one_sequence(
     state: LSTMState,
     mask: Optional[jax.Array],
     length: Optional[jax.Array],
+    recurrent_dropout_mask: Optional[jax.Array] = None,
     *,
     reverse: bool,
     keep_order: bool,
@@ -209,7 +213,8 @@ def _one_sequence(
     recurrent_activation: Activation,
     unroll: int | bool,
 ) -> LSTMOutput:
-    """One sequence: xs ``[T, I]``, state ``[H]``, mask ``[T]`` or None, length ``[]`` or None."""
+    """One sequence: xs ``[T, I]``, state ``[H]``, mask ``[T]`` or None, length ``[]`` or None,
+    recurrent_dropout_mask ``[output_size]`` or None (the same at every step)."""
     steps = xs.shape[0]
     order = _processing_order(steps, length, reverse)
     if order is not None:
@@ -220,7 +225,7 @@ def _one_sequence(
 
     def body(carry: LSTMState, inputs: tuple) -> tuple[LSTMState, jax.Array]:
         x_t, m_t, v_t = inputs
-        new, y = _step(params, carry, x_t, activation, recurrent_activation)
+        new, y = _step(params, carry, x_t, activation, recurrent_activation, recurrent_dropout_mask)
         if m_t is None and v_t is None:
             return new, y
         keep = m_t if v_t is None else (v_t if m_t is None else m_t & v_t)
@@ -256,6 +261,7 @@ def _lstm(
     initial_state: Optional[LSTMState],
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
+    recurrent_dropout_mask: Optional[jax.Array] = None,
     *,
     reverse: bool,
     keep_order: bool,
@@ -282,6 +288,10 @@ def _lstm(
     flat_xs = xs.astype(dtype).reshape(n, steps, features)
     flat_mask = None if mask is None else mask.reshape(n, steps)
     flat_lengths = None if lengths is None else lengths.reshape(n)
+    flat_rd_mask = None
+    if recurrent_dropout_mask is not None:
+        rd_mask = recurrent_dropout_mask.astype(dtype)
+        flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
     run = partial(
         _one_sequence,
         reverse=reverse,
@@ -291,7 +301,9 @@ def _lstm(
         recurrent_activation=recurrent_activation,
         unroll=unroll,
     )
-    out = jax.vmap(run, in_axes=(None, 0, 0, 0, 0))(params, flat_xs, flat_state, flat_mask, flat_lengths)
+    out = jax.vmap(run, in_axes=(None, 0, 0, 0, 0, 0))(
+        params, flat_xs, flat_state, flat_mask, flat_lengths, flat_rd_mask
+    )
     return LSTMOutput(
         sequence=out.sequence.reshape(*batch_shape, steps, out_size),
         state=LSTMState(
@@ -314,6 +326,7 @@ def lstm(
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     dtype: Any = None,
+    recurrent_dropout_mask: Optional[jax.Array] = None,
 ) -> LSTMOutput:
     """Run the LSTM over whole sequences: ``lax.scan`` over time, ``vmap`` over batch axes, jitted.
 
@@ -335,6 +348,9 @@ def lstm(
         activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
         unroll: time steps per scan iteration (``lax.scan``'s ``unroll``).
         dtype: computation dtype; default: the promoted dtype of xs and params.
+        recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
+            ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
+            (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -348,6 +364,8 @@ def lstm(
         checks.mask(mask, batch_shape, steps)
     if lengths is not None:
         checks.lengths(lengths, batch_shape, steps)
+    if recurrent_dropout_mask is not None:
+        checks.broadcasts(recurrent_dropout_mask, (*batch_shape, out), "recurrent_dropout_mask")
     if keep_order and not reverse:
         raise ValueError("keep_order: only meaningful with reverse=True")
     if unroll is not True and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
@@ -358,6 +376,7 @@ def lstm(
         initial_state,
         None if mask is None else jnp.asarray(mask),
         None if lengths is None else jnp.asarray(lengths),
+        None if recurrent_dropout_mask is None else jnp.asarray(recurrent_dropout_mask),
         reverse=bool(reverse),
         keep_order=bool(keep_order),
         zero_output_for_mask=bool(zero_output_for_mask),

@@ -1,0 +1,65 @@
+"""Keras-style sequence dropout: one mask per sequence, reused at every time step.
+
+Keras's ``LSTMCell`` draws its input and recurrent masks once per call and applies the same mask at
+every step (Gal & Ghahramani's variational dropout). The masks are inverted-dropout multipliers: 0 with
+probability ``rate``, ``1 / (1 - rate)`` otherwise, so the expected value is unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+class SequenceDropoutMasks(NamedTuple):
+    """Multipliers for one call; None where the rate is 0 (dropout off).
+
+    Attributes:
+        inputs: ``[..., input_size]``, applied to every step's input (broadcast over time).
+        recurrent: ``[..., output_size]``, applied to h where it enters the recurrent matmul.
+    """
+
+    inputs: Optional[jax.Array]
+    recurrent: Optional[jax.Array]
+
+
+def keep_mask(key: jax.Array, rate: float, shape: Sequence[int], dtype: Any) -> jax.Array:
+    """``[*shape]`` multipliers: 0 with probability ``rate``, else ``1 / (1 - rate)``.
+
+    ``rate == 1`` drops everything (all zeros, as ``flax.nnx.Dropout``), avoiding a division by zero.
+    """
+    if rate >= 1.0:
+        return jnp.zeros(shape, dtype)
+    keep = jax.random.bernoulli(key, 1.0 - rate, tuple(shape))
+    return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+
+
+def sequence_masks(
+    key: Optional[jax.Array],
+    *,
+    dropout: float,
+    recurrent_dropout: float,
+    batch_shape: Sequence[int],
+    input_size: int,
+    output_size: int,
+    dtype: Any,
+) -> SequenceDropoutMasks:
+    """Draw the per-sequence masks for one call (independent keys for the two masks).
+
+    ``key`` may be None only when both rates are 0.
+    """
+    if dropout == 0.0 and recurrent_dropout == 0.0:
+        return SequenceDropoutMasks(None, None)
+    if key is None:
+        raise ValueError("dropout: a PRNG key is needed when dropout or recurrent_dropout is > 0")
+    input_key, recurrent_key = jax.random.split(key)
+    batch_shape = tuple(batch_shape)
+    inputs = None
+    if dropout > 0.0:
+        inputs = keep_mask(input_key, dropout, (*batch_shape, input_size), dtype)
+    recurrent = None
+    if recurrent_dropout > 0.0:
+        recurrent = keep_mask(recurrent_key, recurrent_dropout, (*batch_shape, output_size), dtype)
+    return SequenceDropoutMasks(inputs, recurrent)

@@ -1,0 +1,224 @@
+"""The Keras ``LSTM`` layer's surface, shared by the Flax wrappers (``linen``, ``nnx``).
+
+Argument checks, initialisers by Keras name, the training/deterministic switch, and the one call that
+turns Keras-style arguments into ``core.lstm`` and its result into Keras-style outputs. The wrappers
+only own parameters, RNGs and the kept state; everything they compute goes through here into the core.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import checks, core
+from ._dropout import SequenceDropoutMasks
+from .activations import ActivationLike, resolve
+from .pytrees import LSTMOutput, LSTMParams, LSTMState
+
+Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
+InitializerLike = Union[str, Initializer]
+StateLike = Union[LSTMState, Sequence[jax.Array]]
+
+_init = jax.nn.initializers
+# Keras names -> jax initialisers with the same distribution (Keras's glorot/he/lecun normals are
+# truncated, as jax's are).
+INITIALIZERS: dict[str, Initializer] = {
+    "glorot_uniform": _init.glorot_uniform(),
+    "glorot_normal": _init.glorot_normal(),
+    "he_uniform": _init.he_uniform(),
+    "he_normal": _init.he_normal(),
+    "lecun_uniform": _init.lecun_uniform(),
+    "lecun_normal": _init.lecun_normal(),
+    "orthogonal": _init.orthogonal(),
+    "zeros": _init.zeros,
+    "ones": _init.ones,
+}
+
+
+def initializer(value: InitializerLike, name: str) -> Initializer:
+    """A Keras initialiser name, or a ``(key, shape, dtype)`` callable returned as is."""
+    if isinstance(value, str):
+        try:
+            return INITIALIZERS[value]
+        except KeyError:
+            known = ", ".join(sorted(INITIALIZERS))
+            raise ValueError(
+                f"{name}: unknown initializer {value!r}; expected a (key, shape, dtype) callable or "
+                f"one of: {known}"
+            ) from None
+    if callable(value):
+        return value
+    raise TypeError(f"{name}: expected a callable or an initializer name, found {type(value).__name__}")
+
+
+def bias_initializer(bias_init: Initializer, units: int, unit_forget_bias: bool) -> Initializer:
+    """Keras's bias initialiser: ``unit_forget_bias`` SETS the forget block (i, f, c, o) to 1.0."""
+    if not unit_forget_bias:
+        return bias_init
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return bias_init(key, shape, dtype).at[units : 2 * units].set(1.0)
+
+    return init
+
+
+def check_options(
+    *,
+    units: Any,
+    activation: ActivationLike,
+    recurrent_activation: ActivationLike,
+    dropout: Any = 0.0,
+    recurrent_dropout: Any = 0.0,
+    unroll: Any = 1,
+) -> None:
+    """Validate the layer's construction arguments (raises ValueError/TypeError naming the argument)."""
+    checks.positive_int(units, "units")
+    resolve(activation, "activation")
+    resolve(recurrent_activation, "recurrent_activation")
+    checks.fraction(dropout, "dropout")
+    checks.fraction(recurrent_dropout, "recurrent_dropout")
+    scan_unroll(unroll)
+
+
+def scan_unroll(unroll: Any) -> int | bool:
+    """Keras's ``unroll`` (bool) or ``lax.scan``'s (positive int) -> ``lax.scan``'s."""
+    if unroll is False:
+        return 1
+    if unroll is True:
+        return True
+    if isinstance(unroll, (int, np.integer)) and unroll >= 1:
+        return int(unroll)
+    raise ValueError(f"unroll: expected a bool or a positive int, found {unroll!r}")
+
+
+def is_deterministic(
+    deterministic: Optional[bool], training: Optional[bool], default: Optional[bool], needed: bool
+) -> bool:
+    """Resolve Flax's ``deterministic`` and Keras's ``training`` (its negation) into one flag.
+
+    Call arguments win over the module's default. ``needed`` (some dropout rate > 0) makes a missing
+    value an error, as in ``flax.linen.Dropout``; with no dropout the answer does not matter.
+    """
+    if deterministic is not None and training is not None and bool(deterministic) == bool(training):
+        raise ValueError(
+            f"deterministic={deterministic} and training={training} disagree; pass only one "
+            "(training is Keras's name for not deterministic)"
+        )
+    if deterministic is not None:
+        return bool(deterministic)
+    if training is not None:
+        return not training
+    if default is not None:
+        return bool(default)
+    if needed:
+        raise ValueError(
+            "deterministic: dropout or recurrent_dropout is > 0, so pass deterministic=True/False "
+            "(or training=False/True) to the call or to the module"
+        )
+    return True
+
+
+def as_state(initial_state: Optional[StateLike]) -> Optional[LSTMState]:
+    """``LSTMState(h, c)``, or a Keras-style ``[h, c]`` pair, or None."""
+    if initial_state is None or isinstance(initial_state, LSTMState):
+        return initial_state
+    if isinstance(initial_state, (list, tuple)) and len(initial_state) == 2:
+        return LSTMState(h=initial_state[0], c=initial_state[1])
+    raise TypeError(
+        "initial_state: expected LSTMState(h, c) or a Keras-style [h, c] pair, "
+        f"found {type(initial_state).__name__}"
+    )
+
+
+def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...], int]:
+    """Inputs ``[..., T, input_size]``; returns ``(batch_shape, T)``.
+
+    ``input_size`` None (a linen layer before its first call) accepts any feature size.
+    """
+    if input_size is None:
+        shape = np.shape(inputs)
+        if len(shape) < 2:
+            raise ValueError(
+                "inputs: expected shape [..., T, features] (time then features, any leading batch "
+                f"axes), found {checks.fmt(shape)} of rank {len(shape)}"
+            )
+        input_size = shape[-1]
+    return checks.sequence(inputs, input_size, "inputs")
+
+
+def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:
+    """A stateful layer's kept state must have the batch shape of the new inputs."""
+    kept_shape = tuple(np.shape(kept.c)[:-1])
+    if kept_shape != tuple(batch_shape):
+        raise ValueError(
+            f"inputs: a stateful LSTM keeps a state of batch shape {checks.fmt(kept_shape)}, but the "
+            f"inputs have batch shape {checks.fmt(batch_shape)}; reset_state(batch_shape=...) "
+            "starts over with a new batch shape"
+        )
+
+
+def zeroed_state(
+    kept: Optional[LSTMState], units: int, batch_shape: Optional[Sequence[int]]
+) -> Optional[LSTMState]:
+    """What ``reset_state`` keeps: zeros like ``kept``, or zeros of a new ``batch_shape``."""
+    if batch_shape is not None:
+        dtype = jnp.float32 if kept is None else kept.c.dtype
+        return core.zero_state(units, tuple(batch_shape), dtype)
+    return None if kept is None else jax.tree_util.tree_map(jnp.zeros_like, kept)
+
+
+def run(
+    params: LSTMParams,
+    inputs: jax.Array,
+    initial_state: Optional[LSTMState],
+    mask: Optional[jax.Array],
+    masks: SequenceDropoutMasks,
+    *,
+    go_backwards: bool,
+    zero_output_for_mask: bool,
+    activation: ActivationLike,
+    recurrent_activation: ActivationLike,
+    unroll: Any,
+    dtype: Any,
+) -> LSTMOutput:
+    """One Keras-style pass: input dropout on xs (same mask at every step), then ``core.lstm``."""
+    if masks.inputs is not None:
+        inputs = inputs * jnp.expand_dims(masks.inputs, -2).astype(inputs.dtype)
+    return core.lstm(
+        params,
+        inputs,
+        initial_state,
+        reverse=go_backwards,
+        mask=mask,
+        zero_output_for_mask=zero_output_for_mask,
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        unroll=scan_unroll(unroll),
+        dtype=dtype,
+        recurrent_dropout_mask=masks.recurrent,
+    )
+
+
+def keras_outputs(out: LSTMOutput, return_sequences: bool, return_state: bool) -> Any:
+    """Keras's return convention: output, or ``(output, h, c)`` with ``return_state``.
+
+    The output is the whole sequence ``[..., T, out]`` or Keras's last output ``[..., out]`` (the
+    last step in processing order; zeros there if it is masked with ``zero_output_for_mask``).
+    """
+    output = out.sequence if return_sequences else out.sequence[..., -1, :]
+    if return_state:
+        return output, out.state.h, out.state.c
+    return output
+
+
+def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
+    """Flax's convention: ``dtype``, or when None the promotion of the inputs' and the parameters'."""
+    return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
+
+
+def cast(tree: Any, dtype: Any) -> Any:
+    """Every array in ``tree`` as ``dtype`` (the cell's compute dtype; the layer lets the core cast)."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), tree)

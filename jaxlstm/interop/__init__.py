@@ -1,0 +1,38 @@
+"""Weights in and out of other libraries, and jaxlstm's own save/load.
+
+One submodule per peer; each imports its peer only inside its functions, so importing
+``jaxlstm.interop`` (or any submodule) stays light:
+
+    keras        live ``keras.layers.LSTM`` / ``Bidirectional`` layers and their ``get_weights()``
+    keras_files  Keras 3 ``.keras`` / ``.weights.h5`` and legacy tf.keras ``.h5`` files, read with h5py
+    torch        ``nn.LSTM`` / ``nn.LSTMCell`` state_dicts, ``.pt`` (weights_only) and ``.safetensors``
+    flax         linen ``LSTMCell`` / ``OptimizedLSTMCell`` params, NNX ``LSTMCell`` / ``OptimizedLSTMCell``
+    equinox      ``equinox.nn.LSTMCell``
+    haiku        ``haiku.LSTM`` params
+    io           jaxlstm's own lossless format (safetensors + JSON config, no pickle)
+
+Submodules load on first attribute access: ``jaxlstm.interop.torch.from_torch(...)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_SUBMODULES = ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")
+
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name: str) -> ModuleType:
+    # Lazy: loading a submodule never imports its peer, but this keeps even our own code off the
+    # `import jaxlstm.interop` path.
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_SUBMODULES))

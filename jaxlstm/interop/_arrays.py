@@ -1,0 +1,96 @@
+"""Small helpers shared by the converters: array coercion and shape checks with clear messages."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import jax.numpy as jnp
+import numpy as np
+
+from .. import checks
+from ..pytrees import BidirectionalParams, LSTMParams
+
+LayerParams = Union[LSTMParams, BidirectionalParams]
+
+
+def numpy(x: Any, name: str) -> np.ndarray:
+    """Any array-like (jax, numpy, torch on CPU, h5py dataset) as a numpy array."""
+    if hasattr(x, "detach"):  # a torch tensor: no torch import needed to read it
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # noqa: BLE001 - report which tensor could not be read
+        raise TypeError(f"{name}: expected an array, found {type(x).__name__}") from exc
+
+
+def expect_shape(x: Any, shape: Sequence[int], name: str) -> np.ndarray:
+    """``x`` as numpy, refusing any shape other than ``shape`` (no silent broadcasting)."""
+    a = numpy(x, name)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {checks.fmt(shape)}, found {checks.fmt(a.shape)}")
+    return a
+
+
+def expect_rank(x: Any, rank: int, name: str) -> np.ndarray:
+    a = numpy(x, name)
+    if a.ndim != rank:
+        raise ValueError(f"{name}: expected a rank-{rank} array, found shape {checks.fmt(a.shape)}")
+    return a
+
+
+def gate_width(x: np.ndarray, axis: int, name: str) -> int:
+    """The units H of an array whose ``axis`` holds 4 gate blocks."""
+    n = x.shape[axis]
+    if n % 4 or n == 0:
+        raise ValueError(
+            f"{name}: expected axis {axis} to hold 4 equal gate blocks (a positive multiple of 4), "
+            f"found shape {checks.fmt(x.shape)}"
+        )
+    return n // 4
+
+
+def to_params(
+    kernel: np.ndarray,
+    recurrent_kernel: np.ndarray,
+    bias: np.ndarray | None,
+    projection: np.ndarray | None = None,
+) -> LSTMParams:
+    """Build jax-array ``LSTMParams`` and validate them with the core's own checks."""
+    params = LSTMParams(
+        jnp.asarray(kernel),
+        jnp.asarray(recurrent_kernel),
+        None if bias is None else jnp.asarray(bias),
+        None if projection is None else jnp.asarray(projection),
+    )
+    checks.params(params)
+    return params
+
+
+def lstm_params(p: Any, name: str = "params") -> LSTMParams:
+    """Check that ``p`` is a valid ``LSTMParams``; return it."""
+    if not isinstance(p, LSTMParams):
+        raise TypeError(f"{name}: expected LSTMParams, found {type(p).__name__}")
+    checks.params(p)
+    return p
+
+
+def no_projection(p: LSTMParams, peer: str, name: str = "params") -> None:
+    if p.projection is not None:
+        raise ValueError(
+            f"{name}: {peer} has no projected LSTM; found projection of shape "
+            f"{checks.fmt(np.shape(p.projection))}"
+        )
+
+
+def as_stack(params: Any, name: str = "params") -> tuple[LayerParams, ...]:
+    """One layer's params or a stack (tuple/list of per-layer params) as a tuple."""
+    if isinstance(params, (LSTMParams, BidirectionalParams)):
+        return (params,)
+    if isinstance(params, (tuple, list)) and params and all(
+        isinstance(p, (LSTMParams, BidirectionalParams)) for p in params
+    ):
+        return tuple(params)
+    raise TypeError(
+        f"{name}: expected LSTMParams, BidirectionalParams or a non-empty tuple of them, "
+        f"found {type(params).__name__}"
+    )

@@ -1,0 +1,166 @@
+"""jaxlstm's own file format: lossless, pickle-free, with the config beside the weights.
+
+One file holds the tensors and a JSON description of the params' structure (LSTMParams,
+BidirectionalParams or a stack of them) plus any JSON config you pass (units, activations, ...):
+
+* ``.safetensors``: safetensors tensors; the JSON lives in the header's metadata.
+* ``.npz``: ``numpy.savez`` of the tensors; the JSON is a uint8 array named ``__jaxlstm__``. Read with
+  ``np.load(allow_pickle=False)``, so nothing in a file can execute code.
+
+Arrays come back bit-identical, dtype and all (bfloat16 and other ml_dtypes included: stored as
+raw bits, their dtype named in the header).
+
+    save("model.safetensors", params, config={"activation": "tanh"})
+    params, config = load("model.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from ..pytrees import BidirectionalParams, LSTMParams
+from ._arrays import lstm_params, numpy
+
+__all__ = ["save", "load"]
+
+FORMAT = "jaxlstm"
+VERSION = 1
+_META = "__jaxlstm__"
+
+
+def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
+    def one(p: LSTMParams, prefix: str) -> dict[str, Optional[str]]:
+        p = lstm_params(p, prefix.rstrip(".") or "params")
+        names: dict[str, Optional[str]] = {}
+        for field in p._fields:
+            value = getattr(p, field)
+            if value is None:
+                names[field] = None
+            else:
+                names[field] = prefix + field
+                tensors[prefix + field] = np.ascontiguousarray(numpy(value, prefix + field))
+        return names
+
+    def layer(p: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(p, BidirectionalParams):
+            return {"forward": one(p.forward, prefix + "forward."), "backward": one(p.backward, prefix + "backward.")}
+        return {"lstm": one(p, prefix)}
+
+    if isinstance(params, (LSTMParams, BidirectionalParams)):
+        return {"layer": layer(params, "")}
+    if isinstance(params, (tuple, list)) and params:
+        return {"stack": [layer(p, f"{k}.") for k, p in enumerate(params)]}
+    raise TypeError(
+        f"params: expected LSTMParams, BidirectionalParams or a non-empty tuple of them, found {type(params).__name__}"
+    )
+
+
+def _storable(a: np.ndarray) -> np.ndarray:
+    """Dtypes numpy does not know natively (bfloat16, float8 from ml_dtypes) are stored as their raw
+    bits (unsigned ints of the same width); the dtype name in the header restores them exactly."""
+    if a.dtype.type.__module__ == "numpy" or a.dtype.kind not in "fV":
+        return a
+    return a.view(np.dtype(f"uint{8 * a.dtype.itemsize}"))
+
+
+def _dtype(name: str) -> np.dtype:
+    import jax.numpy as jnp  # knows the ml_dtypes names (bfloat16, float8_*)
+
+    return np.dtype(jnp.dtype(name))
+
+
+def _rebuild(structure: Any, tensors: dict[str, np.ndarray]) -> Any:
+    def one(names: dict[str, Optional[str]]) -> LSTMParams:
+        if set(names) != set(LSTMParams._fields):
+            raise ValueError(f"file: malformed jaxlstm structure, fields {sorted(names)}")
+        values = {}
+        for field, name in names.items():
+            if name is None:
+                values[field] = None
+            elif name not in tensors:
+                raise ValueError(f"file: tensor {name!r} listed in the structure is missing")
+            else:
+                values[field] = tensors[name]  # numpy: jnp would drop float64 without x64
+        return LSTMParams(**values)
+
+    def layer(d: dict[str, Any]) -> Any:
+        if "lstm" in d:
+            return one(d["lstm"])
+        return BidirectionalParams(one(d["forward"]), one(d["backward"]))
+
+    if "layer" in structure:
+        return layer(structure["layer"])
+    return tuple(layer(d) for d in structure["stack"])
+
+
+def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] = None) -> None:
+    """Write ``params`` (one layer or a stack) and a JSON-serialisable ``config`` to ``path``.
+
+    The format follows the extension: ``.safetensors`` or ``.npz``.
+    """
+    path = os.fspath(path)
+    tensors: dict[str, np.ndarray] = {}
+    structure = _describe(params, tensors)
+    dtypes = {k: a.dtype.name for k, a in tensors.items()}
+    tensors = {k: _storable(a) for k, a in tensors.items()}
+    header = {"format": FORMAT, "version": VERSION, "params": structure, "dtypes": dtypes, "config": config or {}}
+    try:
+        text = json.dumps(header)
+    except TypeError as exc:
+        raise TypeError(f"config: must be JSON-serialisable: {exc}") from None
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import save_file
+
+        save_file(tensors, path, metadata={_META: text})
+    elif path.endswith(".npz"):
+        blob = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        with open(path, "wb") as f:
+            np.savez(f, **tensors, **{_META: blob})
+    else:
+        raise ValueError(f"path: expected a name ending in .safetensors or .npz, found {path!r}")
+
+
+def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """Read a file written by ``save``: returns ``(params, config)``.
+
+    The params hold numpy arrays, bit-identical to the saved ones (dtype included; converting to jax
+    arrays would silently turn float64 into float32 unless x64 is enabled).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path!r}")
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, framework="numpy") as f:
+                text = (f.metadata() or {}).get(_META)
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise ValueError(f"path: {path!r} is not a readable safetensors file: {exc}") from exc
+    elif path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                tensors = {k: f[k] for k in f.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"path: {path!r} is not a readable pickle-free .npz file: {exc}") from exc
+        blob = tensors.pop(_META, None)
+        text = None if blob is None else blob.tobytes().decode("utf-8")
+    else:
+        raise ValueError(f"path: expected a name ending in .safetensors or .npz, found {path!r}")
+    if text is None:
+        raise ValueError(f"path: {path!r} was not written by jaxlstm.interop.io.save (no {_META} header)")
+    header = json.loads(text)
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise ValueError(
+            f"path: {path!r} has format {header.get('format')!r} version {header.get('version')!r}, "
+            f"expected {FORMAT!r} version {VERSION}"
+        )
+    for k, name in header.get("dtypes", {}).items():
+        if k in tensors and tensors[k].dtype.name != name:
+            tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
+    return _rebuild(header["params"], tensors), header["config"]

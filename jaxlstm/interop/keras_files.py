@@ -1,0 +1,364 @@
+"""Keras and TensorFlow model files, read with h5py alone (no TensorFlow or Keras needed).
+
+Formats:
+
+* Keras 3 ``.weights.h5``: groups named after the layer *class* (``layers/lstm_1/cell/vars/0``); the
+  name the user gave the layer is the ``name`` attribute of the layer's ``vars`` group.
+* Keras 3 ``.keras``: a zip holding ``model.weights.h5`` (as above) and ``config.json``.
+* legacy tf.keras 2 ``.h5``, whole model (weights under ``model_weights``, config in the
+  ``model_config`` attribute) or weights-only: one group per layer name, datasets such as
+  ``lstm/lstm_cell/kernel:0`` (``encoder/forward_lstm/lstm_cell/kernel:0`` inside a Bidirectional).
+
+    layers = list_layers("model.keras")         # [KerasLayer(name, kind, units, ...), ...]
+    params = load_layer("model.keras", "encoder")  # LSTMParams or BidirectionalParams
+    out = jaxlstm.lstm(params, x, **lstm_options(layers[0].config))
+
+Only arrays are read; nothing in a file is executed.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import os
+import re
+import zipfile
+from typing import Any, Iterator, NamedTuple, Optional
+
+
+from .. import checks
+from ..pytrees import BidirectionalParams, LSTMParams
+from ._arrays import LayerParams, expect_rank, expect_shape, to_params
+
+__all__ = ["KerasLayer", "contents", "list_layers", "load_layer", "load_layers", "lstm_options"]
+
+
+class KerasLayer(NamedTuple):
+    """One LSTM layer found in a file.
+
+    Attributes:
+        name: the layer's name in the model (what the user called it).
+        kind: ``"LSTM"`` or ``"Bidirectional"``.
+        input_size, units: I and H (of each direction, for Bidirectional).
+        use_bias: whether the layer has a bias.
+        path: the HDF5 group that holds its weights.
+        config: the layer's Keras config (for Bidirectional: its config, whose ``"layer"`` is the
+            wrapped LSTM's) when the file has one (``.keras``, legacy whole-model ``.h5``), else None.
+        keras_version: the Keras version that wrote the file, when it says (``"2.21.0"``, ``"3.15.1"``).
+    """
+
+    name: str
+    kind: str
+    input_size: int
+    units: int
+    use_bias: bool
+    path: str
+    config: Optional[dict[str, Any]]
+    keras_version: Optional[str] = None
+
+
+class _Found(NamedTuple):
+    info: KerasLayer
+    weights: dict[str, dict[str, str]]  # direction ("" | "forward" | "backward") -> field -> dataset path
+
+
+def _natural(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _open(path: str) -> tuple[Any, Optional[dict[str, Any]]]:
+    """An open ``h5py.File`` with the weights, and the model config when the file has one (with the
+    writer's Keras version under ``"keras_version"`` when known)."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path!r}")
+    config = None
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                if "model.weights.h5" not in names:
+                    raise ValueError(f"path: {path!r} is a zip without model.weights.h5 (found {names}); not a .keras file")
+                if "config.json" in names:
+                    config = json.loads(z.read("config.json"))
+                    if "metadata.json" in names:
+                        config["keras_version"] = json.loads(z.read("metadata.json")).get("keras_version")
+                data = z.read("model.weights.h5")
+            return h5py.File(_io.BytesIO(data), "r"), config
+        f = h5py.File(path, "r")
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"path: {path!r} is not a readable HDF5 / .keras file (truncated or corrupt?): {exc}") from exc
+    if "model_config" in f.attrs:
+        raw = f.attrs["model_config"]
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        if "keras_version" in f.attrs:
+            config["keras_version"] = _attr_str(f.attrs["keras_version"])
+    return f, config
+
+
+def _layer_configs(config: Any) -> dict[str, dict[str, Any]]:
+    """Every LSTM / Bidirectional layer config in a model config, by layer name, in model order."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") in ("LSTM", "Bidirectional") and isinstance(node.get("config"), dict):
+                name = node["config"].get("name")
+                if name is not None and name not in found:
+                    found[name] = dict(node["config"], class_name=node["class_name"])
+                    return  # do not descend into a Bidirectional's wrapped layers
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
+
+
+def _attr_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _keras3_lstm(f: Any, group: str) -> Optional[dict[str, str]]:
+    """Dataset paths of a Keras 3 LSTM group (``<group>/cell/vars/0..2``), or None if it is not one."""
+    vars_path = f"{group}/cell/vars"
+    if vars_path not in f or f"{group}/vars" not in f:
+        return None
+    keys = set(f[vars_path].keys())
+    if keys not in ({"0", "1"}, {"0", "1", "2"}):
+        return None
+    out = {"kernel": f"{vars_path}/0", "recurrent_kernel": f"{vars_path}/1"}
+    if "2" in keys:
+        out["bias"] = f"{vars_path}/2"
+    return out if _looks_like_lstm(f, out) else None
+
+
+def _looks_like_lstm(f: Any, paths: dict[str, str]) -> bool:
+    """An LSTM's kernel is [I, 4H] with recurrent kernel [H, 4H] (a GRU's are 3H, a SimpleRNN's H)."""
+    k, r = f[paths["kernel"]].shape, f[paths["recurrent_kernel"]].shape
+    return len(k) == 2 and len(r) == 2 and k[1] == r[1] == 4 * r[0] and r[0] > 0
+
+
+def _is_bidirectional(f: Any, group: str) -> bool:
+    return bool(group) and all(_keras3_lstm(f, f"{group}/{side}") for side in ("forward_layer", "backward_layer"))
+
+
+def _scan_keras3(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+    """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a Keras 3 weights file."""
+    groups: list[str] = []
+    f.visit(lambda n: groups.append(n) if n.endswith("/vars") or n == "vars" else None)
+    for vars_group in sorted(groups, key=_natural):
+        group = vars_group[: -len("/vars")] if vars_group != "vars" else ""
+        parent, _, last = group.rpartition("/")
+        if not group or (last in ("forward_layer", "backward_layer") and _is_bidirectional(f, parent)):
+            continue  # reported with its Bidirectional wrapper
+        name = _attr_str(f[vars_group].attrs.get("name", last))
+        if _is_bidirectional(f, group):
+            fwd, bwd = _keras3_lstm(f, f"{group}/forward_layer"), _keras3_lstm(f, f"{group}/backward_layer")
+            yield name, group, {"forward": fwd, "backward": bwd}
+            continue
+        single = _keras3_lstm(f, group)
+        if single:
+            yield name, group, {"": single}
+
+
+_LEGACY_FIELD = re.compile(r"^(.*?)/?(kernel|recurrent_kernel|bias)(:\d+)?$")
+
+
+def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+    """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a legacy tf.keras ``.h5``."""
+    root = f["model_weights"] if "model_weights" in f else f
+    prefix = "model_weights/" if "model_weights" in f else ""
+    for raw in root.attrs.get("layer_names", []):
+        layer = _attr_str(raw)
+        group = root[layer]
+        weight_names = [_attr_str(w) for w in group.attrs.get("weight_names", [])]
+        if not weight_names:
+            continue
+        weights: dict[str, dict[str, str]] = {}
+        for w in weight_names:
+            m = _LEGACY_FIELD.match(w)
+            if m is None:
+                break
+            parts = m.group(1).split("/")
+            direction = next((d for d in ("forward", "backward") if any(p.startswith(d + "_") for p in parts)), "")
+            weights.setdefault(direction, {})[m.group(2)] = f"{prefix}{layer}/{w}"
+        else:
+            dirs = set(weights)
+            if dirs not in ({""}, {"forward", "backward"}):
+                continue
+            if all(
+                {"kernel", "recurrent_kernel"} <= set(d) and set(d) <= {"kernel", "recurrent_kernel", "bias"}
+                and _looks_like_lstm(f, d)
+                for d in weights.values()
+            ):
+                yield layer, prefix + layer, weights
+
+
+def _scan(path: str) -> tuple[list[_Found], Any]:
+    f, config = _open(path)
+    try:
+        legacy = "layer_names" in f.attrs or "model_weights" in f
+        entries = list(_scan_legacy(f) if legacy else _scan_keras3(f))
+        configs = _layer_configs(config) if config is not None else {}
+        found = []
+        for name, group, weights in entries:
+            first = next(iter(weights.values()))
+            kshape = f[first["kernel"]].shape
+            kind = "Bidirectional" if "forward" in weights else "LSTM"
+            cfg = configs.get(name)
+            version = config.get("keras_version") if isinstance(config, dict) else None
+            info = KerasLayer(name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, cfg, version)
+            found.append(_Found(info, weights))
+        if configs:  # model order, as the config lists the layers
+            order = {n: k for k, n in enumerate(configs)}
+            found.sort(key=lambda e: order.get(e.info.name, len(order)))
+        return found, f
+    except Exception:
+        f.close()
+        raise
+
+
+def list_layers(path: str | os.PathLike) -> list[KerasLayer]:
+    """The LSTM and Bidirectional(LSTM) layers in a Keras / tf.keras file, in model order when the
+    file has a config (else in file order)."""
+    found, f = _scan(os.fspath(path))
+    f.close()
+    return [e.info for e in found]
+
+
+def _tensor_name(paths: dict[str, str], field: str) -> str:
+    """The dataset path, plus the field when the path alone does not say it (Keras 3's ``vars/0``)."""
+    path = paths[field]
+    return f"{path} ({field})" if path.rsplit("/", 1)[-1].isdigit() else path
+
+
+def contents(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Everything with weights in a Keras / tf.keras file (not only LSTMs): layer -> {dataset: shape}.
+
+    Legacy files key by layer name. Keras 3 files key by the chain of user-given names (the ``vars``
+    groups' ``name`` attributes) below the model, e.g. ``"encoder/forward_lstm"`` for the forward
+    layer of a Bidirectional named ``encoder``.
+    """
+    import h5py
+
+    path = os.fspath(path)
+    f, _ = _open(path)
+    try:
+        out: dict[str, dict[str, tuple[int, ...]]] = {}
+        if "layer_names" in f.attrs or "model_weights" in f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for raw in root.attrs.get("layer_names", []):
+                layer = _attr_str(raw)
+                names = [_attr_str(w) for w in root[layer].attrs.get("weight_names", [])]
+                if names:
+                    out[layer] = {w: tuple(root[layer][w].shape) for w in names}
+            return out
+        datasets: list[str] = []
+        f.visit(lambda n: datasets.append(n) if isinstance(f[n], h5py.Dataset) else None)
+        for d in sorted(datasets, key=_natural):
+            parts = d.split("/")
+            chain = []
+            for k in range(1, len(parts)):
+                group = "/".join(parts[:k])
+                if parts[k - 1] not in ("vars", "cell") and f"{group}/vars" in f:
+                    chain.append(_attr_str(f[f"{group}/vars"].attrs.get("name", parts[k - 1])))
+            out.setdefault("/".join(chain) or d.rsplit("/", 1)[0], {})[d] = tuple(f[d].shape)
+        return out
+    finally:
+        f.close()
+
+
+def _read(f: Any, paths: dict[str, str], info: KerasLayer, label: str) -> LSTMParams:
+    kernel = expect_rank(f[paths["kernel"]][()], 2, _tensor_name(paths, "kernel"))
+    units = kernel.shape[1] // 4
+    if info.config is not None:
+        cfg = info.config.get("layer", {}).get("config", info.config) if info.kind == "Bidirectional" else info.config
+        if "units" in cfg and cfg["units"] != units:
+            raise ValueError(
+                f"{_tensor_name(paths, 'kernel')}: expected shape {checks.fmt((kernel.shape[0], 4 * cfg['units']))} "
+                f"(config of {label} says units={cfg['units']}), found {checks.fmt(kernel.shape)}"
+            )
+    recurrent = expect_shape(f[paths["recurrent_kernel"]][()], (units, 4 * units), _tensor_name(paths, "recurrent_kernel"))
+    bias = expect_shape(f[paths["bias"]][()], (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
+    return to_params(kernel, recurrent, bias)
+
+
+def _load(found: list[_Found], f: Any, name: str, path: str) -> LayerParams:
+    by_name = {e.info.name: e for e in found}
+    if name not in by_name:
+        raise ValueError(f"name: no LSTM layer named {name!r} in {path!r}; LSTM layers present: {list(by_name)}")
+    entry = by_name[name]
+    if entry.info.kind == "Bidirectional":
+        return BidirectionalParams(
+            forward=_read(f, entry.weights["forward"], entry.info, f"{name!r}"),
+            backward=_read(f, entry.weights["backward"], entry.info, f"{name!r}"),
+        )
+    return _read(f, entry.weights[""], entry.info, f"{name!r}")
+
+
+def load_layer(path: str | os.PathLike, name: str) -> LayerParams:
+    """Params of the LSTM (``LSTMParams``) or Bidirectional(LSTM) (``BidirectionalParams``) layer
+    ``name``. A missing name raises ``ValueError`` listing the LSTM layers present."""
+    path = os.fspath(path)
+    found, f = _scan(path)
+    try:
+        return _load(found, f, name, path)
+    finally:
+        f.close()
+
+
+def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> tuple[LayerParams, ...]:
+    """A stack: params of ``names`` (default: every LSTM layer, in model order when the file has a config)."""
+    path = os.fspath(path)
+    found, f = _scan(path)
+    try:
+        names = [e.info.name for e in found] if names is None else list(names)
+        if not names:
+            raise ValueError(f"path: no LSTM layers in {path!r}")
+        return tuple(_load(found, f, n, path) for n in names)
+    finally:
+        f.close()
+
+
+def _keras2_hard_sigmoid(x: Any) -> Any:
+    """Keras 2's hard sigmoid, ``clip(0.2 x + 0.5, 0, 1)`` (Keras 3 and jaxlstm use relu6(x + 3) / 6)."""
+    import jax.numpy as jnp
+
+    return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+
+def _activation(name: Any, keras_version: Optional[str]) -> Any:
+    # The same name meant a different function before Keras 3: map it, never silently change numerics.
+    if name == "hard_sigmoid" and keras_version is not None and keras_version.split(".")[0] in ("1", "2"):
+        return _keras2_hard_sigmoid
+    return name
+
+
+def lstm_options(layer: KerasLayer | Optional[dict[str, Any]]) -> dict[str, Any]:
+    """Keyword arguments for ``jaxlstm.lstm`` from a ``KerasLayer`` (or its Keras LSTM config).
+
+    For a Bidirectional these are the forward layer's options; run the backward layer with
+    ``reverse=True, keep_order=True`` (what Keras's Bidirectional does). Keys: ``reverse``
+    (go_backwards), ``activation``, ``recurrent_activation``, ``zero_output_for_mask`` (Keras zeroes
+    masked outputs inside a Bidirectional with return_sequences). ``{}`` when there is no config
+    (weights-only files). Pass the ``KerasLayer`` rather than its config so that files written by
+    Keras 2 get Keras 2's ``hard_sigmoid``, which differs from Keras 3's.
+    """
+    version = None
+    if isinstance(layer, KerasLayer):
+        layer, version = layer.config, layer.keras_version
+    if layer is None:
+        return {}
+    bidirectional = layer.get("class_name") == "Bidirectional" or "layer" in layer
+    cfg = layer["layer"]["config"] if bidirectional else layer
+    zero = cfg.get("zero_output_for_mask", bidirectional and cfg.get("return_sequences", False))
+    return {
+        "reverse": bool(cfg.get("go_backwards", False)),
+        "activation": _activation(cfg.get("activation", "tanh"), version),
+        "recurrent_activation": _activation(cfg.get("recurrent_activation", "sigmoid"), version),
+        "zero_output_for_mask": bool(zero),
+    }
