@@ -76,3 +76,15 @@ def test_plot_errors(tmp_path: Path) -> None:
         state_trajectory(params, np.zeros((2, 3, 5), np.float32))
     with pytest.raises(ValueError, match=r"curves\['loss'\]: 3 steps but 2 values"):
         training_curves(tmp_path / "c.png", {"loss": ([1, 2, 3], [1.0, 2.0])})
+
+
+def test_importing_jaxlstm_loads_no_plotting_or_training_peer() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jaxlstm, jaxlstm.plot, jaxlstm.checkpoint, jaxlstm.sharding; "
+        "print([p for p in ['matplotlib', 'optax', 'sklearn', 'tqdm', 'orbax'] if p in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
