@@ -4,6 +4,7 @@ One pure function advances the LSTM by one step (``step``); ``lstm`` scans it ov
 and batches it with ``vmap``. Parameters and states are NamedTuple pytrees in Keras layout.
 """
 
+from . import checkpoint, plot, sharding  # submodules; matplotlib loads only when plot draws
 from . import interop  # lazy: each peer is imported only when one of its converters runs
 from .activations import ACTIVATIONS, hard_sigmoid
 from .core import init, lstm, step, zero_state

@@ -12,6 +12,7 @@ import time
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m jaxlstm", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    parser.add_argument("--plot", metavar="PATH", help="also draw h and c over time for 3 sequences (.png)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"   d loss / d params.{name:<16} shape {list(g.shape)}  norm {float(jnp.linalg.norm(g)):.6f}")
     print(f"   d loss / d initial_state.h     shape {list(g_initial.h.shape)}  norm {float(jnp.linalg.norm(g_initial.h)):.6f}")
     print(f"   d loss / d initial_state.c     shape {list(g_initial.c.shape)}  norm {float(jnp.linalg.norm(g_initial.c)):.6f}")
+    if args.plot:
+        from jaxlstm.plot import plot_states
+
+        plot_states(params, xs, args.plot, sequences=3)
+        print(f"\n5. h and c over time, final states marked: {args.plot}")
     print(f"\ndone in {time.perf_counter() - start:.1f} s (jax {jax.__version__}, {jax.default_backend()})")
 
 

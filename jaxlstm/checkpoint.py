@@ -1,0 +1,154 @@
+"""Lossless checkpoints of any pytree of arrays (params, optax state, step) in one ``.npz`` file.
+
+    save(path, tree)          write every leaf, bit for bit, plus JSON metadata (paths, shapes, dtypes)
+    restore(path, like)       read it back into the structure of ``like`` (a pytree or its eval_shape)
+
+Why not pickle: loading a pickle runs code from the file. Here the file holds only raw arrays
+(``allow_pickle=False`` on both sides) and a JSON string; the structure comes from ``like``, the
+caller's own template, and is checked against what was saved: the leaf paths (``jax.tree_util.keystr``),
+shapes and dtypes must match, or ``restore`` raises a ``ValueError`` naming the first difference.
+
+Dtypes numpy cannot name in a ``.npz`` (bfloat16, float8...) are stored as same-width unsigned
+integers and viewed back, so nothing is rounded. Typed PRNG keys (``jax.random.key``) are stored as
+their key data and rewrapped with their implementation. Writes go to a temporary file that is then
+renamed over ``path``, so a run killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, TypeVar
+
+import jax
+import numpy as np
+
+__all__ = ["save", "restore"]
+
+T = TypeVar("T")
+
+_FORMAT = "jaxlstm.checkpoint/1"
+_META = "__metadata__"
+# dtypes np.load reads back as themselves; anything else is stored as raw unsigned ints of its width.
+_NATIVE_KINDS = "biuf"
+
+
+def _paths_and_leaves(tree: Any) -> tuple[list[str], list[Any], Any]:
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(p) for p, _ in with_paths], [leaf for _, leaf in with_paths], treedef
+
+
+def _is_key(leaf: Any) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def save(path: str | os.PathLike, tree: Any) -> None:
+    """Write ``tree`` (a pytree of arrays and scalars) to ``path`` (an ``.npz`` file), losslessly.
+
+    Arrays are gathered to the host (``jax.device_get``); under multi-host sharding call it from
+    every process on fully replicated state, or from one process after gathering.
+    """
+    paths, leaves, treedef = _paths_and_leaves(tree)
+    arrays: dict[str, np.ndarray] = {}
+    entries = []
+    for i, (name, leaf) in enumerate(zip(paths, leaves)):
+        entry: dict[str, Any] = {"path": name}
+        if _is_key(leaf):
+            entry["key_impl"] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        if not hasattr(leaf, "dtype"):
+            raise TypeError(
+                f"tree{name}: expected an array or a numpy/jax scalar, found {type(leaf).__name__}; "
+                "Python scalars lose their dtype, store them as np.asarray(value, dtype)"
+            )
+        array = np.asarray(jax.device_get(leaf))
+        entry["dtype"], entry["shape"] = array.dtype.name, list(array.shape)
+        if array.dtype.kind not in _NATIVE_KINDS:
+            # bfloat16 & co.: numpy's npz would write an anonymous void dtype; keep the bits instead.
+            array = array.view(np.dtype(f"u{array.dtype.itemsize}"))
+        arrays[f"leaf_{i}"] = array
+        entries.append(entry)
+    metadata = {"format": _FORMAT, "treedef": str(treedef), "leaves": entries}
+    arrays[_META] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def restore(path: str | os.PathLike, like: T) -> T:
+    """Read the checkpoint at ``path`` into the structure of ``like``.
+
+    Args:
+        path: a file written by ``save``.
+        like: a pytree with the saved structure; its leaves may be arrays or ``jax.ShapeDtypeStruct``
+            (e.g. ``jax.eval_shape(make_state)``), and only their shapes and dtypes are used.
+
+    Returns:
+        A pytree like ``like`` whose leaves are bit-identical to the saved ones: ``jax.Array`` on the
+        default device, or ``np.ndarray`` where ``like`` has a numpy leaf (so an int64 stays int64).
+        Place them with ``jaxlstm.sharding.replicate`` (or ``jax.device_put``) for sharded runs.
+
+    Raises:
+        ValueError: not a jaxlstm checkpoint, or its leaf paths, shapes or dtypes differ from ``like``.
+    """
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        if _META not in data.files:
+            raise ValueError(f"path: {os.fspath(path)!r} is not a jaxlstm checkpoint (no metadata)")
+        metadata = json.loads(data[_META].tobytes().decode())
+        if metadata.get("format") != _FORMAT:
+            raise ValueError(f"path: expected format {_FORMAT!r}, found {metadata.get('format')!r}")
+        stored = {f"leaf_{i}": data[f"leaf_{i}"] for i in range(len(metadata["leaves"]))}
+
+    paths, templates, treedef = _paths_and_leaves(like)
+    entries = metadata["leaves"]
+    saved_paths = [e["path"] for e in entries]
+    if saved_paths != paths or metadata["treedef"] != str(treedef):
+        missing = ", ".join(p for p in paths if p not in saved_paths) or "none"
+        extra = ", ".join(p for p in saved_paths if p not in paths) or "none"
+        detail = f"leaves only in like: {missing}; only in the checkpoint: {extra}"
+        if missing == extra == "none":  # same leaves, different containers or order
+            detail = f"checkpoint {metadata['treedef']}, like {treedef}"
+        raise ValueError(f"like: its structure differs from the checkpoint's ({detail})")
+
+    leaves = []
+    for i, (entry, template) in enumerate(zip(entries, templates)):
+        name, dtype = entry["path"], jax.numpy.dtype(entry["dtype"])
+        array = stored[f"leaf_{i}"]
+        if array.dtype != dtype:
+            array = array.view(dtype)  # stored as raw unsigned ints of the same width
+        array = array.reshape(entry["shape"])
+        shape = array.shape
+        if "key_impl" in entry:
+            # Key data has trailing axes (2 for threefry) that the key array itself hides.
+            trailing = jax.random.key_data(jax.random.key(0, impl=entry["key_impl"])).ndim
+            shape = shape[: len(shape) - trailing]
+        if tuple(np.shape(template)) != shape:
+            raise ValueError(
+                f"like{name}: expected shape {list(np.shape(template))} (from like), "
+                f"the checkpoint has {list(shape)}"
+            )
+        want = getattr(template, "dtype", None)
+        if "key_impl" in entry:
+            found, matches = f"key<{entry['key_impl']}>", want is None or _is_key(template)
+        else:
+            found = dtype.name
+            matches = want is None or (not _is_key(template) and jax.numpy.dtype(want) == dtype)
+        if not matches:
+            raise ValueError(f"like{name}: expected dtype {want} (from like), the checkpoint has {found}")
+        if isinstance(template, (np.ndarray, np.generic)):
+            leaves.append(array)  # numpy in, numpy out: no silent int64 -> int32 on the way
+        elif "key_impl" in entry:
+            leaves.append(jax.random.wrap_key_data(jax.numpy.asarray(array), impl=entry["key_impl"]))
+        else:
+            leaves.append(jax.numpy.asarray(array))
+    return jax.tree_util.tree_unflatten(treedef, leaves)

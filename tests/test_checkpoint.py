@@ -1,0 +1,128 @@
+"""Checkpoints: lossless round trips, clear errors, and a resumed run equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxlstm
+from _examples import ROOT, load_example
+from conftest import require
+from jaxlstm import checkpoint
+
+def raw(leaf: jax.Array) -> np.ndarray:
+    """The bits of a leaf, keys included, for exact comparison."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return np.asarray(leaf)
+
+
+def assert_bitwise_equal(a: object, b: object) -> None:
+    leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+    assert tree_a == tree_b
+    for x, y in zip(leaves_a, leaves_b):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert raw(x).tobytes() == raw(y).tobytes()
+
+
+def mixed_tree() -> dict:
+    params = jaxlstm.init(jax.random.key(0), 3, 4, proj_size=2)
+    optax = require("optax")
+    return {
+        "params": params,
+        "opt_state": optax.adam(1e-3).init(params),
+        "step": jnp.asarray(7, jnp.int32),
+        "half": jax.random.normal(jax.random.key(1), (5,), jnp.bfloat16),
+        "f16": jnp.asarray([1e-7, 65504.0], jnp.float16),  # subnormal and max: no rounding allowed
+        "key": jax.random.key(3),
+        "mask": jnp.asarray([True, False]),
+        "none": None,
+    }
+
+
+def test_round_trip_is_bitwise_and_into_abstract_template(tmp_path: Path) -> None:
+    tree = mixed_tree()
+    path = tmp_path / "state.npz"
+    checkpoint.save(path, tree)
+    assert_bitwise_equal(checkpoint.restore(path, tree), tree)
+    assert_bitwise_equal(checkpoint.restore(path, jax.eval_shape(lambda: tree)), tree)
+    # The file is plain arrays: it loads with pickling disabled, and no temporary file is left.
+    with np.load(path, allow_pickle=False) as data:
+        assert all(data[name].dtype != object for name in data.files)
+    assert os.listdir(tmp_path) == ["state.npz"]
+
+
+def test_restore_errors(tmp_path: Path) -> None:
+    tree = mixed_tree()
+    path = tmp_path / "state.npz"
+    checkpoint.save(path, tree)
+    with pytest.raises(ValueError, match=r"structure differs .*only in like: none; only in the checkpoint: \['step'\]\)"):
+        checkpoint.restore(path, {k: v for k, v in tree.items() if k != "step"})
+    with pytest.raises(ValueError, match=r"like\['half'\]: expected shape \[6\] \(from like\), the checkpoint has \[5\]"):
+        checkpoint.restore(path, {**tree, "half": jnp.zeros(6, jnp.bfloat16)})
+    with pytest.raises(ValueError, match=r"like\['half'\]: expected dtype float32 \(from like\), the checkpoint has bfloat16"):
+        checkpoint.restore(path, {**tree, "half": jnp.zeros(5, jnp.float32)})
+    with pytest.raises(ValueError, match=r"only in like: \['none'\]"):  # an array where None was saved
+        checkpoint.restore(path, {**tree, "none": jnp.zeros(2)})
+    with pytest.raises(ValueError, match=r"structure differs from the checkpoint.s \(checkpoint PyTreeDef\(\[\*\]\), like PyTreeDef\(\(\*,\)\)\)"):  # list vs tuple
+        checkpoint.save(path, [jnp.zeros(2)])
+        checkpoint.restore(path, (jnp.zeros(2),))
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(ValueError, match="is not a jaxlstm checkpoint"):
+        checkpoint.restore(other, tree)
+    with pytest.raises(TypeError, match=r"tree\['n'\]: expected an array .* found float"):
+        checkpoint.save(tmp_path / "bad.npz", {"n": 1.5})
+
+
+RESUME_ARGS = dict(seq_len=10, units=8, batch_size=16, eval_every=10, learning_rate=1e-2)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
+    """Train 20 steps and save; a fresh process restores and trains 20 more; equals 40 straight."""
+    require("optax")
+    require("tqdm")
+    adding = load_example("adding_problem")
+    config = adding.Config(max_steps=20, target_mse=1e-12, seed=3, **RESUME_ARGS)
+    resumed = tmp_path / "resumed.npz"
+    adding.train(config, checkpoint=str(resumed), progress=False)
+    shutil.copy(resumed, tmp_path / "step20.npz")
+
+    cli = [
+        sys.executable, str(ROOT / "examples" / "adding_problem.py"), "--steps", "40", "--seed", "3",
+        "--seq-len", "10", "--units", "8", "--batch-size", "16", "--eval-every", "10",
+        "--learning-rate", "0.01", "--target-mse", "1e-12", "--checkpoint", str(resumed), "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    resuming = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # Meanwhile, here: 40 steps without a break.
+        straight = tmp_path / "straight.npz"
+        result = adding.train(dataclasses.replace(config, max_steps=40), checkpoint=str(straight), progress=False)
+        assert result.steps == 40
+        out, err = resuming.communicate(timeout=300)
+    finally:
+        if resuming.poll() is None:
+            resuming.kill()
+    assert resuming.returncode == 0, err[-3000:]
+    assert "after 40 steps" in out
+
+    like = jax.eval_shape(lambda: adding.init_state(config))
+    state_resumed = checkpoint.restore(resumed, like)
+    state_straight = checkpoint.restore(straight, like)
+    assert int(state_resumed.step) == 40
+    assert_bitwise_equal(state_resumed, state_straight)
+    # And not trivially: the fresh process did take 20 more steps.
+    state_20 = checkpoint.restore(tmp_path / "step20.npz", like)
+    assert int(state_20.step) == 20
+    assert not np.array_equal(state_resumed.params.lstm.kernel, state_20.params.lstm.kernel)
