@@ -44,14 +44,47 @@ def fraction(value: Any, name: str) -> float:
     return float(value)
 
 
+def _is_float(dtype: np.dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.floating)) or dtype.name == "bfloat16"
+
+
 def float_array(x: Any, name: str) -> None:
     """Refuse integer, boolean and complex arrays: an LSTM computes on real floats."""
     dtype = _dtype(x)
-    if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
+    if not _is_float(dtype):
         raise TypeError(
             f"{name}: expected a floating-point array (float16/bfloat16/float32/float64), "
             f"found dtype {dtype.name}"
         )
+
+
+def float_dtype(dtype: Any, name: str) -> np.dtype:
+    """A ``dtype=`` / ``param_dtype=`` argument: a real floating-point dtype; returned as a numpy dtype."""
+    try:
+        resolved = np.dtype(jax.numpy.dtype(dtype))  # jax's dtype knows "bfloat16"
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected a floating-point dtype (float16/bfloat16/float32/float64), found {dtype!r}"
+        ) from None
+    if not _is_float(resolved):
+        raise TypeError(
+            f"{name}: expected a floating-point dtype (float16/bfloat16/float32/float64), "
+            f"found {resolved.name}"
+        )
+    return resolved
+
+
+def batch_shape(shape: Any, name: str = "batch_shape") -> tuple[int, ...]:
+    """A batch shape: a sequence of non-negative ints (``()`` for one unbatched example)."""
+    ints = isinstance(shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
+    )
+    if not ints or any(d < 0 for d in shape):
+        raise (ValueError if ints else TypeError)(
+            f"{name}: expected a tuple of non-negative ints such as (16,) or (), "
+            f"found {type(shape).__name__} {shape!r}"
+        )
+    return tuple(int(d) for d in shape)
 
 
 def params(p: Any) -> tuple[int, int, int]:
@@ -67,6 +100,8 @@ def params(p: Any) -> tuple[int, int, int]:
     for field in p._fields:
         value = getattr(p, field)
         if value is not None:
+            if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                raise TypeError(f"params.{field}: expected an array (jax or numpy), found {type(value).__name__}")
             float_array(value, f"params.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
     if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
