@@ -167,9 +167,10 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
             f"inputs: expected {input_size if input_size is not None else 'some'} features on the last "
             f"axis (shape [..., features], one time step), found shape {checks.fmt(shape)}"
         )
-    if not isinstance(carry, (tuple, list)) or len(carry) != 2:
-        found = f"{type(carry).__name__} of length {len(carry)}" if isinstance(carry, (tuple, list)) else type(carry).__name__
-        raise TypeError(f"carry: expected Flax's (c, h) pair, found {found}")
+    if not isinstance(carry, (tuple, list)):
+        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__}")
+    if len(carry) != 2:
+        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__} of length {len(carry)}")
     expected = (*shape[:-1], units)
     for value, name in zip(carry, ("carry[0] (c)", "carry[1] (h)")):
         checks.float_array(value, name)

@@ -16,7 +16,16 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ..pytrees import LSTMParams
-from ._arrays import MissingWeightError, expect_rank, expect_shape, gate_width, lstm_params, no_projection, numpy, to_params
+from ._arrays import (
+    MissingWeightError,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    lstm_params,
+    no_projection,
+    numpy,
+    to_params,
+)
 
 __all__ = ["from_haiku", "to_haiku", "FORGET_BIAS"]
 

@@ -15,7 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, expect_rank, layer_params, expect_shape, gate_width, lstm_params, no_projection, to_params
+from ._arrays import (
+    LayerParams,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    layer_params,
+    lstm_params,
+    no_projection,
+    to_params,
+)
 
 __all__ = ["from_keras", "to_keras", "from_keras_weights", "to_keras_weights", "layer_config"]
 

@@ -19,7 +19,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, MissingWeightError, as_stack, expect_rank, layer_params, expect_shape, gate_width, lstm_params, numpy, to_params
+from ._arrays import (
+    LayerParams,
+    MissingWeightError,
+    as_stack,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    layer_params,
+    lstm_params,
+    numpy,
+    to_params,
+)
 
 __all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file"]
 
