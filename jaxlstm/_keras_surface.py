@@ -73,9 +73,14 @@ def check_options(
     dropout: Any = 0.0,
     recurrent_dropout: Any = 0.0,
     unroll: Any = 1,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> None:
     """Validate the layer's construction arguments (raises ValueError/TypeError naming the argument)."""
     checks.positive_int(units, "units")
+    if dtype is not None:
+        checks.float_dtype(dtype, "dtype")
+    checks.float_dtype(param_dtype, "param_dtype")
     resolve(activation, "activation")
     resolve(recurrent_activation, "recurrent_activation")
     checks.fraction(dropout, "dropout")
@@ -138,6 +143,8 @@ def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...
 
     ``input_size`` None (a linen layer before its first call) accepts any feature size.
     """
+    if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
+        raise TypeError(f"inputs: expected an array (jax or numpy), found {type(inputs).__name__}")
     if input_size is None:
         shape = np.shape(inputs)
         if len(shape) < 2:
@@ -147,6 +154,52 @@ def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...
             )
         input_size = shape[-1]
     return checks.sequence(inputs, input_size, "inputs")
+
+
+def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) -> LSTMState:
+    """A cell call's Flax carry ``(c [..., H], h [..., H])`` and inputs ``[..., input_size]``, checked
+    before the cast to the compute dtype (which would hide integer inputs); returns the carry as state.
+    ``input_size`` None (a linen cell before its first call) accepts any feature size."""
+    checks.float_array(inputs, "inputs")
+    shape = np.shape(inputs)
+    if len(shape) < 1 or (input_size is not None and shape[-1] != input_size):
+        raise ValueError(
+            f"inputs: expected {input_size if input_size is not None else 'some'} features on the last "
+            f"axis (shape [..., features], one time step), found shape {checks.fmt(shape)}"
+        )
+    if not isinstance(carry, (tuple, list)):
+        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__}")
+    if len(carry) != 2:
+        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__} of length {len(carry)}")
+    expected = (*shape[:-1], units)
+    for value, name in zip(carry, ("carry[0] (c)", "carry[1] (h)")):
+        checks.float_array(value, name)
+        if np.shape(value) != expected:
+            raise ValueError(
+                f"{name}: expected shape {checks.fmt(expected)} to match inputs {checks.fmt(shape)}, "
+                f"found {checks.fmt(np.shape(value))}"
+            )
+    return LSTMState.from_flax_carry(tuple(carry))
+
+
+def module_params(params: Any, units: int, use_bias: bool, name: str = "params") -> LSTMParams:
+    """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units`` with a bias iff
+    ``use_bias`` and no projection."""
+    kernel = np.shape(getattr(params, "kernel", None))
+    if len(kernel) == 2 and kernel[1] != 4 * units:  # the module's units first: blame the kernel
+        raise ValueError(
+            f"{name}.kernel: expected shape [input_size, 4*units] = [{kernel[0]}, {4 * units}] "
+            f"for units={units}, found {checks.fmt(kernel)}"
+        )
+    checks.params(params)
+    if params.projection is not None:
+        raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
+    if (params.bias is None) == use_bias:
+        raise ValueError(
+            f"{name}.bias: this module has use_bias={use_bias}, found bias "
+            f"{'None' if params.bias is None else 'present'}"
+        )
+    return params
 
 
 def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from .pytrees import LSTMParams, LSTMState
+from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -44,34 +44,69 @@ def fraction(value: Any, name: str) -> float:
     return float(value)
 
 
+def _is_float(dtype: np.dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.floating)) or dtype.name == "bfloat16"
+
+
 def float_array(x: Any, name: str) -> None:
     """Refuse integer, boolean and complex arrays: an LSTM computes on real floats."""
     dtype = _dtype(x)
-    if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
+    if not _is_float(dtype):
         raise TypeError(
             f"{name}: expected a floating-point array (float16/bfloat16/float32/float64), "
             f"found dtype {dtype.name}"
         )
 
 
-def params(p: Any) -> tuple[int, int, int]:
+def float_dtype(dtype: Any, name: str) -> np.dtype:
+    """A ``dtype=`` / ``param_dtype=`` argument: a real floating-point dtype; returned as a numpy dtype."""
+    try:
+        resolved = np.dtype(jax.numpy.dtype(dtype))  # jax's dtype knows "bfloat16"
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected a floating-point dtype (float16/bfloat16/float32/float64), found {dtype!r}"
+        ) from None
+    if not _is_float(resolved):
+        raise TypeError(
+            f"{name}: expected a floating-point dtype (float16/bfloat16/float32/float64), "
+            f"found {resolved.name}"
+        )
+    return resolved
+
+
+def batch_shape(shape: Any, name: str = "batch_shape") -> tuple[int, ...]:
+    """A batch shape: a sequence of non-negative ints (``()`` for one unbatched example)."""
+    ints = isinstance(shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
+    )
+    if not ints or any(d < 0 for d in shape):
+        raise (ValueError if ints else TypeError)(
+            f"{name}: expected a tuple of non-negative ints such as (16,) or (), "
+            f"found {type(shape).__name__} {shape!r}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def params(p: Any, name: str = "params") -> tuple[int, int, int]:
     """Check an ``LSTMParams``; return ``(input_size, units, output_size)``."""
     if not isinstance(p, LSTMParams):
         raise TypeError(
-            "params: expected LSTMParams(kernel, recurrent_kernel, bias, projection), "
+            f"{name}: expected LSTMParams(kernel, recurrent_kernel, bias, projection), "
             f"found {type(p).__name__}"
         )
     for field in ("kernel", "recurrent_kernel"):
         if getattr(p, field) is None:
-            raise ValueError(f"params.{field}: missing (found None)")
+            raise ValueError(f"{name}.{field}: missing (found None)")
     for field in p._fields:
         value = getattr(p, field)
         if value is not None:
-            float_array(value, f"params.{field}")
+            if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                raise TypeError(f"{name}.{field}: expected an array (jax or numpy), found {type(value).__name__}")
+            float_array(value, f"{name}.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
     if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
         raise ValueError(
-            "params.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
+            f"{name}.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
             f"found {fmt(kshape)}"
         )
     units = kshape[1] // 4
@@ -81,21 +116,37 @@ def params(p: Any) -> tuple[int, int, int]:
         pshape = _shape(p.projection)
         if len(pshape) != 2 or pshape[0] != units or pshape[1] == 0:
             raise ValueError(
-                f"params.projection: expected shape [units, proj_size] = [{units}, proj_size] "
-                f"to match params.kernel {fmt(kshape)}, found {fmt(pshape)}"
+                f"{name}.projection: expected shape [units, proj_size] = [{units}, proj_size] "
+                f"to match {name}.kernel {fmt(kshape)}, found {fmt(pshape)}"
             )
         out = pshape[1]
     if rshape != (out, 4 * units):
         what = "[proj_size, 4*units]" if p.projection is not None else "[units, 4*units]"
         raise ValueError(
-            f"params.recurrent_kernel: expected shape {what} = {fmt((out, 4 * units))} to match "
-            f"params.kernel {fmt(kshape)}, found {fmt(rshape)}"
+            f"{name}.recurrent_kernel: expected shape {what} = {fmt((out, 4 * units))} to match "
+            f"{name}.kernel {fmt(kshape)}, found {fmt(rshape)}"
         )
     if p.bias is not None and _shape(p.bias) != (4 * units,):
         raise ValueError(
-            f"params.bias: expected shape [4*units] = [{4 * units}] or None, found {fmt(_shape(p.bias))}"
+            f"{name}.bias: expected shape [4*units] = [{4 * units}] or None, found {fmt(_shape(p.bias))}"
         )
     return kshape[0], units, out
+
+
+def bidirectional(p: Any, name: str = "params") -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Check ``BidirectionalParams``: two valid directions that read the same input size.
+
+    Returns each direction's ``(input_size, units, output_size)``."""
+    if not isinstance(p, BidirectionalParams):
+        raise TypeError(f"{name}: expected BidirectionalParams(forward, backward), found {type(p).__name__}")
+    forward, backward = params(p.forward, f"{name}.forward"), params(p.backward, f"{name}.backward")
+    if forward[0] != backward[0]:
+        raise ValueError(
+            f"{name}.backward.kernel: expected shape [{forward[0]}, 4*units] (both directions read the "
+            f"same inputs; {name}.forward.kernel is {fmt(_shape(p.forward.kernel))}), "
+            f"found {fmt(_shape(p.backward.kernel))}"
+        )
+    return forward, backward
 
 
 def sequence(xs: Any, input_size: int, name: str = "xs") -> tuple[tuple[int, ...], int]:

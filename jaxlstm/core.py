@@ -71,7 +71,7 @@ def init(
     out = units if proj_size is None else checks.positive_int(proj_size, "proj_size")
     # Draw half-precision parameters in float32 and cast: XLA has no bfloat16/float16 QR, which
     # the orthogonal initialiser needs.
-    param_dtype = jnp.dtype(param_dtype)
+    param_dtype = checks.float_dtype(param_dtype, "param_dtype")
     draw_dtype = jnp.promote_types(param_dtype, jnp.float32)
 
     def draw(initializer: Initializer, k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -102,7 +102,8 @@ def zero_state(
         _, units, out = checks.params(params_or_units)
     else:
         units = out = checks.positive_int(params_or_units, "units")
-    batch_shape = tuple(batch_shape)
+    batch_shape = checks.batch_shape(batch_shape)
+    checks.float_dtype(dtype, "dtype")
     return LSTMState(h=jnp.zeros((*batch_shape, out), dtype), c=jnp.zeros((*batch_shape, units), dtype))
 
 
@@ -368,8 +369,12 @@ def lstm(
         checks.broadcasts(recurrent_dropout_mask, (*batch_shape, out), "recurrent_dropout_mask")
     if keep_order and not reverse:
         raise ValueError("keep_order: only meaningful with reverse=True")
-    if unroll is not True and (isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1):
+    if unroll is not True and (
+        isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1
+    ):
         raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
+    if dtype is not None:
+        checks.float_dtype(dtype, "dtype")
     return _lstm(
         params,
         jnp.asarray(xs),
@@ -382,6 +387,6 @@ def lstm(
         zero_output_for_mask=bool(zero_output_for_mask),
         activation=resolve(activation, "activation"),
         recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
-        unroll=unroll,
+        unroll=unroll if unroll is True else int(unroll),
         dtype=None if dtype is None else jnp.dtype(dtype),
     )

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _keras_surface as keras_surface
-from . import core
+from . import checks, core
 from ._dropout import sequence_masks
 from ._keras_surface import InitializerLike, StateLike
 from .activations import ActivationLike
@@ -36,6 +36,10 @@ STATE_COLLECTION = "lstm_state"
 def _make_params(module: nn.Module, input_size: int) -> LSTMParams:
     """Declare (or fetch) kernel / recurrent_kernel / bias on ``module``, in Keras layout."""
     units = module.units
+    if not module.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
+        names = ("kernel", "recurrent_kernel", "bias")
+        stored = {n: module.get_variable("params", n) for n in names if module.has_variable("params", n)}
+        keras_surface.module_params(_read_params(stored), units, module.use_bias)
     kernel = module.param(
         "kernel",
         keras_surface.initializer(module.kernel_initializer, "kernel_initializer"),
@@ -134,6 +138,8 @@ class LSTM(nn.Module):
             dropout=self.dropout,
             recurrent_dropout=self.recurrent_dropout,
             unroll=self.unroll,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
         )
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self))
         params = _make_params(self, inputs.shape[-1])
@@ -221,16 +227,14 @@ class LSTMCell(nn.RNNCellBase):
         self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
         keras_surface.check_options(
-            units=self.units, activation=self.activation, recurrent_activation=self.recurrent_activation
+            units=self.units,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
         )
-        known = _known_input_size(self)
-        features = inputs.shape[-1] if inputs.ndim else None
-        if known is not None and features != known:
-            raise ValueError(
-                f"inputs: expected {known} features on the last axis, found shape {list(inputs.shape)}"
-            )
+        state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), self.units)
         params = _make_params(self, inputs.shape[-1])
-        state = LSTMState.from_flax_carry(carry)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((params, state, inputs), dtype)
         state, y = core.step(
@@ -251,12 +255,28 @@ class LSTMCell(nn.RNNCellBase):
 
 def get_params(variables: Mapping[str, Any]) -> LSTMParams:
     """The functional ``LSTMParams`` of an ``LSTM``/``LSTMCell``'s variables (or its ``params`` dict)."""
+    params = _read_params(variables)
+    checks.params(params)
+    return params
+
+
+def _read_params(variables: Mapping[str, Any]) -> LSTMParams:
+    """``get_params`` without the shape checks (so a module can first compare the kernel with its units)."""
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables: expected linen variables (a mapping), found {type(variables).__name__}")
     tree = variables.get("params", variables)
+    missing = [n for n in ("kernel", "recurrent_kernel") if n not in tree]
+    if missing:
+        raise ValueError(
+            f"variables: missing {missing}; an LSTM / LSTMCell stores kernel, recurrent_kernel and (with "
+            f"use_bias) bias, found {sorted(tree)}"
+        )
     return LSTMParams(tree["kernel"], tree["recurrent_kernel"], tree.get("bias"))
 
 
 def to_variables(params: LSTMParams) -> dict[str, dict[str, jax.Array]]:
     """Linen variables ``{"params": {...}}`` for an ``LSTM``/``LSTMCell`` holding ``params``."""
+    checks.params(params)
     if params.projection is not None:
         raise ValueError("params.projection: the Keras-style LSTM has no projection; found one")
     tree = {"kernel": params.kernel, "recurrent_kernel": params.recurrent_kernel}

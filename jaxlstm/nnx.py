@@ -78,15 +78,8 @@ class _KerasWeights:
 
         (A method rather than a property setter: NNX intercepts attribute assignment.)
         """
-        checks.params(params)
         current = self.params
-        if params.projection is not None:
-            raise ValueError("params.projection: the Keras-style LSTM has no projection; found one")
-        if (params.bias is None) != (current.bias is None):
-            raise ValueError(
-                f"params.bias: this module has use_bias={current.bias is not None}, "
-                f"found bias {'None' if params.bias is None else 'present'}"
-            )
+        keras_surface.module_params(params, current.units, current.bias is not None)
         for field in ("kernel", "recurrent_kernel", "bias"):
             new, old = getattr(params, field), getattr(current, field)
             if new is not None and jnp.shape(new) != jnp.shape(old):
@@ -164,6 +157,8 @@ class LSTM(_KerasWeights, nnx.Module):
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
             unroll=unroll,
+            dtype=dtype,
+            param_dtype=param_dtype,
         )
         self._init_weights(
             in_features,
@@ -264,6 +259,8 @@ class LSTM(_KerasWeights, nnx.Module):
             return rngs[self.rng_collection]()
         if isinstance(rngs, nnx.RngStream):
             return rngs()
+        if not isinstance(rngs, jax.Array):
+            raise TypeError(f"rngs: expected nnx.Rngs, an nnx.RngStream or a PRNG key, found {type(rngs).__name__}")
         return rngs
 
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
@@ -306,7 +303,11 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
         rngs: nnx.Rngs,
     ):
         keras_surface.check_options(
-            units=units, activation=activation, recurrent_activation=recurrent_activation
+            units=units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            dtype=dtype,
+            param_dtype=param_dtype,
         )
         self._init_weights(
             in_features,
@@ -326,7 +327,7 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
     def __call__(
         self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        state = LSTMState.from_flax_carry(carry)
+        state = keras_surface.cell_inputs(carry, inputs, self.in_features, self.units)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((self.params, state, inputs), dtype)
         state, y = core.step(

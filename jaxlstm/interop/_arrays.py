@@ -12,6 +12,14 @@ from ..pytrees import BidirectionalParams, LayerParams, LSTMParams
 
 
 
+class MissingWeightError(KeyError, ValueError):
+    """A tensor the format requires is absent. A ``KeyError`` (a missing entry of a mapping) that is
+    also a ``ValueError`` (malformed input), so either ``except`` catches it."""
+
+    def __str__(self) -> str:  # KeyError would repr-quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def numpy(x: Any, name: str) -> np.ndarray:
     """Any array-like (jax, numpy, torch on CPU, h5py dataset) as a numpy array."""
     if hasattr(x, "detach"):  # a torch tensor: no torch import needed to read it
@@ -27,6 +35,7 @@ def expect_shape(x: Any, shape: Sequence[int], name: str) -> np.ndarray:
     a = numpy(x, name)
     if a.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {checks.fmt(shape)}, found {checks.fmt(a.shape)}")
+    checks.float_array(a, name)  # here, before concatenation or a sum would silently make it float
     return a
 
 
@@ -34,6 +43,7 @@ def expect_rank(x: Any, rank: int, name: str) -> np.ndarray:
     a = numpy(x, name)
     if a.ndim != rank:
         raise ValueError(f"{name}: expected a rank-{rank} array, found shape {checks.fmt(a.shape)}")
+    checks.float_array(a, name)
     return a
 
 
@@ -69,8 +79,17 @@ def lstm_params(p: Any, name: str = "params") -> LSTMParams:
     """Check that ``p`` is a valid ``LSTMParams``; return it."""
     if not isinstance(p, LSTMParams):
         raise TypeError(f"{name}: expected LSTMParams, found {type(p).__name__}")
-    checks.params(p)
+    checks.params(p, name)
     return p
+
+
+def layer_params(p: Any, name: str = "params") -> LayerParams:
+    """Check one layer's params: ``LSTMParams``, or ``BidirectionalParams`` whose directions read the
+    same input size; return it."""
+    if isinstance(p, BidirectionalParams):
+        checks.bidirectional(p, name)
+        return p
+    return lstm_params(p, name)
 
 
 def no_projection(p: LSTMParams, peer: str, name: str = "params") -> None:

@@ -18,7 +18,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, expect_rank, expect_shape, gate_width, lstm_params, no_projection, numpy, to_params
+from ._arrays import (
+    LayerParams,
+    MissingWeightError,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    layer_params,
+    lstm_params,
+    no_projection,
+    numpy,
+    to_params,
+)
 
 __all__ = ["from_linen", "to_linen", "from_nnx", "to_nnx"]
 
@@ -36,10 +47,14 @@ def _unwrap(tree: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _leaf(tree: Mapping[str, Any], module: str, leaf: str, path: str) -> np.ndarray:
+    if module in tree and not isinstance(tree[module], Mapping):
+        raise TypeError(
+            f"variables: expected {path}{module} to be a mapping with {leaf!r}, found {type(tree[module]).__name__}"
+        )
     try:
         return numpy(tree[module][leaf], f"{path}{module}.{leaf}")
     except KeyError:
-        raise KeyError(
+        raise MissingWeightError(
             f"variables: missing {path}{module}.{leaf}; a Flax LSTMCell has ii, if, ig, io (kernel) and "
             f"hi, hf, hg, ho (kernel, bias); found {sorted(tree)}"
         ) from None
@@ -93,6 +108,7 @@ def to_linen(params: LayerParams, *, rnn: bool = False) -> dict[str, Any]:
     bias becomes zeros (Flax cells always have one).
     """
     if isinstance(params, BidirectionalParams):
+        layer_params(params)
         return {
             "params": {
                 "forward_rnn": {"cell": _cell_to_linen(params.forward)},

@@ -16,7 +16,16 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from ..pytrees import LSTMParams
-from ._arrays import expect_rank, expect_shape, gate_width, lstm_params, no_projection, numpy, to_params
+from ._arrays import (
+    MissingWeightError,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    lstm_params,
+    no_projection,
+    numpy,
+    to_params,
+)
 
 __all__ = ["from_haiku", "to_haiku", "FORGET_BIAS"]
 
@@ -59,7 +68,9 @@ def _linear(params: Mapping[str, Any], module: Optional[str]) -> tuple[str, Mapp
         module = lstms[0]
     key = f"{module}/linear"
     if key not in params:
-        raise KeyError(f"module: no {key!r} in params; LSTMs present: {lstms}")
+        raise MissingWeightError(f"module: no {key!r} in params; LSTMs present: {lstms}")
+    if not isinstance(params[key], Mapping):
+        raise TypeError(f"params: expected {key} to be a mapping with 'w' and 'b', found {type(params[key]).__name__}")
     # an explicitly named module is checked by shape below, with messages that name the tensor
     return key + ".", params[key]
 
@@ -74,13 +85,15 @@ def from_haiku(params: Mapping[str, Any], module: Optional[str] = None) -> LSTMP
             params hold several LSTMs.
     """
     path, linear = _linear(params, module)
+    if "w" not in linear:
+        raise MissingWeightError(f"params: missing {path}w (haiku.LSTM's [input_size + units, 4*units] weight)")
     w = expect_rank(linear["w"], 2, f"{path}w")
     units = gate_width(w, 1, f"{path}w")
     input_size = w.shape[0] - units
     if input_size < 1:
         raise ValueError(f"{path}w: expected shape [input_size + {units}, {4 * units}], found {list(w.shape)}")
     if "b" not in linear:
-        raise KeyError(f"params: missing {path}b (haiku.LSTM always has a bias)")
+        raise MissingWeightError(f"params: missing {path}b (haiku.LSTM always has a bias)")
     b = expect_shape(linear["b"], (4 * units,), f"{path}b")
     w, b = _reorder(w, units), _reorder(b, units).copy()
     b[units : 2 * units] += np.asarray(FORGET_BIAS, b.dtype)

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import lstm_params, numpy
+from ._arrays import layer_params, lstm_params, numpy
 
 __all__ = ["save", "load"]
 
@@ -32,9 +32,15 @@ VERSION = 1
 _META = "__jaxlstm__"
 
 
+def _label(prefix: str) -> str:
+    """A tensor-name prefix as the argument it came from: "0.forward." -> "params[0].forward"."""
+    parts = [p for p in prefix.split(".") if p]
+    return "params" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts)
+
+
 def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
     def one(p: LSTMParams, prefix: str) -> dict[str, Optional[str]]:
-        p = lstm_params(p, prefix.rstrip(".") or "params")
+        p = lstm_params(p, _label(prefix))
         names: dict[str, Optional[str]] = {}
         for field in p._fields:
             value = getattr(p, field)
@@ -47,6 +53,7 @@ def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
 
     def layer(p: Any, prefix: str) -> dict[str, Any]:
         if isinstance(p, BidirectionalParams):
+            layer_params(p, _label(prefix))
             return {"forward": one(p.forward, prefix + "forward."), "backward": one(p.backward, prefix + "backward.")}
         return {"lstm": one(p, prefix)}
 
@@ -154,13 +161,28 @@ def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         raise ValueError(f"path: expected a name ending in .safetensors or .npz, found {path!r}")
     if text is None:
         raise ValueError(f"path: {path!r} was not written by jaxlstm.interop.io.save (no {_META} header)")
-    header = json.loads(text)
+    try:
+        header = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"path: {path!r} has a malformed {_META} header (not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"path: {path!r} has a malformed {_META} header (a JSON {type(header).__name__})")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise ValueError(
             f"path: {path!r} has format {header.get('format')!r} version {header.get('version')!r}, "
             f"expected {FORMAT!r} version {VERSION}"
         )
-    for k, name in header.get("dtypes", {}).items():
-        if k in tensors and tensors[k].dtype.name != name:
-            tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
-    return _rebuild(header["params"], tensors), header["config"]
+    try:
+        for k, name in header.get("dtypes", {}).items():
+            if k in tensors and tensors[k].dtype.name != name:
+                tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
+        params = _rebuild(header["params"], tensors)
+        config = header["config"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"path: {path!r} has a malformed jaxlstm structure ({type(exc).__name__}: {exc})") from None
+    # The tensors must make valid params: a hand-edited or foreign file must not load silently.
+    label = f"{os.path.basename(path)}: params"
+    single = isinstance(params, (LSTMParams, BidirectionalParams))
+    for k, layer in enumerate((params,) if single else params):
+        layer_params(layer, label if single else f"{label}[{k}]")
+    return params, config

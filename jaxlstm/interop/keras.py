@@ -15,7 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, expect_rank, expect_shape, gate_width, lstm_params, no_projection, to_params
+from ._arrays import (
+    LayerParams,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    layer_params,
+    lstm_params,
+    no_projection,
+    to_params,
+)
 
 __all__ = ["from_keras", "to_keras", "from_keras_weights", "to_keras_weights", "layer_config"]
 
@@ -42,6 +51,8 @@ def from_keras_weights(
     Returns:
         ``LSTMParams``, or ``BidirectionalParams`` when ``bidirectional``.
     """
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"weights: expected a list of arrays (a layer's get_weights()), found {type(weights).__name__}")
     weights = list(weights)
     layers = 2 if bidirectional else 1
     if use_bias is None:
@@ -56,15 +67,19 @@ def from_keras_weights(
         raise ValueError(f"weights: expected {per * layers} arrays, found {len(weights)}")
     if not bidirectional:
         return _one(weights, use_bias, "weights")
-    return BidirectionalParams(
-        forward=_one(weights[:per], use_bias, "weights"),
-        backward=_one(weights[per:], use_bias, f"weights[{per}:]"),
+    return layer_params(
+        BidirectionalParams(
+            forward=_one(weights[:per], use_bias, "weights"),
+            backward=_one(weights[per:], use_bias, f"weights[{per}:]"),
+        ),
+        "weights",
     )
 
 
 def to_keras_weights(params: LayerParams) -> list[np.ndarray]:
     """The ``set_weights()`` list for an LSTM (or ``Bidirectional(LSTM)``) with these params."""
     if isinstance(params, BidirectionalParams):
+        layer_params(params)
         return to_keras_weights(params.forward) + to_keras_weights(params.backward)
     params = lstm_params(params)
     no_projection(params, "Keras")

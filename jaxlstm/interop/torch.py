@@ -19,7 +19,18 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, as_stack, expect_rank, expect_shape, gate_width, lstm_params, numpy, to_params
+from ._arrays import (
+    LayerParams,
+    MissingWeightError,
+    as_stack,
+    expect_rank,
+    expect_shape,
+    gate_width,
+    layer_params,
+    lstm_params,
+    numpy,
+    to_params,
+)
 
 __all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file"]
 
@@ -47,6 +58,12 @@ def _strip(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def _direction(sd: dict, layer: int, suffix: str, input_size: int | None) -> LSTMParams:
     key = lambda n: f"{n}_l{layer}{suffix}"  # noqa: E731
+    for name in ("weight_ih", "weight_hh"):
+        if key(name) not in sd:
+            raise MissingWeightError(
+                f"state_dict: missing {key(name)!r}; each nn.LSTM layer has weight_ih_l{{k}}, weight_hh_l{{k}} "
+                f"(biases, weight_hr optional); found {sorted(sd)}"
+            )
     w_ih = expect_rank(sd[key("weight_ih")], 2, key("weight_ih"))
     units = gate_width(w_ih, 0, key("weight_ih"))
     if input_size is not None:
@@ -138,16 +155,45 @@ def to_torch(params: Any) -> "OrderedDict[str, Any]":
     """
     stack = as_stack(params)
     bidirectional = isinstance(stack[0], BidirectionalParams)
-    sd: OrderedDict = OrderedDict()
     for layer, p in enumerate(stack):
         if isinstance(p, BidirectionalParams) != bidirectional:
             raise ValueError("params: PyTorch's nn.LSTM is bidirectional in every layer or in none")
+    _check_torch_stack(stack, bidirectional)
+    sd: OrderedDict = OrderedDict()
+    for layer, p in enumerate(stack):
         if bidirectional:
             _put(sd, p.forward, layer, "")
             _put(sd, p.backward, layer, "_reverse")
         else:
             _put(sd, p, layer, "")
     return sd
+
+
+def _check_torch_stack(stack: tuple[LayerParams, ...], bidirectional: bool) -> None:
+    """One ``nn.LSTM``: every layer and direction has the same hidden_size (and proj_size), and layer
+    k+1 reads layer k's output (both directions concatenated)."""
+    first = None
+    for layer, p in enumerate(stack):
+        layer_params(p, f"params[{layer}]")
+        directions = (("forward", p.forward), ("backward", p.backward)) if bidirectional else (("", p),)
+        if layer > 0:
+            expected = first[1] * (2 if bidirectional else 1)  # type: ignore[index]
+            d = directions[0][1]
+            if d.input_size != expected:
+                raise ValueError(
+                    f"params[{layer}]: expected input_size {expected} (layer {layer - 1}'s output), found "
+                    f"kernel of shape {list(np.shape(d.kernel))}"
+                )
+        for label, d in directions:
+            sizes = (d.units, d.output_size)
+            if first is None:
+                first = sizes
+            elif sizes != first:
+                where = f"params[{layer}]" + (f".{label}" if label else "")
+                raise ValueError(
+                    f"{where}: nn.LSTM has one hidden_size (and proj_size) for every layer; expected "
+                    f"units {first[0]} and output size {first[1]}, found {sizes[0]} and {sizes[1]}"
+                )
 
 
 def from_torch_cell(state_dict: Any, *, prefix: str = "") -> LSTMParams:
