@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks
+from . import checks, fast
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import LSTMOutput, LSTMParams, LSTMState
 
@@ -254,6 +254,7 @@ def _one_sequence(
         "recurrent_activation",
         "unroll",
         "dtype",
+        "impl",
     ),
 )
 def _lstm(
@@ -271,6 +272,7 @@ def _lstm(
     recurrent_activation: Activation,
     unroll: int | bool,
     dtype: Any,
+    impl: str = "scan",
 ) -> LSTMOutput:
     batch_shape, (steps, features) = xs.shape[:-2], xs.shape[-2:]
     if dtype is None:
@@ -293,6 +295,21 @@ def _lstm(
     if recurrent_dropout_mask is not None:
         rd_mask = recurrent_dropout_mask.astype(dtype)
         flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
+    if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
+        params, activation, recurrent_activation
+    ):
+        out = _fast_flat(
+            params,
+            flat_xs,
+            flat_state,
+            flat_mask,
+            flat_lengths,
+            reverse=reverse,
+            keep_order=keep_order,
+            zero_output_for_mask=zero_output_for_mask,
+            unroll=unroll,
+        )
+        return _unflatten(out, batch_shape, steps, units, out_size)
     run = partial(
         _one_sequence,
         reverse=reverse,
@@ -305,12 +322,60 @@ def _lstm(
     out = jax.vmap(run, in_axes=(None, 0, 0, 0, 0, 0))(
         params, flat_xs, flat_state, flat_mask, flat_lengths, flat_rd_mask
     )
+    return _unflatten(out, batch_shape, steps, units, out_size)
+
+
+def _unflatten(out: LSTMOutput, batch_shape: tuple, steps: int, units: int, out_size: int) -> LSTMOutput:
     return LSTMOutput(
         sequence=out.sequence.reshape(*batch_shape, steps, out_size),
         state=LSTMState(
             h=out.state.h.reshape(*batch_shape, out_size), c=out.state.c.reshape(*batch_shape, units)
         ),
     )
+
+
+def _fast_flat(
+    params: LSTMParams,
+    xs: jax.Array,
+    state: LSTMState,
+    mask: Optional[jax.Array],
+    lengths: Optional[jax.Array],
+    *,
+    reverse: bool,
+    keep_order: bool,
+    zero_output_for_mask: bool,
+    unroll: int | bool,
+) -> LSTMOutput:
+    """``fast.lstm_time_major`` on xs ``[N, T, I]`` with the same sequence semantics as the scan."""
+    steps = xs.shape[1]
+    order = None
+    if reverse:
+        if lengths is None:
+            order = jnp.broadcast_to(jnp.arange(steps)[::-1], xs.shape[:2])
+        else:
+            order = jax.vmap(partial(_processing_order, steps, reverse=True))(lengths)
+        xs = jnp.take_along_axis(xs, order[..., None], axis=1)
+        mask = None if mask is None else jnp.take_along_axis(mask, order, axis=1)
+    valid = None if lengths is None else jnp.arange(steps) < lengths[:, None]
+    keep = valid if mask is None else (mask if valid is None else mask & valid)
+    config = fast.default_config(steps, xs.shape[0], xs.shape[2], params.units)
+    if unroll != 1:
+        config = config._replace(unroll=unroll)
+    time_major = partial(jnp.swapaxes, axis1=0, axis2=1)
+    ys, h, c = fast.lstm_time_major(
+        params,
+        time_major(xs),
+        state.h,
+        state.c,
+        None if keep is None else time_major(keep),
+        None if valid is None else time_major(valid),
+        zero_output_for_mask=zero_output_for_mask,
+        config=config,
+    )
+    ys = time_major(ys)
+    if order is not None and keep_order:
+        ys = jnp.take_along_axis(ys, order[..., None], axis=1)
+    return LSTMOutput(sequence=ys, state=LSTMState(h=h, c=c))
 
 
 def lstm(
@@ -328,6 +393,7 @@ def lstm(
     unroll: int | bool = 1,
     dtype: Any = None,
     recurrent_dropout_mask: Optional[jax.Array] = None,
+    impl: str = "auto",
 ) -> LSTMOutput:
     """Run the LSTM over whole sequences: ``lax.scan`` over time, ``vmap`` over batch axes, jitted.
 
@@ -352,6 +418,10 @@ def lstm(
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
             (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
+        impl: ``"auto"`` (default) runs ``jaxlstm.fast`` (time-major scan with a hand-written
+            backward pass) where it applies (sigmoid/tanh, no projection, no recurrent dropout, not under
+            forward-mode autodiff) and the reference scan otherwise; ``"scan"`` always runs the reference scan
+            (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call).
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -375,6 +445,10 @@ def lstm(
         raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
     if dtype is not None:
         checks.float_dtype(dtype, "dtype")
+    if impl not in ("auto", "scan"):
+        raise ValueError(f"impl: expected 'auto' or 'scan', found {impl!r}")
+    if impl == "auto" and _under_forward_mode((params, xs, initial_state)):
+        impl = "scan"  # custom_vjp (the fast path) cannot be differentiated in forward mode
     return _lstm(
         params,
         jnp.asarray(xs),
@@ -389,4 +463,19 @@ def lstm(
         recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
         unroll=unroll if unroll is True else int(unroll),
         dtype=None if dtype is None else jnp.dtype(dtype),
+        impl=impl,
     )
+
+
+def _under_forward_mode(tree: Any) -> bool:
+    """Whether any leaf is (or wraps) a forward-mode autodiff tracer (jvp, jacfwd, hessian)."""
+    for leaf in jax.tree_util.tree_leaves(tree):
+        for _ in range(32):  # walk nested transformations: grad-of-vmap-of-jvp...
+            if isinstance(leaf, jax.interpreters.ad.JVPTracer):
+                return True
+            nxt = getattr(leaf, "primal", None) if isinstance(leaf, jax.core.Tracer) else None
+            nxt = nxt if nxt is not None else getattr(leaf, "val", None)
+            if not isinstance(nxt, jax.core.Tracer):
+                break
+            leaf = nxt
+    return False
