@@ -72,16 +72,21 @@ def test_bit_identical_across_runs_and_jit() -> None:
 
 def test_same_shapes_trace_once_values_never_retrace() -> None:
     traces = []
-    original = core._one_sequence
+    # The default impl runs core._fast_flat (jaxlstm.fast); impl="scan" runs core._one_sequence.
+    original, original_fast = core._one_sequence, core._fast_flat
 
     def counting(*args, **kwargs):
         traces.append(1)
         return original(*args, **kwargs)
 
+    def counting_fast(*args, **kwargs):
+        traces.append(1)
+        return original_fast(*args, **kwargs)
+
     xs = jax.random.normal(jax.random.key(7), (3, 11, 4))
     mask = jnp.ones((3, 11), bool)
     try:
-        core._one_sequence = counting
+        core._one_sequence, core._fast_flat = counting, counting_fast
         core._lstm.clear_cache()
         for i in range(4):
             jaxlstm.lstm(P, xs + i, mask=mask.at[0, i].set(False))
@@ -90,5 +95,5 @@ def test_same_shapes_trace_once_values_never_retrace() -> None:
         jaxlstm.lstm(P, xs[:2], mask=mask[:2])  # a new shape traces again
         assert len(traces) == 2
     finally:
-        core._one_sequence = original
+        core._one_sequence, core._fast_flat = original, original_fast
         core._lstm.clear_cache()
