@@ -5,14 +5,14 @@ same function for the common configuration (sigmoid/tanh gates, no projection) a
 
 Forward: one scan over ``[T, B, ...]``; each step does one fused GEMM ``[x_t, h] @ [W; U]`` (or adds a
 hoisted input projection ``xs @ W`` computed for all steps at once) and the gate nonlinearities. When
-differentiated, each step also stores its activated gates and ``tanh(c_t)``.
+differentiated, each step also stores its gate pre-activations ``z_t`` and its state.
 
 Backward (``jax.custom_vjp``), split the way cuDNN splits backward-data from backward-weights:
 
 * a reverse scan carries ``(dh, dc)`` and emits the pre-activation gate gradients ``dz_t [B, 4H]``; its
   only GEMM per step is ``dz_t @ U^T``;
 * the weight gradients are then single large GEMMs over all ``T*B`` rows:
-  ``dW = X^T dZ``, ``dU = H_prev^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
+  ``[dW; dU] = [X, H_prev]^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
 
 Plain autodiff of the scan instead accumulates ``dW``/``dU`` one ``B``-row GEMM per step inside the loop.
 
@@ -48,11 +48,15 @@ class FastConfig(NamedTuple):
             of a fused ``[x_t, h] @ [W; U]`` per step.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
+        batch_splits: run the batch as this many independent scans. XLA:CPU runs a loop's small
+            per-step GEMMs on one thread, but independent loops concurrently: on a multi-core
+            CPU, two half-batch scans can take the time of one.
     """
 
     hoist_input: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
+    batch_splits: int = 1
 
 
 def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
@@ -83,8 +87,8 @@ def _gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
 def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save: bool):
     """The scan. xs ``[T, B, I]``, h0/c0 ``[B, H]``, keep/valid ``[T, B]`` bool or None.
 
-    Returns ``(ys [T, B, H], h_T, c_T, residuals)``; residuals (gates ``[T, B, 4H]``, tanh(c_new)
-    ``[T, B, H]``, h and c states ``[T, B, H]``) only when ``save``.
+    Returns ``(ys [T, B, H], h_T, c_T, residuals)``; residuals (pre-activations ``[T, B, 4H]``,
+    h and c states ``[T, B, H]``) only when ``save``.
     """
     kernel, recurrent, bias = params.kernel, params.recurrent_kernel, params.bias
     if cfg.hoist_input:
@@ -117,7 +121,9 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
             y = jnp.where(k, h_new, jnp.zeros_like(h) if zero_output else h)
         if v_t is not None:
             y = jnp.where(v_t[:, None], y, jnp.zeros_like(y))
-        res = (jnp.concatenate([i, f, g, o], axis=-1), tc, h_next, c_next) if save else None
+        # Residuals: the pre-activations and the states; the backward pass recomputes the gates
+        # (cheaper than storing four activated blocks and tanh(c) on a memory-bound CPU).
+        res = (z, h_next, c_next) if save else None
         return (h_next, c_next), (y, res)
 
     (h_T, c_T), (ys, res) = jax.lax.scan(body, (h0, c0), (step_in, keep, valid), unroll=cfg.unroll)
@@ -130,7 +136,7 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
 
 
 def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
-    gates, tcs, hs, cs = res
+    zs, hs, cs = res
     d_ys, d_hT, d_cT = cts
     steps, batch = xs.shape[:2]
     # State before each step: h_{t-1}, c_{t-1} (the initial state at t = 0).
@@ -140,7 +146,7 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
 
     def body(carry, inputs):
         dh, dc = carry  # cotangents of the state after this step
-        dy, gate, tc, cp, k_t, v_t = inputs
+        dy, z, c_prev_t, c_t, k_t, v_t = inputs
         if v_t is not None:
             dy = jnp.where(v_t[:, None], dy, jnp.zeros_like(dy))
         if k_t is None:
@@ -152,12 +158,14 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
             dh_new, dc_new = jnp.where(k, dh + dy, 0.0), jnp.where(k, dc, 0.0)
             dh_skip = jnp.where(k, 0.0, dh if zero_output else dh + dy)
             dc_skip = jnp.where(k, 0.0, dc)
-        i, f, g, o = jnp.split(gate, 4, axis=-1)
+        # A step that is not kept has dh_new = dc_new = 0, so dz = 0 whatever c_t holds there.
+        i, f, g, o = _gates(z)
+        tc = jnp.tanh(c_t)
         dc_tot = dc_new + dh_new * o * (1.0 - tc * tc)
         dz = jnp.concatenate(
             [
                 dc_tot * g * i * (1.0 - i),
-                dc_tot * cp * f * (1.0 - f),
+                dc_tot * c_prev_t * f * (1.0 - f),
                 dc_tot * i * (1.0 - g * g),
                 dh_new * tc * o * (1.0 - o),
             ],
@@ -170,13 +178,14 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
         return (dh_prev, dc_prev), dz
 
     (d_h0, d_c0), d_z = jax.lax.scan(
-        body, (d_hT, d_cT), (d_ys, gates, tcs, c_prev, keep, valid), reverse=True, unroll=cfg.unroll
+        body, (d_hT, d_cT), (d_ys, zs, c_prev, cs, keep, valid), reverse=True, unroll=cfg.unroll
     )
     # Backward-weights: one GEMM each over all T*B rows.
     rows = steps * batch
     d_z2 = d_z.reshape(rows, -1)
-    d_kernel = xs.reshape(rows, -1).T @ d_z2
-    d_recurrent = h_prev.reshape(rows, -1).T @ d_z2
+    # dW and dU as one GEMM: [X, H_prev]^T dZ, as the forward fuses [x_t, h] @ [W; U].
+    inputs = jnp.concatenate([xs.reshape(rows, -1), h_prev.reshape(rows, -1)], axis=1)
+    d_kernel, d_recurrent = jnp.split(inputs.T @ d_z2, [xs.shape[-1]], axis=0)
     d_bias = None if params.bias is None else d_z2.sum(axis=0)
     d_xs = d_z @ params.kernel.T
     d_params = LSTMParams(d_kernel, d_recurrent, d_bias, None)
@@ -233,6 +242,25 @@ def lstm_time_major(
     Returns:
         ``(ys [T, B, H], h_T [B, H], c_T [B, H])``.
     """
+    splits = min(config.batch_splits, xs.shape[1])
+    if splits > 1:
+        # Independent scans over batch slices (near-equal sizes), concatenated back.
+        bounds = [round(k * xs.shape[1] / splits) for k in range(splits + 1)]
+        parts = [
+            lstm_time_major(
+                params,
+                xs[:, a:b],
+                h0[a:b],
+                c0[a:b],
+                None if keep is None else keep[:, a:b],
+                None if valid is None else valid[:, a:b],
+                zero_output_for_mask=zero_output_for_mask,
+                config=config._replace(batch_splits=1),
+            )
+            for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        ys, h_T, c_T = (jnp.concatenate(arrays, axis=axis) for arrays, axis in zip(zip(*parts), (1, 0, 0)))
+        return ys, h_T, c_T
     run = partial(_sequence, zero_output=bool(zero_output_for_mask), cfg=config)
     chunks = config.checkpoint_chunks
     steps = xs.shape[0]
