@@ -48,15 +48,11 @@ class FastConfig(NamedTuple):
             of a fused ``[x_t, h] @ [W; U]`` per step.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
-        batch_splits: run the batch as this many independent scans. XLA:CPU runs a loop's small
-            per-step GEMMs on one thread, but independent loops concurrently: on a multi-core
-            CPU, two half-batch scans can take the time of one.
     """
 
     hoist_input: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
-    batch_splits: int = 1
 
 
 def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
@@ -242,25 +238,6 @@ def lstm_time_major(
     Returns:
         ``(ys [T, B, H], h_T [B, H], c_T [B, H])``.
     """
-    splits = min(config.batch_splits, xs.shape[1])
-    if splits > 1:
-        # Independent scans over batch slices (near-equal sizes), concatenated back.
-        bounds = [round(k * xs.shape[1] / splits) for k in range(splits + 1)]
-        parts = [
-            lstm_time_major(
-                params,
-                xs[:, a:b],
-                h0[a:b],
-                c0[a:b],
-                None if keep is None else keep[:, a:b],
-                None if valid is None else valid[:, a:b],
-                zero_output_for_mask=zero_output_for_mask,
-                config=config._replace(batch_splits=1),
-            )
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
-        ys, h_T, c_T = (jnp.concatenate(arrays, axis=axis) for arrays, axis in zip(zip(*parts), (1, 0, 0)))
-        return ys, h_T, c_T
     run = partial(_sequence, zero_output=bool(zero_output_for_mask), cfg=config)
     chunks = config.checkpoint_chunks
     steps = xs.shape[0]
