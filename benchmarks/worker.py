@@ -4,7 +4,7 @@ The driver (``bench.py``) starts one of these per implementation and shape, so i
 share a process (they would fight over threads, caches and allocators) and each reports its own
 peak RSS. Prints one JSON object on the last line of stdout.
 
-IMPL: jaxlstm[:impl] | flax | flax-optimized | equinox | keras | torch.  TASK: a shape name from
+IMPL: jaxlstm[:impl] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2).  TASK: a shape name from
 ``SHAPES``, ``stream`` (single-step latency) or ``gemm`` (the single-GEMM peak).
 """
 
@@ -162,10 +162,10 @@ def bench_jax(build, budget, min_reps, max_reps) -> dict:
     return res
 
 
-def bench_torch(B, T, I, H, budget, min_reps, max_reps) -> dict:
+def bench_torch(B, T, I, H, budget, min_reps, max_reps, threads: int = 2) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(I, H, batch_first=True)
     x = torch.randn(B, T, I)
@@ -236,10 +236,10 @@ def stream_jax_step(impl: str, B, I, H):
 
 def bench_stream(impl: str, budget, min_reps, max_reps) -> dict:
     B, I, H = STREAM
-    if impl == "torch":
+    if impl.startswith("torch"):
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(impl.partition(":")[2] or 2))
         cell = torch.nn.LSTMCell(I, H)
         x = torch.randn(B, I)
         box = [(torch.zeros(B, H), torch.zeros(B, H))]
@@ -301,7 +301,8 @@ def main() -> None:
             "keras": lambda: build_keras(B, T, I, H),
         }
         if impl == "torch":
-            result = bench_torch(B, T, I, H, a.budget, a.min_reps, a.max_reps)
+            threads = int(variant) if variant else 2
+            result = bench_torch(B, T, I, H, a.budget, a.min_reps, a.max_reps, threads)
         else:
             result = bench_jax(builders[impl], a.budget, a.min_reps, a.max_reps)
     result.update(impl=a.impl, task=a.task)
