@@ -46,11 +46,14 @@ class FastConfig(NamedTuple):
     Attributes:
         hoist_input: compute ``xs @ W + b`` for all steps before the scan (one large GEMM) instead
             of a fused ``[x_t, h] @ [W; U]`` per step.
+        fuse_gemm: without ``hoist_input``, one GEMM ``[x_t, h] @ [W; U]`` per step instead of
+            ``x_t @ W + h @ U``.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
     """
 
     hoist_input: bool = False
+    fuse_gemm: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
 
@@ -94,13 +97,17 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
         fused = None
     else:
         step_in = xs
-        fused = jnp.concatenate([kernel, recurrent], axis=0)
+        fused = jnp.concatenate([kernel, recurrent], axis=0) if cfg.fuse_gemm else None
 
     def body(carry, inputs):
         h, c = carry
         u_t, k_t, v_t = inputs
-        if fused is None:
+        if cfg.hoist_input:
             z = u_t + h @ recurrent
+        elif fused is None:
+            z = u_t @ kernel + h @ recurrent
+            if bias is not None:
+                z = z + bias
         else:
             z = jnp.concatenate([u_t, h], axis=-1) @ fused
             if bias is not None:
