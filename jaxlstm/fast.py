@@ -3,8 +3,9 @@
 ``core._lstm`` (a ``vmap`` of a per-example ``lax.scan``) stays the reference; this module computes the
 same function for the common configuration (sigmoid/tanh gates, no projection) and is tested against it.
 
-Forward: one scan over ``[T, B, ...]``; each step does one fused GEMM ``[x_t, h] @ [W; U]`` (or adds a
-hoisted input projection ``xs @ W`` computed for all steps at once) and the gate nonlinearities. When
+Forward: one scan over ``[T, B, ...]``; each step computes ``x_t @ W + h @ U + b`` (options: one
+fused GEMM ``[x_t, h] @ [W; U]``, or the input projection ``xs @ W`` hoisted out of the loop; both
+measured slower on XLA:CPU, see benchmarks/RESULTS.md) and the gate nonlinearities. When
 differentiated, each step also stores its gate pre-activations ``z_t`` and its state.
 
 Backward (``jax.custom_vjp``), split the way cuDNN splits backward-data from backward-weights:
@@ -21,7 +22,8 @@ uses the reference scan when it sees forward-mode tracers, and ``impl="scan"`` a
 
 ``checkpoint_chunks``: runs the sequence as ``n`` chunks under ``jax.checkpoint``, so training keeps only
 the ``n`` chunk-boundary states plus one chunk's residuals: O(T/n + n) memory, O(sqrt(T)) for
-``n ~ sqrt(T)``, for the price of a second forward pass.
+``n ~ sqrt(T)``, for the price of a second forward pass (measured free at T=10000 on CPU: the smaller
+working set pays for it).
 
 Imports jax and numpy only.
 """
@@ -45,7 +47,7 @@ class FastConfig(NamedTuple):
 
     Attributes:
         hoist_input: compute ``xs @ W + b`` for all steps before the scan (one large GEMM) instead
-            of a fused ``[x_t, h] @ [W; U]`` per step.
+            of ``x_t @ W`` in each step.
         fuse_gemm: without ``hoist_input``, one GEMM ``[x_t, h] @ [W; U]`` per step instead of
             ``x_t @ W + h @ U``.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
@@ -59,7 +61,12 @@ class FastConfig(NamedTuple):
 
 
 def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
-    """The configuration measured fastest on CPU for a shape (see benchmarks/RESULTS.md)."""
+    """The configuration measured fastest on CPU for a shape (see benchmarks/RESULTS.md).
+
+    On XLA:CPU (jax 0.10) the defaults won on every benchmark shape: no hoisting (2x slower forward),
+    no fused GEMM (up to 20% slower), no unroll. The shape arguments are the hook for a per-shape
+    rule on other backends.
+    """
     del steps, batch, input_size, units
     return FastConfig()
 
