@@ -230,6 +230,7 @@ def run(
     mask: Optional[jax.Array],
     masks: SequenceDropoutMasks,
     *,
+    lengths: Optional[jax.Array] = None,
     go_backwards: bool,
     zero_output_for_mask: bool,
     activation: ActivationLike,
@@ -246,6 +247,7 @@ def run(
         initial_state,
         reverse=go_backwards,
         mask=mask,
+        lengths=lengths,
         zero_output_for_mask=zero_output_for_mask,
         activation=activation,
         recurrent_activation=recurrent_activation,
@@ -255,13 +257,19 @@ def run(
     )
 
 
-def keras_outputs(out: LSTMOutput, return_sequences: bool, return_state: bool) -> Any:
+def keras_outputs(
+    out: LSTMOutput, return_sequences: bool, return_state: bool, lengths: Optional[jax.Array] = None
+) -> Any:
     """Keras's return convention: output, or ``(output, h, c)`` with ``return_state``.
 
     The output is the whole sequence ``[..., T, out]`` or Keras's last output ``[..., out]`` (the
-    last step in processing order; zeros there if it is masked with ``zero_output_for_mask``).
+    last step in processing order; zeros there if it is masked with ``zero_output_for_mask``). With
+    ``lengths`` the last output is each sequence's own last step, h (step T-1 is padding).
     """
-    output = out.sequence if return_sequences else out.sequence[..., -1, :]
+    if return_sequences:
+        output = out.sequence
+    else:
+        output = out.state.h if lengths is not None else out.sequence[..., -1, :]
     if return_state:
         return output, out.state.h, out.state.c
     return output

@@ -94,8 +94,10 @@ class LSTM(nn.Module):
         deterministic: default for the call's ``deterministic`` (dropout off when True).
         rng_collection: the RNG stream dropout draws from (``"dropout"``).
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, deterministic=None, training=None)``;
-    ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask is ``[..., T]`` bool.
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
+    training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask is ``[..., T]``
+    bool; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the last output is then
+    each sequence's own last step).
     Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, and ``(output, h, c)`` with
     return_state.
     """
@@ -128,6 +130,7 @@ class LSTM(nn.Module):
         initial_state: Optional[StateLike] = None,
         mask: Optional[jax.Array] = None,
         *,
+        lengths: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
     ) -> Any:
@@ -176,6 +179,7 @@ class LSTM(nn.Module):
             initial_state,
             mask,
             masks,
+            lengths=lengths,
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
             activation=self.activation,
@@ -186,7 +190,7 @@ class LSTM(nn.Module):
         # Like BatchNorm's statistics, the kept state is not advanced by ``init``.
         if kept is not None and not self.is_initializing():
             kept.value = out.state
-        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state)
+        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state, lengths)
 
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
         """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it).

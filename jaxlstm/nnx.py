@@ -118,9 +118,10 @@ class LSTM(_KerasWeights, nnx.Module):
         rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and dropout.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, deterministic=None, training=None,
-    rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask ``[..., T]``
-    bool. Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, ``(output, h, c)`` with
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
+    training=None, rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask
+    ``[..., T]`` bool; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the last output
+    is then each sequence's own last step). Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, ``(output, h, c)`` with
     return_state.
     """
 
@@ -203,6 +204,7 @@ class LSTM(_KerasWeights, nnx.Module):
         initial_state: Optional[StateLike] = None,
         mask: Optional[jax.Array] = None,
         *,
+        lengths: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
         rngs: Optional[nnx.Rngs | nnx.RngStream | jax.Array] = None,
@@ -236,6 +238,7 @@ class LSTM(_KerasWeights, nnx.Module):
             initial_state,
             mask,
             masks,
+            lengths=lengths,
             go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask,
             activation=self.activation,
@@ -245,7 +248,7 @@ class LSTM(_KerasWeights, nnx.Module):
         )
         if self.stateful:
             self.kept_state.set_value(out.state)
-        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state)
+        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state, lengths)
 
     def _dropout_key(self, rngs: Optional[nnx.Rngs | nnx.RngStream | jax.Array]) -> jax.Array:
         if rngs is None:

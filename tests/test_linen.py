@@ -88,6 +88,23 @@ def test_matches_core(data, kwargs, call):
     np.testing.assert_allclose(last, ref.sequence[:, -1], atol=CORE_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lengths_match_core(data, go_backwards):
+    xs, variables, _, state = data
+    lengths = jnp.array([6, 0, 3])
+    layer = LSTM(H, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    sequence, h, c = layer.apply(variables, xs, state, lengths=lengths)
+    ref = jaxlstm.lstm(get_params(variables), xs, state, lengths=lengths, reverse=go_backwards)
+    np.testing.assert_allclose(sequence, ref.sequence, atol=CORE_ATOL, rtol=0)
+    np.testing.assert_allclose(h, ref.state.h, atol=CORE_ATOL, rtol=0)
+    np.testing.assert_allclose(c, ref.state.c, atol=CORE_ATOL, rtol=0)
+    np.testing.assert_array_equal(h[1], state.h[1])  # length 0 keeps the initial state
+    # With lengths, the last output is each sequence's own last step (step T-1 may be padding).
+    last = LSTM(H, go_backwards=go_backwards).apply(variables, xs, state, lengths=lengths)
+    np.testing.assert_allclose(last, ref.state.h, atol=CORE_ATOL, rtol=0)
+    assert not np.allclose(last[2], ref.sequence[2, -1])
+
+
 @pytest.mark.parametrize("return_sequences, return_state", RETURN_COMBOS)
 def test_matches_keras(return_sequences, return_state):
     flags = dict(return_sequences=return_sequences, return_state=return_state)

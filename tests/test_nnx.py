@@ -91,6 +91,21 @@ def test_matches_core(data, kwargs, call):
     np.testing.assert_allclose(last, ref.sequence[:, -1], atol=CORE_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_lengths_match_core(data, go_backwards):
+    xs, params, _, state = data
+    lengths = jnp.array([6, 0, 3])
+    layer = LSTM.from_params(params, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    sequence, h, c = layer(xs, state, lengths=lengths)
+    ref = jaxlstm.lstm(params, xs, state, lengths=lengths, reverse=go_backwards)
+    np.testing.assert_allclose(sequence, ref.sequence, atol=CORE_ATOL, rtol=0)
+    np.testing.assert_allclose(h, ref.state.h, atol=CORE_ATOL, rtol=0)
+    np.testing.assert_allclose(c, ref.state.c, atol=CORE_ATOL, rtol=0)
+    last = LSTM.from_params(params, go_backwards=go_backwards)(xs, state, lengths=lengths)
+    np.testing.assert_allclose(last, ref.state.h, atol=CORE_ATOL, rtol=0)
+    assert not np.allclose(last[2], ref.sequence[2, -1])
+
+
 @pytest.mark.parametrize("return_sequences, return_state", RETURN_COMBOS)
 def test_matches_keras(return_sequences, return_state):
     flags = dict(return_sequences=return_sequences, return_state=return_state)
