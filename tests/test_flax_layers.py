@@ -154,3 +154,42 @@ def test_flax_argument_errors() -> None:
     with pytest.raises(ValueError, match="inputs: expected 4 features"):
         model = linen.StackedLSTM(UNITS, bidirectional=True, proj_size=PROJ)
         model.apply(linen.layer_variables(STACK[:1]), XS[..., :3])
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming through the Flax stacks: chunks with the carried state, and the step API on their params
+# ----------------------------------------------------------------------------------------------
+
+# A one-direction projected 2-layer stack: what streaming supports.
+UNI_STACK = (
+    random_lstm(_rng, FEATURES, UNITS, proj_size=PROJ),
+    random_lstm(_rng, PROJ, UNITS, proj_size=PROJ),
+)
+CHUNKS = [(0, 1), (1, 4), (4, 6)]
+
+
+def test_flax_stacks_stream_in_chunks_and_steps() -> None:
+    require("flax")
+    from jaxlstm import linen
+    from jaxlstm import nnx as jnnx
+
+    whole = jaxlstm.stacked_lstm(UNI_STACK, XS)
+    linen_model = linen.StackedLSTM(UNITS, num_layers=2, proj_size=PROJ)
+    variables = linen.layer_variables(UNI_STACK)
+    nnx_model = jnnx.StackedLSTM.from_params(UNI_STACK)
+    for run in (lambda x, s: linen_model.apply(variables, x, s), lambda x, s: nnx_model(x, s)):
+        pieces, state = [], None
+        for start, stop in CHUNKS:
+            out = run(XS[:, start:stop], state)
+            pieces.append(out.sequence)
+            state = out.state
+        np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole.sequence, atol=ATOL, rtol=RTOL)
+        _assert_trees_close(state, whole.state)
+
+    # Step at a time on the modules' parameters (jaxlstm.stream_step), for online inference.
+    for params in (linen.layer_params(variables), nnx_model.params):
+        state, outputs = jaxlstm.stream_state(params, (BATCH,)), []
+        for t in range(STEPS):
+            state, y = jaxlstm.stream_step(params, state, XS[:, t])
+            outputs.append(y)
+        np.testing.assert_allclose(np.stack(outputs, axis=1), whole.sequence, atol=1e-5, rtol=1e-5)
