@@ -40,18 +40,9 @@ INITIALIZERS: dict[str, Initializer] = {
 
 def initializer(value: InitializerLike, name: str) -> Initializer:
     """A Keras initialiser name, or a ``(key, shape, dtype)`` callable returned as is."""
-    if isinstance(value, str):
-        try:
-            return INITIALIZERS[value]
-        except KeyError:
-            known = ", ".join(sorted(INITIALIZERS))
-            raise ValueError(
-                f"{name}: unknown initializer {value!r}; expected a (key, shape, dtype) callable or "
-                f"one of: {known}"
-            ) from None
-    if callable(value):
-        return value
-    raise TypeError(f"{name}: expected a callable or an initializer name, found {type(value).__name__}")
+    return checks.named_or_callable(
+        value, INITIALIZERS, name, "initializer", callable_desc="a (key, shape, dtype) callable"
+    )
 
 
 def bias_initializer(bias_init: Initializer, units: int, unit_forget_bias: bool) -> Initializer:

@@ -8,6 +8,8 @@ from typing import Callable, Union
 import jax
 import jax.numpy as jnp
 
+from . import checks
+
 Activation = Callable[[jax.Array], jax.Array]
 ActivationLike = Union[str, Activation]
 
@@ -39,16 +41,4 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def resolve(activation: ActivationLike, argname: str = "activation") -> Activation:
     """Return the function for a Keras activation name, or the callable itself."""
-    if isinstance(activation, str):
-        try:
-            return ACTIVATIONS[activation]
-        except KeyError:
-            known = ", ".join(sorted(ACTIVATIONS))
-            raise ValueError(
-                f"{argname}: unknown activation {activation!r}; expected a callable or one of: {known}"
-            ) from None
-    if callable(activation):
-        return activation
-    raise TypeError(
-        f"{argname}: expected a callable or an activation name, found {type(activation).__name__}"
-    )
+    return checks.named_or_callable(activation, ACTIVATIONS, argname, "activation")

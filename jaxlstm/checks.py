@@ -6,7 +6,7 @@ Messages name the argument, what was expected and what was found.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -46,6 +46,23 @@ def fraction(value: Any, name: str) -> float:
 
 def _is_float(dtype: np.dtype) -> bool:
     return bool(np.issubdtype(dtype, np.floating)) or dtype.name == "bfloat16"
+
+
+def named_or_callable(
+    value: Any, table: Mapping[str, Any], name: str, kind: str, callable_desc: str = "a callable"
+) -> Any:
+    """Look a Keras-style name up in ``table``, or return a callable as is (activations, initialisers)."""
+    if isinstance(value, str):
+        try:
+            return table[value]
+        except KeyError:
+            known = ", ".join(sorted(table))
+            raise ValueError(
+                f"{name}: unknown {kind} {value!r}; expected {callable_desc} or one of: {known}"
+            ) from None
+    if callable(value):
+        return value
+    raise TypeError(f"{name}: expected a callable or an {kind} name, found {type(value).__name__}")
 
 
 def float_array(x: Any, name: str) -> None:
