@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, fast
+from ._manual_axes import vary_like
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import LSTMOutput, LSTMParams, LSTMState
 
@@ -295,6 +296,8 @@ def _lstm(
     if recurrent_dropout_mask is not None:
         rd_mask = recurrent_dropout_mask.astype(dtype)
         flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
+    # Under shard_map the carry must vary over the mesh axes its inputs vary over.
+    flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
     if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
         params, activation, recurrent_activation
     ):

@@ -37,6 +37,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ._manual_axes import sum_like, vary_like
 from .pytrees import LSTMParams
 
 __all__ = ["FastConfig", "supports", "lstm_time_major", "default_config"]
@@ -136,6 +137,7 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
         res = (z, h_next, c_next) if save else None
         return (h_next, c_next), (y, res)
 
+    h0, c0 = vary_like((h0, c0), params, xs, keep, valid)
     (h_T, c_T), (ys, res) = jax.lax.scan(body, (h0, c0), (step_in, keep, valid), unroll=cfg.unroll)
     return ys, h_T, c_T, res
 
@@ -187,6 +189,7 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
             dh_prev, dc_prev = dh_prev + dh_skip, dc_prev + dc_skip
         return (dh_prev, dc_prev), dz
 
+    d_hT, d_cT = vary_like((d_hT, d_cT), params, d_ys, zs, cs, keep, valid)
     (d_h0, d_c0), d_z = jax.lax.scan(
         body, (d_hT, d_cT), (d_ys, zs, c_prev, cs, keep, valid), reverse=True, unroll=cfg.unroll
     )
@@ -216,6 +219,8 @@ def _sequence_fwd(params, xs, h0, c0, keep, valid, zero_output, cfg):
 def _sequence_bwd(zero_output, cfg, saved, cts):
     params, xs, h0, c0, keep, valid, res = saved
     d_params, d_xs, d_h0, d_c0 = _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts)
+    # Under shard_map: a replicated input's cotangent is summed over the axes it was broadcast along.
+    d_params, d_xs, d_h0, d_c0 = sum_like((d_params, d_xs, d_h0, d_c0), (params, xs, h0, c0))
     return d_params, d_xs, d_h0, d_c0, None, None
 
 
@@ -280,6 +285,7 @@ def lstm_time_major(
         ys, h, c = run(params, x_k, h, c, keep_k, valid_k)
         return (h, c), ys
 
+    h0, c0 = vary_like((h0, c0), params, xs, keep, valid)
     (h_T, c_T), ys = jax.lax.scan(chunk, (h0, c0), (split(xs), split(keep), split(valid)))
     ys = ys.reshape(n * size, *ys.shape[2:])[:steps]
     return ys, h_T, c_T
