@@ -18,6 +18,11 @@ arguments must be the same in every process (same seed). Outputs replicated with
 in every process. (Several CPU processes also need
 ``jax.config.update("jax_cpu_collectives_implementation", "gloo")`` before ``initialize``.)
 
+``batch_parallel(fn, mesh)`` is the other tool: ``jax.shard_map`` of a per-example function (the LSTM
+call itself), so each device runs the recurrence on its own shard with no communication. On a CPU
+started as N host devices it runs N recurrences at once on N cores, which XLA does not do within one
+device.
+
 Batch sizes: the global batch must be a multiple of the number of devices on the batch axis, or
 ``data_parallel`` raises a ``ValueError`` that says so. There is no silent padding, because padded
 examples would change a mean loss; drop the remainder, or pad and weight the loss yourself.
@@ -32,7 +37,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["batch_mesh", "shard_batch", "replicate", "data_parallel"]
+__all__ = ["batch_mesh", "shard_batch", "replicate", "data_parallel", "batch_parallel"]
 
 
 def batch_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = "batch") -> Mesh:
@@ -56,6 +61,15 @@ def _axis_size(mesh: Mesh, axis_name: str) -> int:
     if axis_name not in mesh.shape:
         raise ValueError(f"axis_name: {axis_name!r} is not an axis of the mesh {dict(mesh.shape)}")
     return mesh.shape[axis_name]
+
+
+def _check_divisible(where: str, size: int, devices: int, axis_name: str) -> None:
+    if size % devices:
+        raise ValueError(
+            f"{where}: a batch of {size} examples does not split evenly over the {devices} "
+            f"devices of mesh axis {axis_name!r}; use a batch size that is a multiple of "
+            f"{devices} (drop the remainder, or pad and weight the loss)"
+        )
 
 
 def shard_batch(batch: Any, mesh: Mesh, axis_name: str = "batch", *, name: str = "batch") -> Any:
@@ -86,12 +100,7 @@ def shard_batch(batch: Any, mesh: Mesh, axis_name: str = "batch", *, name: str =
         if not shape:
             raise ValueError(f"{where}: expected an array with a leading batch axis, found a scalar")
         size = shape[0] * processes
-        if size % devices:
-            raise ValueError(
-                f"{where}: a batch of {size} examples does not split evenly over the {devices} "
-                f"devices of mesh axis {axis_name!r}; use a batch size that is a multiple of "
-                f"{devices} (drop the remainder, or pad and weight the loss)"
-            )
+        _check_divisible(where, size, devices, axis_name)
         return _place(leaf, sharding, (size, *shape[1:]))
 
     return jax.tree_util.tree_map_with_path(place, batch)
@@ -104,6 +113,17 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     """
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree_util.tree_map(lambda leaf: _place(leaf, sharding, np.shape(leaf)), tree)
+
+
+def _batch_positions(batch_argnums: Optional[int | Sequence[int]], count: int) -> frozenset[int]:
+    """The positions of the batch arguments; default every argument but the first."""
+    if batch_argnums is None:
+        return frozenset(range(1, count))
+    batch = {batch_argnums} if isinstance(batch_argnums, int) else set(batch_argnums)
+    for i in batch:
+        if not -count <= i < count:
+            raise ValueError(f"batch_argnums: {i} is out of range for {count} arguments")
+    return frozenset(i % count for i in batch)
 
 
 def data_parallel(
@@ -149,18 +169,61 @@ def data_parallel(
 
     @functools.wraps(fn)
     def run(*args: Any) -> Any:
-        if batch_argnums is None:
-            batch = set(range(1, len(args)))
-        else:
-            batch = {batch_argnums} if isinstance(batch_argnums, int) else set(batch_argnums)
-        for i in batch:
-            if not -len(args) <= i < len(args):
-                raise ValueError(f"batch_argnums: {i} is out of range for {len(args)} arguments")
-        batch = frozenset(i % len(args) for i in batch)
+        batch = _batch_positions(batch_argnums, len(args))
         placed = [
             shard_batch(a, mesh, axis_name, name=f"args[{i}]") if i in batch else replicate(a, mesh)
             for i, a in enumerate(args)
         ]
         return jitted(batch, len(args))(*placed)
+
+    return run
+
+
+def batch_parallel(
+    fn: Callable[..., Any],
+    mesh: Mesh,
+    *,
+    batch_argnums: Optional[int | Sequence[int]] = None,
+    axis_name: str = "batch",
+) -> Callable[..., Any]:
+    """``jax.shard_map`` of ``fn`` over the batch: each device runs ``fn`` on its own examples.
+
+    Unlike ``data_parallel`` (which lets XLA partition a whole step), ``fn`` itself runs once per
+    device on a ``[B / devices, ...]`` shard, with no communication; it must treat examples
+    independently, as ``jaxlstm.lstm`` does. Use it around the LSTM call, inside a jitted or
+    ``data_parallel`` step; gradients flow through it (a replicated argument's gradient is summed
+    over the devices).
+
+    Why: on a CPU, XLA runs the small per-step matrix products of a recurrence on one core. With
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before jax is imported) the CPU is N
+    devices, and ``batch_parallel`` runs N recurrences at once (see benchmarks/RESULTS.md).
+
+    Args:
+        fn: a function of pytrees of arrays whose outputs all have the batch as their leading axis,
+            e.g. ``lambda params, xs: jaxlstm.lstm(params, xs)``.
+        mesh: the device mesh, e.g. ``batch_mesh()``.
+        batch_argnums: positions of the arguments whose leaves are ``[B, ...]`` batches (split along
+            axis 0); the others are replicated. Default: every argument but the first.
+        axis_name: the mesh axis the batch is split over.
+
+    Returns:
+        A function with ``fn``'s signature (positional arguments only) returning ``fn``'s outputs
+        for the whole batch, split over ``axis_name``. ``B`` must be a multiple of the number of
+        devices on ``axis_name``, or it raises a ``ValueError`` naming the argument.
+    """
+    devices = _axis_size(mesh, axis_name)
+
+    @functools.wraps(fn)
+    def run(*args: Any) -> Any:
+        batch = _batch_positions(batch_argnums, len(args))
+        for i in sorted(batch):
+            for path, leaf in jax.tree_util.tree_leaves_with_path(args[i]):
+                where = f"args[{i}]{jax.tree_util.keystr(path)}"
+                if not np.shape(leaf):
+                    raise ValueError(f"{where}: expected an array with a leading batch axis, found a scalar")
+                _check_divisible(where, np.shape(leaf)[0], devices, axis_name)
+        in_specs = tuple(PartitionSpec(axis_name) if i in batch else PartitionSpec() for i in range(len(args)))
+        split = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(axis_name))
+        return split(*args)
 
     return run

@@ -3,7 +3,8 @@
 Inside ``shard_map`` values are typed with the mesh axes they vary over; a scan whose zero initial
 carry is invariant but is updated from a batch shard would change type, and a ``custom_vjp`` must
 return its replicated parameters' cotangents summed over the mesh. Both broke ``jaxlstm.lstm`` in
-``shard_map`` until ``_manual_axes`` handled them. Two forced host devices run in a fresh process
+``shard_map`` until ``_manual_axes`` handled them. ``sharding.batch_parallel`` (the shard_map helper)
+is checked too, inside a ``data_parallel`` step. Two forced host devices run in a fresh process
 (the device count is fixed when jax starts); the flag never touches this process.
 """
 
@@ -100,6 +101,26 @@ TWO_DEVICES = textwrap.dedent(
             "shape": list(parts.shape), "value": maxdiff(whole, parts), "grad": maxdiff(grads_whole, grads_parts),
             "grad_scale": max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads_whole)),
         }
+    # sharding.batch_parallel: the LSTM call split over the devices, inside a data_parallel step.
+    from jaxlstm import sharding
+    lstm_split = sharding.batch_parallel(lambda p, x, m: jaxlstm.lstm(p, x, mask=m), mesh)
+    def loss(p, x, m, lstm):
+        out = lstm(p, x, m)
+        return jnp.mean(out.sequence ** 2) + jnp.mean(out.state.c ** 2)
+    whole = jax.value_and_grad(loss)(params, xs, mask, lambda p, x, m: jaxlstm.lstm(p, x, mask=m))
+    parts = sharding.data_parallel(jax.value_and_grad(lambda p, x, m: loss(p, x, m, lstm_split)), mesh)(
+        params, xs, mask)
+    out = jax.jit(lstm_split)(params, xs, mask)
+    try:
+        lstm_split(params, xs[:3], mask[:3])
+        error = None
+    except ValueError as exc:
+        error = str(exc)
+    report["batch_parallel"] = {
+        "shape": list(out.sequence.shape), "value": maxdiff(whole[0], parts[0]), "grad": maxdiff(whole[1], parts[1]),
+        "grad_scale": max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(whole[1])),
+        "output_spec": list(out.sequence.sharding.spec), "indivisible_error": error,
+    }
     print(json.dumps(report))
     """
 )
@@ -120,7 +141,14 @@ def two_devices() -> dict:
 
 def test_shard_map_over_the_batch_equals_one_device(two_devices: dict) -> None:
     # One test for the one subprocess, so that pytest-xdist does not start it once per worker.
-    assert len(two_devices) == 7
+    assert len(two_devices) == 8
+    split = two_devices["batch_parallel"]
+    assert split["output_spec"] == ["batch"]  # outputs stay split over the devices
+    assert split["indivisible_error"] == (
+        "args[1]: a batch of 3 examples does not split evenly over the 2 devices of mesh axis "
+        "'batch'; use a batch size that is a multiple of 2 (drop the remainder, or pad and weight "
+        "the loss)"
+    )
     for name, result in two_devices.items():
         assert result["shape"][0] == 4, name
         assert result["value"] <= 1e-5, (name, result)

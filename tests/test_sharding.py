@@ -215,3 +215,20 @@ def test_multi_process_data_parallel_after_distributed_initialize() -> None:
         assert result["devices"] == 2 and result["local_devices"] == 1
         np.testing.assert_allclose(result["loss"], float(value), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(result["kernel_grad"]), grads.kernel, rtol=1e-5, atol=1e-6)
+
+
+def test_batch_parallel_on_one_device_equals_lstm_and_checks_its_arguments() -> None:
+    mesh = sharding.batch_mesh(jax.devices()[:1])
+    params = jaxlstm.init(jax.random.key(0), 3, 4)
+    xs = jax.random.normal(jax.random.key(1), (5, 6, 3))
+    split = sharding.batch_parallel(lambda p, x: jaxlstm.lstm(p, x), mesh)
+    out, expected = split(params, xs), jaxlstm.lstm(params, xs)
+    np.testing.assert_allclose(out.sequence, expected.sequence, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(out.state.c, expected.state.c, rtol=1e-6, atol=1e-7)
+
+    with pytest.raises(ValueError, match=r"args\[1\]\.h: expected an array with a leading batch axis, found a scalar"):
+        sharding.batch_parallel(lambda p, s: s, mesh)(params, jaxlstm.LSTMState(h=jnp.float32(0), c=xs))
+    with pytest.raises(ValueError, match="batch_argnums: 2 is out of range for 2 arguments"):
+        sharding.batch_parallel(lambda p, x: x, mesh, batch_argnums=2)(params, xs)
+    with pytest.raises(ValueError, match=r"axis_name: 'data' is not an axis of the mesh \{'batch': 1\}"):
+        sharding.batch_parallel(lambda p, x: x, mesh, axis_name="data")
