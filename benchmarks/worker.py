@@ -4,7 +4,8 @@ The driver (``bench.py``) starts one of these per implementation and shape, so i
 share a process (they would fight over threads, caches and allocators) and each reports its own
 peak RSS. Prints one JSON object on the last line of stdout.
 
-IMPL: jaxlstm[:impl] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2).  TASK: a shape name from
+IMPL: jaxlstm[:impl|:Ndev] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2), where
+``jaxlstm:2dev`` runs with the CPU as 2 XLA host devices and the batch split over them.  TASK: a shape name from
 ``SHAPES``, ``stream`` (single-step latency) or ``gemm`` (the single-GEMM peak).
 """
 
@@ -82,15 +83,30 @@ def build_jaxlstm(variant: str, B, T, I, H):
 
     params = jaxlstm.init(jax.random.PRNGKey(0), I, H)
     x = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
-    kwargs = {} if not variant else {"impl": variant}
+    devices = _devices(variant)
+    kwargs = {} if not variant or devices else {"impl": variant}
 
     def run(p, x):
         out = jaxlstm.lstm(p, x, **kwargs)
         return out.sequence, out.state.h, out.state.c
 
+    if devices:
+        # jaxlstm:Ndev: this process sees the CPU as N devices (main sets XLA_FLAGS before jax is
+        # imported); the LSTM runs on each device's share of the batch (sharding.batch_parallel).
+        from jaxlstm import sharding
+
+        assert jax.device_count() == devices, jax.devices()
+        mesh = sharding.batch_mesh()
+        run = sharding.batch_parallel(run, mesh)
+        params, x = sharding.replicate(params, mesh), sharding.shard_batch(x, mesh)
     fwd = jax.jit(run)
     train = jax.jit(jax.value_and_grad(lambda p, x: loss_of(*run(p, x))))
     return fwd, train, (params, x)
+
+
+def _devices(variant: str) -> int:
+    """N for the variant "Ndev" (the batch split over N host devices), else 0."""
+    return int(variant[:-3]) if variant.endswith("dev") else 0
 
 
 def build_flax(optimized: bool, B, T, I, H):
@@ -286,7 +302,14 @@ def main() -> None:
     ap.add_argument("--min-reps", type=int, default=7)
     ap.add_argument("--max-reps", type=int, default=500)
     a = ap.parse_args()
-    if a.task == "gemm":
+    devices = _devices(a.impl.partition(":")[2])
+    if devices:
+        # Must happen before jax is first imported (the builders import it lazily).
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    if a.task == "stream" and devices:
+        result = {}  # one example per step: nothing to split
+    elif a.task == "gemm":
         result = bench_gemm(a.impl, a.budget)
     elif a.task == "stream":
         result = bench_stream(a.impl, a.budget, a.min_reps, 20000)
