@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from . import core
+from . import checks, core
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
@@ -60,6 +60,7 @@ def init_bidirectional(
     key: jax.Array, input_size: int, units: int, **init_kwargs: Any
 ) -> BidirectionalParams:
     """Independent ``core.init`` parameters for the two directions (keyword arguments as ``core.init``)."""
+    checks.prng_key(key)
     forward_key, backward_key = jax.random.split(key)
     return BidirectionalParams(
         forward=core.init(forward_key, input_size, units, **init_kwargs),

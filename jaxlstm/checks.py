@@ -35,6 +35,23 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def prng_key(key: Any, name: str = "key") -> None:
+    """A typed key (``jax.random.key``, shape ``()``) or a raw one (``jax.random.PRNGKey``, uint32 ``[2]``)."""
+    if hasattr(key, "dtype"):
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.shape == ():
+                return
+            raise ValueError(f"{name}: expected one PRNG key of shape (), found keys of shape {fmt(key.shape)}")
+        if _dtype(key) == np.uint32 and _shape(key) == (2,):
+            return
+        found = f"an array of shape {fmt(_shape(key))} and dtype {_dtype(key)}"
+    else:
+        found = f"{type(key).__name__} {key!r}"
+    raise TypeError(
+        f"{name}: expected a PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), found {found}"
+    )
+
+
 def fraction(value: Any, name: str) -> float:
     """A probability such as a dropout rate: a real number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

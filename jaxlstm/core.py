@@ -67,6 +67,7 @@ def init(
         ``LSTMParams`` with kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]`` (``[P, 4H]`` with a
         projection), bias ``[4H]`` or None, projection ``[H, P]`` or None.
     """
+    checks.prng_key(key)
     input_size = checks.positive_int(input_size, "input_size")
     units = checks.positive_int(units, "units")
     out = units if proj_size is None else checks.positive_int(proj_size, "proj_size")

@@ -93,6 +93,7 @@ def init_stack(
     Returns:
         A tuple of ``num_layers`` ``LSTMParams``, or ``BidirectionalParams`` when ``bidirectional``.
     """
+    checks.prng_key(key)
     num_layers = checks.positive_int(num_layers, "num_layers")
     output_size = units if proj_size is None else proj_size
     width = merged_size(output_size, merge_mode) if bidirectional else output_size

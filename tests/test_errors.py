@@ -87,6 +87,21 @@ def test_init_and_option_errors() -> None:
         jaxlstm.lstm(P, X, keep_order=True)
 
 
+@pytest.mark.parametrize("make", [jaxlstm.init, jaxlstm.init_bidirectional, jaxlstm.init_stack])
+def test_key_errors(make) -> None:
+    expected = "key: expected a PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), found "
+    with pytest.raises(TypeError, match=re.escape(expected + "int 0")):
+        make(0, 4, 3)
+    with pytest.raises(TypeError, match=re.escape(expected + "an array of shape [2] and dtype float32")):
+        make(jnp.zeros(2), 4, 3)
+    with pytest.raises(ValueError, match=re.escape("key: expected one PRNG key of shape (), found keys of shape [3]")):
+        make(jax.random.split(jax.random.key(0), 3), 4, 3)
+    # Both key flavours are accepted, and the same seed gives the same parameters.
+    typed, raw = make(jax.random.key(7), 4, 3), make(jax.random.PRNGKey(7), 4, 3)
+    for a, b in zip(jax.tree.leaves(typed), jax.tree.leaves(raw)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_step_errors() -> None:
     state = jaxlstm.zero_state(P)
     with raises(ValueError, "x_t", "[4]", "[5]"):
