@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, fast
+from . import checks, cudnn, fast
 from ._manual_axes import vary_like
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import LSTMOutput, LSTMParams, LSTMState
@@ -299,6 +299,9 @@ def _lstm(
         flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
     # Under shard_map the carry must vary over the mesh axes its inputs vary over.
     flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
+    if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
+        out = cudnn.lstm(params, flat_xs, flat_state, flat_lengths)
+        return _unflatten(out, batch_shape, steps, units, out_size)
     if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
         params, activation, recurrent_activation
     ):
@@ -425,7 +428,9 @@ def lstm(
         impl: ``"auto"`` (default) runs ``jaxlstm.fast`` (time-major scan with a hand-written
             backward pass) where it applies (sigmoid/tanh, no projection, no recurrent dropout, not under
             forward-mode autodiff) and the reference scan otherwise; ``"scan"`` always runs the reference scan
-            (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call).
+            (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call);
+            ``"cudnn"`` runs cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``: sigmoid/tanh, no
+            projection, no mask, no reverse; raises a ValueError where it cannot run).
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -449,10 +454,19 @@ def lstm(
         raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
     if dtype is not None:
         checks.float_dtype(dtype, "dtype")
-    if impl not in ("auto", "scan"):
-        raise ValueError(f"impl: expected 'auto' or 'scan', found {impl!r}")
+    if impl not in ("auto", "scan", "cudnn"):
+        raise ValueError(f"impl: expected 'auto', 'scan' or 'cudnn', found {impl!r}")
     if impl == "auto" and _under_forward_mode((params, xs, initial_state)):
         impl = "scan"  # custom_vjp (the fast path) cannot be differentiated in forward mode
+    if impl == "cudnn":
+        cudnn.check_supported(
+            params,
+            resolve(activation, "activation"),
+            resolve(recurrent_activation, "recurrent_activation"),
+            mask,
+            reverse,
+            recurrent_dropout_mask,
+        )
     return _lstm(
         params,
         jnp.asarray(xs),
