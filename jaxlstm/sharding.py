@@ -63,13 +63,19 @@ def _axis_size(mesh: Mesh, axis_name: str) -> int:
     return mesh.shape[axis_name]
 
 
-def _check_divisible(where: str, size: int, devices: int, axis_name: str) -> None:
+def _global_batch(where: str, leaf: Any, devices: int, axis_name: str, processes: int = 1) -> int:
+    """The global batch size of ``leaf`` (its leading axis times ``processes``), checked to split."""
+    shape = np.shape(leaf)
+    if not shape:
+        raise ValueError(f"{where}: expected an array with a leading batch axis, found a scalar")
+    size = shape[0] * processes
     if size % devices:
         raise ValueError(
             f"{where}: a batch of {size} examples does not split evenly over the {devices} "
             f"devices of mesh axis {axis_name!r}; use a batch size that is a multiple of "
             f"{devices} (drop the remainder, or pad and weight the loss)"
         )
+    return size
 
 
 def shard_batch(batch: Any, mesh: Mesh, axis_name: str = "batch", *, name: str = "batch") -> Any:
@@ -95,13 +101,9 @@ def shard_batch(batch: Any, mesh: Mesh, axis_name: str = "batch", *, name: str =
     processes = jax.process_count()
 
     def place(path: Any, leaf: Any) -> jax.Array:
-        shape = np.shape(leaf)
         where = f"{name}{jax.tree_util.keystr(path)}"
-        if not shape:
-            raise ValueError(f"{where}: expected an array with a leading batch axis, found a scalar")
-        size = shape[0] * processes
-        _check_divisible(where, size, devices, axis_name)
-        return _place(leaf, sharding, (size, *shape[1:]))
+        size = _global_batch(where, leaf, devices, axis_name, processes)
+        return _place(leaf, sharding, (size, *np.shape(leaf)[1:]))
 
     return jax.tree_util.tree_map_with_path(place, batch)
 
@@ -218,10 +220,7 @@ def batch_parallel(
         batch = _batch_positions(batch_argnums, len(args))
         for i in sorted(batch):
             for path, leaf in jax.tree_util.tree_leaves_with_path(args[i]):
-                where = f"args[{i}]{jax.tree_util.keystr(path)}"
-                if not np.shape(leaf):
-                    raise ValueError(f"{where}: expected an array with a leading batch axis, found a scalar")
-                _check_divisible(where, np.shape(leaf)[0], devices, axis_name)
+                _global_batch(f"args[{i}]{jax.tree_util.keystr(path)}", leaf, devices, axis_name)
         in_specs = tuple(PartitionSpec(axis_name) if i in batch else PartitionSpec() for i in range(len(args)))
         split = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(axis_name))
         return split(*args)
