@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -126,3 +128,49 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     state_20 = checkpoint.restore(tmp_path / "step20.npz", like)
     assert int(state_20.step) == 20
     assert not np.array_equal(state_resumed.params.lstm.kernel, state_20.params.lstm.kernel)
+
+
+def test_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """SIGKILL (no clean-up, no final save) once the first checkpoint exists; a new process resumes
+    from whatever was last saved; the result is bit-identical to an uninterrupted run."""
+    require("optax")
+    require("tqdm")
+    adding = load_example("adding_problem")
+    killed = tmp_path / "killed.npz"
+
+    def cli(steps: int) -> list[str]:
+        return [
+            sys.executable, str(ROOT / "examples" / "adding_problem.py"), "--steps", str(steps), "--seed", "3",
+            "--seq-len", "10", "--units", "8", "--batch-size", "16", "--eval-every", "10",
+            "--learning-rate", "0.01", "--target-mse", "1e-12", "--checkpoint", str(killed), "--no-progress",
+        ]
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    victim = subprocess.Popen(cli(1_000_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not killed.exists():
+            assert victim.poll() is None, victim.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.002)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == -signal.SIGKILL
+
+    config = adding.Config(max_steps=40, target_mse=1e-12, seed=3, **RESUME_ARGS)
+    like = jax.eval_shape(lambda: adding.init_state(config))
+    killed_at = int(checkpoint.restore(killed, like).step)
+    assert killed_at > 0 and killed_at % 10 == 0
+    total = max(40, killed_at + 20)  # more steps after the kill, however far the victim got
+
+    resumed = subprocess.run(cli(total), capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"after {total} steps" in resumed.stdout
+    straight = tmp_path / "straight.npz"
+    adding.train(dataclasses.replace(config, max_steps=total), checkpoint=str(straight), progress=False)
+    state = checkpoint.restore(killed, like)
+    assert int(state.step) == total
+    assert_bitwise_equal(state, checkpoint.restore(straight, like))
