@@ -292,7 +292,9 @@ def _lstm(
     )
     flat_xs = xs.astype(dtype).reshape(n, steps, features)
     flat_mask = None if mask is None else mask.reshape(n, steps)
-    flat_lengths = None if lengths is None else lengths.reshape(n)
+    # lstm() refuses lengths outside [0, T] when it can see them; under jit it cannot, and they
+    # count as clamped (otherwise reverse would gather out of range).
+    flat_lengths = None if lengths is None else jnp.clip(lengths.reshape(n), 0, steps)
     flat_rd_mask = None
     if recurrent_dropout_mask is not None:
         rd_mask = recurrent_dropout_mask.astype(dtype)
@@ -417,7 +419,8 @@ def lstm(
             previous output (h), or zeros with ``zero_output_for_mask``.
         lengths: ``[...]`` int, right padding (PyTorch packed / Flax ``seq_lengths``): the final
             state is each sequence's state at its own last valid step, ``reverse`` runs over each
-            valid prefix only, padded outputs are zero.
+            valid prefix only, padded outputs are zero. Values outside [0, T] raise when concrete;
+            traced (under ``jit``) they count as clamped to [0, T].
         zero_output_for_mask: see ``mask``.
         activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
         unroll: time steps per scan iteration (``lax.scan``'s ``unroll``).

@@ -87,6 +87,22 @@ def test_traced_lengths_under_jit(model) -> None:
     np.testing.assert_allclose(run(LENGTHS), eager, atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("impl", ["auto", "scan"])
+def test_traced_lengths_outside_range_count_as_clamped(model, impl) -> None:
+    # Under jit the values are unknown at call time, so they cannot raise; they must not gather out
+    # of range either (reverse did: NaN from the fast path, wrong numbers from the scan).
+    params, xs, initial = model
+    wild = LENGTHS.copy()
+    wild[0, 0], wild[0, 1] = STEPS + 4, -3
+    clamped = np.clip(wild, 0, STEPS)
+    plain = jaxlstm.init(jax.random.key(4), FEATURES, UNITS)  # no projection: the fast path too
+    for reverse in (False, True):
+        run = jax.jit(lambda lengths: jaxlstm.lstm(plain, xs, lengths=lengths, reverse=reverse, impl=impl))
+        _assert_trees_close(run(wild), run(clamped))
+    run = jax.jit(lambda lengths: jaxlstm.stacked_lstm(params, xs, initial, lengths=lengths))
+    _assert_trees_close(run(wild), jaxlstm.stacked_lstm(params, xs, initial, lengths=clamped))
+
+
 @pytest.mark.parametrize("bad", [-1, STEPS + 1])
 def test_length_outside_range_is_a_clear_error(model, bad) -> None:
     params, xs, _ = model
