@@ -132,9 +132,10 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
             y = jnp.where(k, h_new, jnp.zeros_like(h) if zero_output else h)
         if v_t is not None:
             y = jnp.where(v_t[:, None], y, jnp.zeros_like(y))
-        # Residuals: the pre-activations and the states; the backward pass recomputes the gates
+        # Residuals: the pre-activations and the state *before* the step (what the weight gradient
+        # and dz_f read, with no shifted copy); the backward pass recomputes the gates and c_t
         # (cheaper than storing four activated blocks and tanh(c) on a memory-bound CPU).
-        res = (z, h_next, c_next) if save else None
+        res = (z, h, c) if save else None
         return (h_next, c_next), (y, res)
 
     h0, c0 = vary_like((h0, c0), params, xs, keep, valid)
@@ -148,17 +149,14 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
 
 
 def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
-    zs, hs, cs = res
+    zs, h_prev, c_prev = res  # the state before each step: h_{t-1}, c_{t-1} (h0, c0 at t = 0)
     d_ys, d_hT, d_cT = cts
     steps, batch = xs.shape[:2]
-    # State before each step: h_{t-1}, c_{t-1} (the initial state at t = 0).
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
-    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
     recurrent_t = params.recurrent_kernel.T
 
     def body(carry, inputs):
         dh, dc = carry  # cotangents of the state after this step
-        dy, z, c_prev_t, c_t, k_t, v_t = inputs
+        dy, z, c_prev_t, k_t, v_t = inputs
         if v_t is not None:
             dy = jnp.where(v_t[:, None], dy, jnp.zeros_like(dy))
         if k_t is None:
@@ -172,7 +170,7 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
             dc_skip = jnp.where(k, 0.0, dc)
         # A step that is not kept has dh_new = dc_new = 0, so dz = 0 whatever c_t holds there.
         i, f, g, o = _gates(z)
-        tc = jnp.tanh(c_t)
+        tc = jnp.tanh(f * c_prev_t + i * g)  # c_t, recomputed
         dc_tot = dc_new + dh_new * o * (1.0 - tc * tc)
         dz = jnp.concatenate(
             [
@@ -189,9 +187,9 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
             dh_prev, dc_prev = dh_prev + dh_skip, dc_prev + dc_skip
         return (dh_prev, dc_prev), dz
 
-    d_hT, d_cT = vary_like((d_hT, d_cT), params, d_ys, zs, cs, keep, valid)
+    d_hT, d_cT = vary_like((d_hT, d_cT), params, d_ys, zs, c_prev, keep, valid)
     (d_h0, d_c0), d_z = jax.lax.scan(
-        body, (d_hT, d_cT), (d_ys, zs, c_prev, cs, keep, valid), reverse=True, unroll=cfg.unroll
+        body, (d_hT, d_cT), (d_ys, zs, c_prev, keep, valid), reverse=True, unroll=cfg.unroll
     )
     # Backward-weights: one GEMM each over all T*B rows.
     rows = steps * batch
