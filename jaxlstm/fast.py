@@ -6,7 +6,7 @@ same function for the common configuration (sigmoid/tanh gates, no projection) a
 Forward: one scan over ``[T, B, ...]``; each step computes ``x_t @ W + h @ U + b`` (options: one
 fused GEMM ``[x_t, h] @ [W; U]``, or the input projection ``xs @ W`` hoisted out of the loop; both
 measured slower on XLA:CPU, see benchmarks/RESULTS.md) and the gate nonlinearities. When
-differentiated, each step also stores its gate pre-activations ``z_t`` and its state.
+differentiated, each step also stores its gate pre-activations ``z_t`` and the state it starts from.
 
 Backward (``jax.custom_vjp``), split the way cuDNN splits backward-data from backward-weights:
 
