@@ -197,8 +197,9 @@ def batch_parallel(
     over the devices).
 
     Why: on a CPU, XLA runs the small per-step matrix products of a recurrence on one core. With
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before jax is imported) the CPU is N
-    devices, and ``batch_parallel`` runs N recurrences at once (see benchmarks/RESULTS.md).
+    ``jax.config.update("jax_num_cpu_devices", N)`` at the start of the program (or
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the CPU is N devices, and
+    ``batch_parallel`` runs N recurrences at once (see benchmarks/RESULTS.md).
 
     Args:
         fn: a function of pytrees of arrays whose outputs all have the batch as their leading axis,
