@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from _examples import load_example
+from _examples import ROOT, load_example
 from conftest import require
 
 
@@ -82,3 +86,31 @@ def test_digits_cli_errors(digits, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         digits.main(["--target", "1.5"])
     assert "argument --target: expected an accuracy in (0, 1], found 1.5" in capsys.readouterr().err
+
+
+def test_cpu_devices_split_the_lstm_and_train_the_same(adding) -> None:
+    """``--cpu-devices 2`` (a fresh process: the device count is fixed when jax starts) trains on two
+    devices, the LSTM split over them by ``_common.final_h``, to the one-device result up to float
+    round-off (``tests/test_shard_map.py`` checks ``batch_parallel`` itself to 1e-5)."""
+    args = ["--seq-len", "20", "--steps", "30", "--eval-every", "10", "--target-mse", "1e-9", "--seed", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "adding_problem.py"), *args, "--no-progress", "--cpu-devices", "2"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(2 cpu device(s))" in done.stdout
+    two = float(re.search(r"\(MSE ([0-9.]+),", done.stdout).group(1))
+    one = adding.train(adding.Config(seq_len=20, max_steps=30, eval_every=10, target_mse=1e-9, seed=0), progress=False)
+    assert one.steps == 30 and abs(two - one.test_mse) <= 2e-4, (two, one.test_mse)
+
+
+def test_cpu_devices_after_jax_started_is_a_clear_error(adding, capsys: pytest.CaptureFixture[str]) -> None:
+    jax.devices()  # this process's backend is up: the device count can no longer change
+    with pytest.raises(SystemExit):
+        adding.main(["--cpu-devices", "2"])
+    assert "argument --cpu-devices: jax_num_cpu_devices config should be updated before backends" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        adding.main(["--cpu-devices", "0"])
+    assert "argument --cpu-devices: expected a positive integer, found 0" in capsys.readouterr().err
