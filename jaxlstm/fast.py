@@ -151,7 +151,6 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
 def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
     zs, h_prev, c_prev = res  # the state before each step: h_{t-1}, c_{t-1} (h0, c0 at t = 0)
     d_ys, d_hT, d_cT = cts
-    steps, batch = xs.shape[:2]
     recurrent_t = params.recurrent_kernel.T
 
     def body(carry, inputs):
@@ -191,13 +190,13 @@ def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
     (d_h0, d_c0), d_z = jax.lax.scan(
         body, (d_hT, d_cT), (d_ys, zs, c_prev, keep, valid), reverse=True, unroll=cfg.unroll
     )
-    # Backward-weights: one GEMM each over all T*B rows.
-    rows = steps * batch
-    d_z2 = d_z.reshape(rows, -1)
-    # dW and dU as one GEMM: [X, H_prev]^T dZ, as the forward fuses [x_t, h] @ [W; U].
-    inputs = jnp.concatenate([xs.reshape(rows, -1), h_prev.reshape(rows, -1)], axis=1)
-    d_kernel, d_recurrent = jnp.split(inputs.T @ d_z2, [xs.shape[-1]], axis=0)
-    d_bias = None if params.bias is None else d_z2.sum(axis=0)
+    # Backward-weights: X^T dZ and H_prev^T dZ, each one GEMM over all T*B rows. They contract the
+    # (t, b) axes directly: as fast as reshaping to T*B rows on one device, and a batch split over
+    # devices stays local (the reshape made XLA all-gather X, H and dZ: 2.8x slower on 2 devices).
+    over_time_and_batch = (((0, 1), (0, 1)), ((), ()))
+    d_kernel = jax.lax.dot_general(xs, d_z, over_time_and_batch)
+    d_recurrent = jax.lax.dot_general(h_prev, d_z, over_time_and_batch)
+    d_bias = None if params.bias is None else d_z.sum(axis=(0, 1))
     d_xs = d_z @ params.kernel.T
     d_params = LSTMParams(d_kernel, d_recurrent, d_bias, None)
     return d_params, d_xs, d_h0, d_c0
