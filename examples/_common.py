@@ -14,23 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxlstm
 from jaxlstm import checkpoint, sharding
-
-
-def final_h(params: jaxlstm.LSTMParams, xs: jax.Array) -> jax.Array:
-    """The final memory state h ``[B, H]`` of ``jaxlstm.lstm`` over xs ``[B, T, I]``.
-
-    When this process has several devices (``--cpu-devices N``), the batch is split over them with
-    ``sharding.batch_parallel``: one recurrence per core. Inside the data-parallel step this is what
-    makes N CPU devices pay: XLA alone partitions the fast path's backward poorly (measured on the
-    adding problem, 2 devices: 45.6 ms per step without it, 21.5 ms with it, 36.6 ms on 1 device).
-    """
-    devices = jax.local_devices()
-    if len(devices) == 1 or jax.process_count() > 1 or xs.shape[0] % len(devices):
-        return jaxlstm.lstm(params, xs).state.h
-    split = sharding.batch_parallel(lambda p, x: jaxlstm.lstm(p, x).state.h, sharding.batch_mesh(devices))
-    return split(params, xs)
 
 
 class TrainState(NamedTuple):
@@ -152,7 +136,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: Any) -> No
     add("--plot", type=output_file(".png"), help="save the training curve here")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--cpu-devices", type=positive_int, default=None,
-        help="run the CPU as this many devices (jax_num_cpu_devices): one recurrence per core")
+        help="run the CPU as this many devices (jax_num_cpu_devices); the step is split over them")
 
 
 def parse(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> argparse.Namespace:

@@ -72,7 +72,7 @@ def init_model(key: jax.Array, units: int) -> Model:
 
 def predict(model: Model, xs: jax.Array) -> jax.Array:
     """``[B, T, 2]`` -> ``[B]``: the readout of the final memory state."""
-    return model.readout(_common.final_h(model.lstm, xs))[..., 0]
+    return model.readout(jaxlstm.lstm(model.lstm, xs).state.h)[..., 0]
 
 
 def loss_fn(model: Model, xs: jax.Array, ys: jax.Array) -> jax.Array:

@@ -63,7 +63,7 @@ def init_model(key: jax.Array, units: int) -> Model:
 
 def logits(model: Model, images: jax.Array) -> jax.Array:
     """``[B, 8, 8]`` (rows as time steps) -> ``[B, 10]``."""
-    return model.readout(_common.final_h(model.lstm, images))
+    return model.readout(jaxlstm.lstm(model.lstm, images).state.h)
 
 
 def loss_fn(model: Model, images: jax.Array, labels: jax.Array) -> jax.Array:

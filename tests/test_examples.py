@@ -88,10 +88,9 @@ def test_digits_cli_errors(digits, capsys: pytest.CaptureFixture[str]) -> None:
     assert "argument --target: expected an accuracy in (0, 1], found 1.5" in capsys.readouterr().err
 
 
-def test_cpu_devices_split_the_lstm_and_train_the_same(adding) -> None:
-    """``--cpu-devices 2`` (a fresh process: the device count is fixed when jax starts) trains on two
-    devices, the LSTM split over them by ``_common.final_h``, to the one-device result up to float
-    round-off (``tests/test_shard_map.py`` checks ``batch_parallel`` itself to 1e-5)."""
+def test_cpu_devices_train_the_same(adding) -> None:
+    """``--cpu-devices 2`` (a fresh process: the device count is fixed when jax starts) trains with the
+    step split over two devices to the one-device result, up to float round-off."""
     args = ["--seq-len", "20", "--steps", "30", "--eval-every", "10", "--target-mse", "1e-9", "--seed", "0"]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
