@@ -106,6 +106,37 @@ def test_hard_sigmoid_means_what_the_writing_keras_meant(kf, tf_out, fmt):
     np.testing.assert_allclose(out.sequence, tf_out[f"hard_seq_{writer}"], **TOL)
 
 
+@pytest.mark.parametrize("fmt", ["tfkeras2.h5", "tfkeras2.weights-only.h5"])
+def test_legacy_nested_model_layers_match_tensorflow(kf, fmt):
+    """A model used as a layer of another: its LSTMs (one plain, one Bidirectional) are found inside
+    its group, named "<model>/<layer>", and reproduce TensorFlow's outputs; the Dense between them is
+    ignored as an LSTM but listed by ``contents``."""
+    import h5py
+
+    path = os.path.join(HERE, f"nested_{fmt}")
+    with np.load(os.path.join(HERE, "nested_outputs.npz"), allow_pickle=False) as f:
+        out = dict(f)
+    layers = kf.list_layers(path)
+    assert [(l.name, l.kind, l.input_size, l.units) for l in layers] == [
+        ("inner/first", "LSTM", 4, 3), ("inner/bi", "Bidirectional", 3, 2), ("top", "LSTM", 2, 2),
+    ]
+    assert all((l.config is not None) == (fmt == "tfkeras2.h5") for l in layers)
+    first, bi, top = kf.load_layers(path)
+    assert isinstance(bi, BidirectionalParams) and kf.load_layer(path, "inner/first").kernel.shape == (4, 12)
+    y1 = jaxlstm.lstm(first, out["x"]).sequence
+    np.testing.assert_allclose(y1, out["first"], **TOL)
+    y2 = jaxlstm.bidirectional(bi, y1).sequence
+    np.testing.assert_allclose(y2, out["bi"], **TOL)
+    # The Dense inside the nested model: listed by contents, read here with h5py to feed "top".
+    dense = {k: v for k, v in kf.contents(path)["inner"].items() if "proj" in k}
+    assert sorted(dense.values()) == [(2,), (4, 2)]
+    with h5py.File(path, "r") as f:
+        group = (f["model_weights"] if "model_weights" in f else f)["inner"]
+        w, b = (np.asarray(group[k][()]) for k in sorted(dense, key=lambda k: "bias" in k))
+    np.testing.assert_allclose(y2 @ w + b, out["proj"], **TOL)
+    np.testing.assert_allclose(jaxlstm.lstm(top, out["proj"]).state.h, out["top"], **TOL)
+
+
 def test_missing_layer_name_lists_names_present(kf):
     with pytest.raises(ValueError, match=r"no LSTM layer named 'decoder'.*\['encoder_1', 'encoder_2', 'tail'\]"):
         kf.load_layer(os.path.join(HERE, "stack_keras3.keras"), "decoder")

@@ -8,6 +8,8 @@ Formats:
 * legacy tf.keras 2 ``.h5``, whole model (weights under ``model_weights``, config in the
   ``model_config`` attribute) or weights-only: one group per layer name, datasets such as
   ``lstm/lstm_cell/kernel:0`` (``encoder/forward_lstm/lstm_cell/kernel:0`` inside a Bidirectional).
+  A nested model is one group holding all its layers' weights; its LSTMs are named
+  ``"<model>/<layer>"``.
 
     layers = list_layers("model.keras")         # [KerasLayer(name, kind, units, ...), ...]
     params = load_layer("model.keras", "encoder")  # LSTMParams or BidirectionalParams
@@ -166,36 +168,49 @@ def _scan_keras3(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]
 
 
 _LEGACY_FIELD = re.compile(r"^(.*?)/?(kernel|recurrent_kernel|bias)(:\d+)?$")
+_LEGACY_CELL = re.compile(r"^lstm_cell(_\d+)?$")
+
+
+def _legacy_owner(prefix: str) -> tuple[str, str]:
+    """(layer, direction) of a legacy weight's prefix: ``"top/lstm_cell"`` -> ``("top", "")``,
+    ``"bi/forward_lstm/lstm_cell"`` -> ``("bi", "forward")``."""
+    parts = [p for p in prefix.split("/") if p and not _LEGACY_CELL.match(p)]
+    for k, part in enumerate(parts):
+        for direction in ("forward", "backward"):
+            if part.startswith(direction + "_"):
+                return "/".join(parts[:k]), direction
+    return "/".join(parts), ""
 
 
 def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
-    """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a legacy tf.keras ``.h5``."""
+    """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a legacy tf.keras ``.h5``.
+
+    A top-level layer's group holds its own weights (``top/lstm_cell/kernel:0``). A nested model's
+    group holds the weights of all its layers, each prefixed by the layer's name
+    (``first/lstm_cell/kernel:0``, ``bi/forward_lstm/...``, ``proj/kernel:0``); its LSTMs are
+    reported as ``"<model>/<layer>"``.
+    """
     root = f["model_weights"] if "model_weights" in f else f
     prefix = "model_weights/" if "model_weights" in f else ""
     for raw in root.attrs.get("layer_names", []):
-        layer = _attr_str(raw)
-        group = root[layer]
-        weight_names = [_attr_str(w) for w in group.attrs.get("weight_names", [])]
-        if not weight_names:
-            continue
-        weights: dict[str, dict[str, str]] = {}
-        for w in weight_names:
+        group_name = _attr_str(raw)
+        owners: dict[str, dict[str, dict[str, str]]] = {}
+        for w in (_attr_str(w) for w in root[group_name].attrs.get("weight_names", [])):
             m = _LEGACY_FIELD.match(w)
             if m is None:
-                break
-            parts = m.group(1).split("/")
-            direction = next((d for d in ("forward", "backward") if any(p.startswith(d + "_") for p in parts)), "")
-            weights.setdefault(direction, {})[m.group(2)] = f"{prefix}{layer}/{w}"
-        else:
-            dirs = set(weights)
-            if dirs not in ({""}, {"forward", "backward"}):
+                continue  # not an LSTM weight (e.g. a BatchNormalization's moving_mean)
+            layer, direction = _legacy_owner(m.group(1))
+            owners.setdefault(layer, {}).setdefault(direction, {})[m.group(2)] = f"{prefix}{group_name}/{w}"
+        for layer, weights in owners.items():
+            if set(weights) not in ({""}, {"forward", "backward"}):
                 continue
             if all(
                 {"kernel", "recurrent_kernel"} <= set(d) and set(d) <= {"kernel", "recurrent_kernel", "bias"}
                 and _looks_like_lstm(f, d)
                 for d in weights.values()
             ):
-                yield layer, prefix + layer, weights
+                name = group_name if layer in ("", group_name) else f"{group_name}/{layer}"
+                yield name, prefix + group_name, weights
 
 
 def _scan(path: str) -> tuple[list[_Found], Any]:
@@ -209,13 +224,13 @@ def _scan(path: str) -> tuple[list[_Found], Any]:
             first = next(iter(weights.values()))
             kshape = f[first["kernel"]].shape
             kind = "Bidirectional" if "forward" in weights else "LSTM"
-            cfg = configs.get(name)
+            cfg = configs.get(name, configs.get(name.rsplit("/", 1)[-1]))  # nested: the layer's own name
             version = config.get("keras_version") if isinstance(config, dict) else None
             info = KerasLayer(name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, cfg, version)
             found.append(_Found(info, weights))
-        if configs:  # model order, as the config lists the layers
+        if configs:  # model order, as the config lists the layers (nested ones under their own names)
             order = {n: k for k, n in enumerate(configs)}
-            found.sort(key=lambda e: order.get(e.info.name, len(order)))
+            found.sort(key=lambda e: order.get(e.info.name, order.get(e.info.name.rsplit("/", 1)[-1], len(order))))
         return found, f
     except Exception:
         f.close()
