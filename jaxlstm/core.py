@@ -469,6 +469,7 @@ def lstm(
             mask,
             reverse,
             recurrent_dropout_mask,
+            dtype if dtype is not None else jnp.result_type(jnp.asarray(xs).dtype, params.kernel.dtype),
         )
     return _lstm(
         params,

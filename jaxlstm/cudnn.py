@@ -6,7 +6,7 @@ PyTorch's ``nn.LSTM`` (per layer and direction ``W_ih [4H, I]``, ``W_hh [4H, H]`
 ``b_ih``, ``b_hh``; gate order i, f, g, o, the same as Keras's). The fused bias goes in ``b_ih``,
 zeros in ``b_hh``.
 
-Where it applies: sigmoid/tanh, no projection, no mask, no ``reverse`` (``lengths`` and an initial
+Where it applies: float32, sigmoid/tanh, no projection, no mask, no ``reverse`` (``lengths`` and an initial
 state are supported). ``pack`` is plain ``jnp`` (differentiable, runs anywhere); the tests check it
 on CPU through ``jax.experimental.rnn.lstm_ref``, JAX's reference for the cuDNN call. The cuDNN call
 itself needs a CUDA GPU and has not run in this project's CI (no GPU there):
@@ -114,9 +114,13 @@ def lstm(
     return LSTMOutput(sequence=ys, state=LSTMState(h=h_n[0], c=c_n[0]))
 
 
-def check_supported(params: LSTMParams, activation, recurrent_activation, mask, reverse, rd_mask) -> None:
-    """Raise a ValueError naming what ``impl='cudnn'`` cannot compute here (including: no CUDA GPU)."""
+def check_supported(params: LSTMParams, activation, recurrent_activation, mask, reverse, rd_mask, dtype) -> None:
+    """Raise a ValueError naming what ``impl='cudnn'`` cannot compute here (including: no CUDA GPU).
+
+    ``dtype`` is the computation dtype; only float32 is allowed until a GPU run has checked others.
+    """
     checks_failed = [
+        (jnp.dtype(dtype) != jnp.float32, f"dtype: float32 only (found {jnp.dtype(dtype).name})"),
         (params.projection is not None, "params: cuDNN's LSTM has no projection (proj_size)"),
         (activation is not jnp.tanh or recurrent_activation is not jax.nn.sigmoid,
          "activation: cuDNN's LSTM computes sigmoid gates and tanh activations only"),

@@ -93,6 +93,7 @@ def test_impl_cudnn_says_what_it_cannot_do() -> None:
         (dict(mask=mask), "impl='cudnn': mask: cuDNN takes lengths (right padding), not a mask; use impl='auto'"),
         (dict(reverse=True), "impl='cudnn': reverse: not supported with impl='cudnn'; use impl='auto'"),
         (dict(activation="relu"), "impl='cudnn': activation: cuDNN's LSTM computes sigmoid gates and tanh activations only"),
+        (dict(dtype=jnp.bfloat16), "impl='cudnn': dtype: float32 only (found bfloat16); use impl='auto'"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
