@@ -432,7 +432,7 @@ def lstm(
             backward pass) where it applies (sigmoid/tanh, no projection, no recurrent dropout, not under
             forward-mode autodiff) and the reference scan otherwise; ``"scan"`` always runs the reference scan
             (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call);
-            ``"cudnn"`` runs cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``: sigmoid/tanh, no
+            ``"cudnn"`` runs cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``: float32, sigmoid/tanh, no
             projection, no mask, no reverse; raises a ValueError where it cannot run).
 
     Returns:
