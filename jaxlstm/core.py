@@ -277,8 +277,6 @@ def _lstm(
     impl: str = "scan",
 ) -> LSTMOutput:
     batch_shape, (steps, features) = xs.shape[:-2], xs.shape[-2:]
-    if dtype is None:
-        dtype = jnp.result_type(xs.dtype, params.kernel.dtype)
     params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
     if initial_state is None:
         initial_state = zero_state(params, batch_shape, dtype)
@@ -461,19 +459,18 @@ def lstm(
         raise ValueError(f"impl: expected 'auto', 'scan' or 'cudnn', found {impl!r}")
     if impl == "auto" and _under_forward_mode((params, xs, initial_state)):
         impl = "scan"  # custom_vjp (the fast path) cannot be differentiated in forward mode
+    xs = jnp.asarray(xs)
+    activation = resolve(activation, "activation")
+    recurrent_activation = resolve(recurrent_activation, "recurrent_activation")
+    # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
+    dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
     if impl == "cudnn":
         cudnn.check_supported(
-            params,
-            resolve(activation, "activation"),
-            resolve(recurrent_activation, "recurrent_activation"),
-            mask,
-            reverse,
-            recurrent_dropout_mask,
-            dtype if dtype is not None else jnp.result_type(jnp.asarray(xs).dtype, params.kernel.dtype),
+            params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
         )
     return _lstm(
         params,
-        jnp.asarray(xs),
+        xs,
         initial_state,
         None if mask is None else jnp.asarray(mask),
         None if lengths is None else jnp.asarray(lengths),
@@ -481,10 +478,10 @@ def lstm(
         reverse=bool(reverse),
         keep_order=bool(keep_order),
         zero_output_for_mask=bool(zero_output_for_mask),
-        activation=resolve(activation, "activation"),
-        recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
+        activation=activation,
+        recurrent_activation=recurrent_activation,
         unroll=unroll if unroll is True else int(unroll),
-        dtype=None if dtype is None else jnp.dtype(dtype),
+        dtype=dtype,
         impl=impl,
     )
 

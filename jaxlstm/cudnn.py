@@ -108,7 +108,7 @@ def lstm(
         h0, c0 = initial_state.h[None], initial_state.c[None]
     seq_lengths = jnp.full((batch,), steps, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
     ys, h_n, c_n = rnn.lstm(
-        xs, h0, c0, pack(params).astype(xs.dtype), seq_lengths,
+        xs, h0, c0, pack(params), seq_lengths,  # params are in xs's dtype (core.lstm cast them)
         input_size=input_size, hidden_size=units, num_layers=1, dropout=0.0, bidirectional=False,
     )
     return LSTMOutput(sequence=ys, state=LSTMState(h=h_n[0], c=c_n[0]))

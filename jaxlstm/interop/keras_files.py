@@ -219,19 +219,21 @@ def _scan(path: str) -> tuple[list[_Found], Any]:
         legacy = "layer_names" in f.attrs or "model_weights" in f
         entries = list(_scan_legacy(f) if legacy else _scan_keras3(f))
         configs = _layer_configs(config) if config is not None else {}
-        found = []
+        order = {n: k for k, n in enumerate(configs)}  # model order, as the config lists the layers
+        keyed = []
         for name, group, weights in entries:
             first = next(iter(weights.values()))
             kshape = f[first["kernel"]].shape
             kind = "Bidirectional" if "forward" in weights else "LSTM"
-            cfg = configs.get(name, configs.get(name.rsplit("/", 1)[-1]))  # nested: the layer's own name
+            # A nested layer ("<model>/<layer>") is in the config under its own name.
+            config_name = name if name in configs else name.rsplit("/", 1)[-1]
             version = config.get("keras_version") if isinstance(config, dict) else None
-            info = KerasLayer(name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, cfg, version)
-            found.append(_Found(info, weights))
-        if configs:  # model order, as the config lists the layers (nested ones under their own names)
-            order = {n: k for k, n in enumerate(configs)}
-            found.sort(key=lambda e: order.get(e.info.name, order.get(e.info.name.rsplit("/", 1)[-1], len(order))))
-        return found, f
+            info = KerasLayer(
+                name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, configs.get(config_name), version
+            )
+            keyed.append((order.get(config_name, len(order)), _Found(info, weights)))
+        keyed.sort(key=lambda pair: pair[0])  # stable: file order without a config
+        return [entry for _, entry in keyed], f
     except Exception:
         f.close()
         raise
