@@ -457,8 +457,6 @@ def lstm(
         checks.float_dtype(dtype, "dtype")
     if impl not in ("auto", "scan", "cudnn"):
         raise ValueError(f"impl: expected 'auto', 'scan' or 'cudnn', found {impl!r}")
-    if impl == "auto" and _under_forward_mode((params, xs, initial_state)):
-        impl = "scan"  # custom_vjp (the fast path) cannot be differentiated in forward mode
     xs = jnp.asarray(xs)
     activation = resolve(activation, "activation")
     recurrent_activation = resolve(recurrent_activation, "recurrent_activation")
@@ -485,16 +483,3 @@ def lstm(
         impl=impl,
     )
 
-
-def _under_forward_mode(tree: Any) -> bool:
-    """Whether any leaf is (or wraps) a forward-mode autodiff tracer (jvp, jacfwd, hessian)."""
-    for leaf in jax.tree_util.tree_leaves(tree):
-        for _ in range(32):  # walk nested transformations: grad-of-vmap-of-jvp...
-            if isinstance(leaf, jax.interpreters.ad.JVPTracer):
-                return True
-            nxt = getattr(leaf, "primal", None) if isinstance(leaf, jax.core.Tracer) else None
-            nxt = nxt if nxt is not None else getattr(leaf, "val", None)
-            if not isinstance(nxt, jax.core.Tracer):
-                break
-            leaf = nxt
-    return False
