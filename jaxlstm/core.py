@@ -311,6 +311,7 @@ def _lstm(
             flat_state,
             flat_mask,
             flat_lengths,
+            config=impl if isinstance(impl, fast.FastConfig) else fast.default_config(steps, n, features, units),
             reverse=reverse,
             keep_order=keep_order,
             zero_output_for_mask=zero_output_for_mask,
@@ -348,6 +349,7 @@ def _fast_flat(
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
     *,
+    config: fast.FastConfig,
     reverse: bool,
     keep_order: bool,
     zero_output_for_mask: bool,
@@ -365,7 +367,6 @@ def _fast_flat(
         mask = None if mask is None else jnp.take_along_axis(mask, order, axis=1)
     valid = None if lengths is None else jnp.arange(steps) < lengths[:, None]
     keep = valid if mask is None else (mask if valid is None else mask & valid)
-    config = fast.default_config(steps, xs.shape[0], xs.shape[2], params.units)
     if unroll != 1:
         config = config._replace(unroll=unroll)
     time_major = partial(jnp.swapaxes, axis1=0, axis2=1)
@@ -426,12 +427,17 @@ def lstm(
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
             (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
-        impl: ``"auto"`` (default) runs ``jaxlstm.fast`` (time-major scan with a hand-written
-            backward pass) where it applies (sigmoid/tanh, no projection, no recurrent dropout, not under
-            forward-mode autodiff) and the reference scan otherwise; ``"scan"`` always runs the reference scan
-            (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call);
-            ``"cudnn"`` runs cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``: float32, sigmoid/tanh, no
-            projection, no mask, no reverse; raises a ValueError where it cannot run).
+        impl: which implementation computes the sequence; every one composes with every JAX
+            transformation (jit, vmap, grad, jvp, linearize, jacfwd/jacrev, hessian, checkpoint,
+            control flow, shard_map), in forward and reverse mode.
+            ``"auto"`` (default): ``jaxlstm.fast`` (a time-major scan whose derivatives are a fast
+            linear recurrence and its transpose) where it applies (sigmoid/tanh, no projection, no
+            recurrent dropout), the reference scan otherwise. ``"scan"``: always the reference scan.
+            A ``jaxlstm.fast.FastConfig``: the fast path with those options, e.g.
+            ``FastConfig(checkpoint_chunks=n)`` for O(T/n + n) training memory; a ValueError where the
+            fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:
+            float32, sigmoid/tanh, no projection, no mask, no reverse; reverse mode only; raises a
+            ValueError where it cannot run).
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -455,13 +461,14 @@ def lstm(
         raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
     if dtype is not None:
         checks.float_dtype(dtype, "dtype")
-    if impl not in ("auto", "scan", "cudnn"):
-        raise ValueError(f"impl: expected 'auto', 'scan' or 'cudnn', found {impl!r}")
+    impl = checks.impl(impl)
     xs = jnp.asarray(xs)
     activation = resolve(activation, "activation")
     recurrent_activation = resolve(recurrent_activation, "recurrent_activation")
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
+    if isinstance(impl, fast.FastConfig):
+        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl)
     if impl == "cudnn":
         cudnn.check_supported(
             params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
@@ -483,3 +490,21 @@ def lstm(
         impl=impl,
     )
 
+
+def _check_fast_supported(
+    params: LSTMParams,
+    activation: Activation,
+    recurrent_activation: Activation,
+    recurrent_dropout_mask: Optional[jax.Array],
+    config: fast.FastConfig,
+) -> None:
+    """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
+    if params.projection is not None:
+        reason = "params: the fast path has no projection (proj_size)"
+    elif not fast.supports(params, activation, recurrent_activation):
+        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
+    elif recurrent_dropout_mask is not None:
+        reason = "recurrent_dropout_mask: not supported by the fast path"
+    else:
+        return
+    raise ValueError(f"impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")
