@@ -300,7 +300,7 @@ def _lstm(
     # Under shard_map the carry must vary over the mesh axes its inputs vary over.
     flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
     if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
-        out = cudnn.lstm(params, flat_xs, flat_state, flat_lengths)
+        out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
     if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
         params, activation, recurrent_activation
@@ -386,6 +386,34 @@ def _fast_flat(
     return LSTMOutput(sequence=ys, state=LSTMState(h=h, c=c))
 
 
+@jax.custom_jvp
+def _cudnn_flat(
+    params: LSTMParams, xs: jax.Array, state: LSTMState, lengths: Optional[jax.Array]
+) -> LSTMOutput:
+    return cudnn.lstm(params, xs, state, lengths)
+
+
+@_cudnn_flat.defjvp
+def _cudnn_flat_jvp(primals: tuple, tangents: tuple) -> tuple[LSTMOutput, LSTMOutput]:
+    # cuDNN runs undifferentiated calls; derivatives, in every mode and order, are the fast path's
+    # (jax.experimental.rnn's custom_vjp could not be differentiated in forward mode).
+    def fast_path(params, xs, state, lengths):
+        return _fast_flat(
+            params,
+            xs,
+            state,
+            None,
+            lengths,
+            config=fast.FastConfig(),
+            reverse=False,
+            keep_order=False,
+            zero_output_for_mask=False,
+            unroll=1,
+        )
+
+    return jax.jvp(fast_path, primals, tangents)
+
+
 def lstm(
     params: LSTMParams,
     xs: jax.Array,
@@ -436,8 +464,8 @@ def lstm(
             A ``jaxlstm.fast.FastConfig``: the fast path with those options, e.g.
             ``FastConfig(checkpoint_chunks=n)`` for O(T/n + n) training memory; a ValueError where the
             fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:
-            float32, sigmoid/tanh, no projection, no mask, no reverse; reverse mode only; raises a
-            ValueError where it cannot run).
+            float32, sigmoid/tanh, no projection, no mask, no reverse; raises a ValueError where it
+            cannot run) for undifferentiated calls, the fast path's derivatives under differentiation.
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
