@@ -182,7 +182,7 @@ def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
         if f"leaf_{i}" not in data:
             refuse(path, f"lists leaf {i} ({entry['path'][:200]}) but holds no array leaf_{i}")
         dtype = np.dtype(jax.numpy.dtype(entry["dtype"]))
-        if dtype.hasobject or dtype.kind not in _NATIVE_KINDS + "V" or dtype.fields is not None:
+        if dtype.hasobject or dtype.kind not in _NATIVE_KINDS + "cV" or dtype.fields is not None:
             refuse(path, f"has leaf {i} of dtype {entry['dtype']!r} (numeric arrays only)")
         array = data[f"leaf_{i}"]
         if array.dtype != dtype:

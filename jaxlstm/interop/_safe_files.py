@@ -81,7 +81,7 @@ def reading(path: str, what: str) -> Iterator[None]:
     """
     try:
         yield
-    except (InvalidFileError, MemoryError, KeyboardInterrupt):
+    except (InvalidFileError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - the boundary: parsers raise anything on a hostile file
         cls = _InvalidFileTypeError if isinstance(exc, TypeError) else InvalidFileError
@@ -329,14 +329,21 @@ _H5_FILTERS = {1, 2, 3, 4, 5, 6}
 
 def check_hdf5_links(f: Any, path: str) -> None:
     """Refuse links that leave the file (external links, user-defined links): following one would
-    open, and read, another file."""
+    open, and read, another file. (``H5Lvisit``, through h5py's low-level API: it walks every
+    link of the file without following any, and exists in every h5py the project supports.)"""
     import h5py
 
-    def visit(name: str, link: Any) -> None:
-        if not isinstance(link, (h5py.HardLink, h5py.SoftLink)):
-            refuse(path, f"has an HDF5 link {name!r} of kind {type(link).__name__} (links to other files are refused)")
+    allowed = (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT)
 
-    f.visititems_links(visit)
+    def visit(name: bytes, info: Any) -> Any:
+        # a non-None return stops the walk (raising inside h5py's callback would become a SystemError)
+        return (name, info.type) if info.type not in allowed else None
+
+    found = f.id.links.visit(visit, info=True)
+    if found is not None:
+        name, kind = found
+        what = "external" if kind == h5py.h5l.TYPE_EXTERNAL else f"user-defined (type {kind})"
+        refuse(path, f"has an HDF5 link {name.decode(errors='replace')!r} that is {what} (links to other files are refused)")
 
 
 def read_dataset(dataset: Any, path: str, available: int) -> np.ndarray:

@@ -96,7 +96,8 @@ def _open(path: str) -> _Opened:
     import h5py
 
     config = None
-    if zipfile.is_zipfile(path):
+    keras3 = zipfile.is_zipfile(path)
+    if keras3:
         with open_zip(path, _WHAT) as z:
             names = z.namelist()
             if "model.weights.h5" not in names:
@@ -114,7 +115,7 @@ def _open(path: str) -> _Opened:
         f, size = h5py.File(path, "r"), os.path.getsize(path)
     try:
         check_hdf5_links(f, path)
-        raw = read_attr(f, "model_config", path)
+        raw = None if keras3 else read_attr(f, "model_config", path)  # legacy whole-model .h5
         if raw is not None:
             if not isinstance(raw, (bytes, str)):
                 refuse(path, f"has a model_config attribute that is not text ({type(raw).__name__})")
@@ -131,12 +132,9 @@ def _open(path: str) -> _Opened:
 def _names(obj: Any, attr: str, path: str) -> list[str]:
     """An HDF5 attribute holding a list of names (``layer_names``, ``weight_names``)."""
     raw = read_attr(obj, attr, path, [])
-    if isinstance(raw, (bytes, str)) or getattr(raw, "ndim", 1) != 1:
+    if isinstance(raw, (bytes, str)) or getattr(raw, "ndim", 1) != 1 or not all(isinstance(n, (str, bytes)) for n in raw):
         refuse(path, f"has a {attr} attribute that is not a list of names")
-    names = [_attr_str(n) for n in raw]
-    if not all(isinstance(n, (str, bytes)) for n in raw):
-        refuse(path, f"has a {attr} attribute that is not a list of names")
-    return names
+    return [_attr_str(n) for n in raw]
 
 
 def _layer_configs(config: Any) -> dict[str, dict[str, Any]]:
