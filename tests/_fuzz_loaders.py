@@ -20,8 +20,10 @@ Case families and the loaders they call:
 
 A case passes when the loader returns normally (some mutations leave a valid file) or raises a
 ``ValueError`` (or subclass) raised by jaxlstm's own code whose message holds the file's path; and in
-every case within 2 s and 200 MB of peak resident memory, with no MemoryError anywhere in the error's
-chain and no marker file created by a payload.
+every case within 2 s of CPU time and 200 MB of peak resident memory, with no MemoryError or
+RecursionError anywhere in the error's chain and no marker file created by a payload. (CPU time, not
+wall time: on a shared 2-core machine a case can wait seconds for a core; the wall time is recorded
+too, and the parent reports a case with no answer for 20 s of wall time as a hang.)
 
 Memory: the peak resident set is reset before each case (``/proc/self/clear_refs``, Linux >= 4.0) and
 read after it (``VmHWM``). As a backstop, so that a loader that allocates what a header claims fails
