@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections import OrderedDict
 from typing import Any, Mapping
 
@@ -31,8 +32,9 @@ from ._arrays import (
     numpy,
     to_params,
 )
+from ._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
 
-__all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file"]
+__all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file", "InvalidFileError"]
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
@@ -219,12 +221,24 @@ def to_torch_cell(params: LSTMParams) -> "OrderedDict[str, Any]":
     return OrderedDict((k[: -len("_l0")], v) for k, v in sd.items())
 
 
+_PT_WHAT = "weights-only PyTorch file (nothing from it was executed)"
+
+
 def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
     """Read a state_dict from ``.safetensors`` (with safetensors) or a ``.pt``/``.pth`` file.
 
-    ``.pt`` files are opened with ``torch.load(weights_only=True)``, which refuses any pickle that
-    would build objects other than tensors and plain containers; such a file raises ``ValueError``
-    and nothing in it is executed.
+    ``.pt`` files must be in the zip format ``torch.save`` has written since PyTorch 1.6; they are
+    opened with ``torch.load(weights_only=True)``, which refuses any pickle that would build objects
+    other than tensors and plain containers, and nothing in them is executed. Older (non-zip) files
+    are refused without being unpickled: their loader allocates whatever storage sizes the file
+    claims before reading them (load such a file with ``torch.load`` yourself if you trust it, and
+    resave it with ``torch.save``). Every tensor must be a dense CPU tensor holding its own elements
+    (no stride-0 view claiming more elements than its storage has).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (a ``ValueError``) the file is not a readable weights-only PyTorch or
+            safetensors file: truncated, corrupt, crafted, or holding something other than tensors.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -232,21 +246,52 @@ def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return OrderedDict(load_file(path))
-    import pickle
-
+        with reading(path, "safetensors file"):
+            check_safetensors(path)
+            obj: Any = load_file(path)
+            _check_tensors(obj, path)
+        return OrderedDict(obj)
     import torch
 
-    try:
+    with reading(path, _PT_WHAT):
+        if not zipfile.is_zipfile(path):
+            refuse(
+                path,
+                f"is not a readable {_PT_WHAT}: not in the zip format torch.save writes (PyTorch >= 1.6); "
+                "files in the legacy format are refused without unpickling them",
+            )
+        open_zip(path, _PT_WHAT).close()
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError) as exc:
-        raise ValueError(
-            f"path: {path!r} is not a readable weights-only PyTorch file (torch.load(weights_only=True) "
-            f"refused it; nothing from it was executed): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
-        raise ValueError(f"path: {path!r} holds a {type(obj).__name__}, expected a state_dict (a mapping of tensors)")
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
+        if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
+            refuse(path, f"holds a {type(obj).__name__}, expected a state_dict (a mapping of tensors)")
+        if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+            obj = obj["state_dict"]
+        _check_tensors(obj, path)
     return OrderedDict(obj)
+
+
+def _check_tensors(obj: Any, path: str) -> None:
+    """Every tensor in ``obj`` (walked without recursion) is a dense CPU tensor whose elements fit
+    in its storage: a view with stride 0 can claim 2^40 elements over 4 bytes, and the first
+    conversion (``numpy``, a sum, ``jnp.asarray``) would then allocate them all."""
+    import torch
+
+    stack, seen = [obj], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            refuse(path, "holds more than a million objects")
+        if isinstance(node, torch.Tensor):
+            if node.layout != torch.strided or node.device.type != "cpu" or node.is_quantized:
+                refuse(path, f"holds a {node.layout} tensor on {node.device} (dense CPU tensors only)")
+            if node.numel() * node.element_size() > node.untyped_storage().nbytes():
+                refuse(
+                    path,
+                    f"holds a tensor of shape {list(node.shape)} whose storage has only "
+                    f"{node.untyped_storage().nbytes()} bytes (overlapping or stride-0 views are refused)",
+                )
+        elif isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
