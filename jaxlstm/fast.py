@@ -1,4 +1,4 @@
-"""Fast path for whole sequences: a time-major batched scan with a hand-written backward pass.
+"""Fast path for whole sequences: a time-major batched scan with hand-written derivative rules.
 
 ``core._lstm`` (a ``vmap`` of a per-example ``lax.scan``) stays the reference; this module computes the
 same function for the common configuration (sigmoid/tanh gates, no projection) and is tested against it.
@@ -8,17 +8,21 @@ fused GEMM ``[x_t, h] @ [W; U]``, or the input projection ``xs @ W`` hoisted out
 measured slower on XLA:CPU, see benchmarks/RESULTS.md) and the gate nonlinearities. When
 differentiated, each step also stores its gate pre-activations ``z_t`` and the state it starts from.
 
-Backward (``jax.custom_vjp``), split the way cuDNN splits backward-data from backward-weights:
+Derivatives (``jax.custom_jvp``): the tangent of a step is linear, ``dz_t = dx_t W + x_t dW + h_{t-1} dU
++ db + dh_{t-1} U``. All but the last term are hoisted out of the loop as GEMMs over all ``T*B`` rows
+(``_recurrences.project``); the rest is one linear recurrence over ``(dh, dc)`` (``_recurrences.tangent``).
+Reverse mode is JAX's transpose of that rule, split the way cuDNN splits backward-data from
+backward-weights:
 
-* a reverse scan carries ``(dh, dc)`` and emits the pre-activation gate gradients ``dz_t [B, 4H]``; its
-  only GEMM per step is ``dz_t @ U^T``;
-* the weight gradients are then single large GEMMs over all ``T*B`` rows:
+* the recurrence's transpose (``_recurrences.cotangent``, a primitive registered as the tangent's
+  transpose) carries ``(dh, dc)`` backwards and emits the pre-activation gradients ``dz_t [B, 4H]``;
+  its only GEMM per step is ``dz_t @ U^T``;
+* the hoisted GEMMs transpose into the weight gradients over all ``T*B`` rows:
   ``[dW; dU] = [X, H_prev]^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
 
 Plain autodiff of the scan instead accumulates ``dW``/``dU`` one ``B``-row GEMM per step inside the loop.
-
-``custom_vjp`` functions cannot be differentiated in forward mode (``jax.jvp``/``jacfwd``); ``core.lstm``
-uses the reference scan when it sees forward-mode tracers, and ``impl="scan"`` always does.
+Forward mode (``jvp``, ``linearize``, ``jacfwd``), higher orders and every nesting with ``jit``,
+``vmap``, ``checkpoint``, control flow and ``shard_map`` differentiate this rule like any JAX code.
 
 ``checkpoint_chunks``: runs the sequence as ``n`` chunks under ``jax.checkpoint``, so training keeps only
 the ``n`` chunk-boundary states plus one chunk's residuals: O(T/n + n) memory, O(sqrt(T)) for
@@ -164,12 +168,7 @@ def _input_tangent(params, xs, h_prev, d_params, d_xs):
         terms.append(_recurrences.project(h_prev, d_params.recurrent_kernel))
     if params.bias is not None and not _is_zero(d_params.bias):
         terms.append(jnp.broadcast_to(d_params.bias, (*xs.shape[:2], d_params.bias.shape[-1])))
-    if not terms:
-        return None
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+    return sum(terms[1:], terms[0]) if terms else None
 
 
 def _zeros_if_symbolic(t, like):
