@@ -29,11 +29,13 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def numpy_lstm(params, xs, h, c, valid=None, *, zero_output_for_mask=False):
     """One sequence, float64, forward order. valid [T] bool: False keeps the state (Keras mask)."""
-    k, r = np.float64(params.kernel), np.float64(params.recurrent_kernel)
-    b = 0.0 if params.bias is None else np.float64(params.bias)
-    h, c = np.float64(h), np.float64(c)
+    # np.asarray, not np.float64(...): NumPy 2.0 turns a one-element array into a scalar there.
+    f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    k, r = f64(params.kernel), f64(params.recurrent_kernel)
+    b = 0.0 if params.bias is None else f64(params.bias)
+    h, c = f64(h), f64(c)
     ys = []
-    for t, x in enumerate(np.float64(xs)):
+    for t, x in enumerate(f64(xs)):
         zi, zf, zc, zo = np.split(x @ k + h @ r + b, 4)
         c_new = sigmoid(zf) * c + sigmoid(zi) * np.tanh(zc)
         h_new = sigmoid(zo) * np.tanh(c_new)
