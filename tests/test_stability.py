@@ -90,7 +90,7 @@ def test_same_shapes_trace_once_values_never_retrace() -> None:
         core._lstm.clear_cache()
         for i in range(4):
             jaxlstm.lstm(P, xs + i, mask=mask.at[0, i].set(False))
-            jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a * (1 + i), P), xs, mask=mask)
+            jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a * (1 + i), P), xs, mask=mask)  # noqa: B023
         assert len(traces) == 1
         jaxlstm.lstm(P, xs[:2], mask=mask[:2])  # a new shape traces again
         assert len(traces) == 2
