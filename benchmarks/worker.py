@@ -18,7 +18,8 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -79,6 +80,7 @@ def _jax_block(out):
 
 def build_jaxlstm(variant: str, B, T, I, H):
     import jax
+
     import jaxlstm
 
     params = jaxlstm.init(jax.random.PRNGKey(0), I, H)
@@ -283,13 +285,13 @@ def bench_gemm(impl: str, budget) -> dict:
 
             torch.set_num_threads(2)
             a, b = torch.randn(n, n), torch.randn(n, n)
-            r = time_it(lambda: torch.mm(a, b), budget, 5, 1000)
+            r = time_it(lambda: torch.mm(a, b), budget, 5, 1000)  # noqa: B023 - timed now
         else:
             import jax
 
             a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
             mm = jax.jit(lambda a, b: a @ b)
-            r = time_it(lambda: mm(a, a).block_until_ready(), budget, 5, 1000)
+            r = time_it(lambda: mm(a, a).block_until_ready(), budget, 5, 1000)  # noqa: B023 - timed now
         best = max(best, 2 * n**3 / (r["median_ms"] * 1e-3) / 1e9)
     return {"gflops": best}
 
