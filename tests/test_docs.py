@@ -3,18 +3,12 @@
 One test per page (``docs/**/*.md`` and ``README.md``): its blocks run in order in one namespace, as a
 reader would paste them. Blocks use small shapes and assert their own results against the real
 peers (Keras, PyTorch, Flax, Equinox), so a page that drifts from the library fails here.
-
-A block preceded by ``<!-- docs-test: needs FEATURE -->`` documents behaviour another branch is
-landing; while ``FEATURE`` is absent from this tree (``_ABSENT`` says how that is decided, from the
-library's own code rather than from running the block) the block must fail, and once it is present
-the block must pass like any other.
 """
 
 from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Callable
 
 import pytest
 from conftest import require
@@ -25,39 +19,13 @@ PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 # A fence at the start of a line: ```python ... ```. Indented fences (inside lists or admonitions)
 # would be invisible to this test, so test_no_hidden_blocks refuses them.
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
-_NEEDS = re.compile(r"<!-- docs-test: needs ([\w-]+) -->\s*\Z")
 _PEERS = {"keras": "keras", "torch": "torch", "equinox": "equinox", "flax": "flax", "haiku": "haiku"}
 
 
-def _forward_mode_needs_scan() -> bool:
-    import jaxlstm.core
-
-    # The old fast path (a custom_vjp) switched to the scan when it saw forward-mode tracers.
-    return hasattr(jaxlstm.core, "_under_forward_mode")
-
-
-def _no_fastconfig_impl() -> bool:
-    import jaxlstm
-
-    return "FastConfig" not in (jaxlstm.lstm.__doc__ or "")
-
-
-_ABSENT: dict[str, Callable[[], bool]] = {
-    "forward-mode-through-jit": _forward_mode_needs_scan,
-    "impl-fastconfig": _no_fastconfig_impl,
-}
-
-
-def _blocks(page: pathlib.Path) -> list[tuple[int, str, str | None]]:
-    """(line, source, needed feature or None) for each python block of the page."""
+def _blocks(page: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, source) for each python block of the page."""
     text = page.read_text(encoding="utf-8")
-    out = []
-    for match in _BLOCK.finditer(text):
-        needs = _NEEDS.search(text[: match.start()])
-        out.append(
-            (text.count("\n", 0, match.start()) + 2, match.group(1), needs.group(1) if needs else None)
-        )
-    return out
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in _BLOCK.finditer(text)]
 
 
 def test_pages_found() -> None:
@@ -77,21 +45,14 @@ def test_page_runs(page: pathlib.Path) -> None:
     blocks = _blocks(page)
     if not blocks:
         return
-    source = "\n".join(src for _, src, _ in blocks)
+    source = "\n".join(src for _, src in blocks)
     for module, peer in _PEERS.items():
         if re.search(rf"^\s*(import|from) {module}\b", source, re.M):
             require(peer)
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     where = page.relative_to(ROOT)
-    for line, src, needs in blocks:
-        code = compile(src, f"{where}:{line}", "exec")
-        if needs is not None:
-            assert needs in _ABSENT, f"{where}:{line}: unknown docs-test feature {needs!r}"
-            if _ABSENT[needs]():
-                with pytest.raises(Exception):  # noqa: B017 - any failure: the feature is not here yet
-                    exec(code, namespace)
-                continue
-        exec(code, namespace)
+    for line, src in blocks:
+        exec(compile(src, f"{where}:{line}", "exec"), namespace)
 
 
 _PUBLIC = [
