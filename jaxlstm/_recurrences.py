@@ -25,8 +25,9 @@ Imports jax only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -259,7 +260,11 @@ def _batch(prim: Primitive, args, dims, *, has_keep, has_valid, **params):
     seq, h, c = prim.bind(*folded, **params)
     batch = h.shape[0] // size
     return (
-        (seq.reshape(seq.shape[0], size, batch, *seq.shape[2:]), h.reshape(size, batch, -1), c.reshape(size, batch, -1)),
+        (
+            seq.reshape(seq.shape[0], size, batch, *seq.shape[2:]),
+            h.reshape(size, batch, -1),
+            c.reshape(size, batch, -1),
+        ),
         (1, 0, 0),
     )
 

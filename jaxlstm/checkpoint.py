@@ -146,7 +146,9 @@ def restore(path: str | os.PathLike, like: T) -> T:
             found = dtype.name
             matches = want is None or (not _is_key(template) and jax.numpy.dtype(want) == dtype)
         if not matches:
-            raise ValueError(f"{where}like{name}: expected dtype {want} (from like), the checkpoint has {found}")
+            raise ValueError(
+                f"{where}like{name}: expected dtype {want} (from like), the checkpoint has {found}"
+            )
         if isinstance(template, (np.ndarray, np.generic)):
             leaves.append(array)  # numpy in, numpy out: no silent int64 -> int32 on the way
         elif "key_impl" in entry:
@@ -164,7 +166,10 @@ def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
         refuse(path, "is not a jaxlstm checkpoint (no metadata)")
     metadata = load_json_object(data[_META].tobytes(), path, "checkpoint metadata")
     if metadata.get("format") != _FORMAT:
-        refuse(path, f"is not a jaxlstm checkpoint: expected format {_FORMAT!r}, found {str(metadata.get('format'))[:100]!r}")
+        refuse(
+            path,
+            f"is not a jaxlstm checkpoint: expected format {_FORMAT!r}, found {str(metadata.get('format'))[:100]!r}",
+        )
     entries, treedef = metadata.get("leaves"), metadata.get("treedef")
     if not isinstance(entries, list) or not isinstance(treedef, str):
         refuse(path, "has malformed checkpoint metadata (leaves must be a list, treedef a string)")
@@ -190,7 +195,9 @@ def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
                 refuse(path, f"has leaf {i} stored as {array.dtype}, which does not hold {dtype}")
             array = array.view(dtype)  # stored as raw unsigned ints of the same width
         if array.size != math.prod(entry["shape"]):
-            refuse(path, f"has leaf {i} of {array.size} elements, its metadata says shape {entry['shape'][:10]}")
+            refuse(
+                path, f"has leaf {i} of {array.size} elements, its metadata says shape {entry['shape'][:10]}"
+            )
         array = array.reshape(entry["shape"])
         if "key_impl" in entry:
             # the impl is looked up by name among jax's registered PRNG implementations

@@ -12,8 +12,9 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -162,8 +163,7 @@ def step(
     x_shape = np.shape(x_t)
     if len(x_shape) < 1 or x_shape[-1] != input_size:
         raise ValueError(
-            f"x_t: expected shape [{input_size}] (one time step of one example), "
-            f"found {checks.fmt(x_shape)}"
+            f"x_t: expected shape [{input_size}] (one time step of one example), found {checks.fmt(x_shape)}"
         )
     batch_shape = x_shape[:-1]
     checks.state(state, batch_shape, units, out, name="state")
@@ -302,8 +302,10 @@ def _lstm(
     if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
         out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
-    if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
-        params, activation, recurrent_activation
+    if (
+        impl != "scan"
+        and recurrent_dropout_mask is None
+        and fast.supports(params, activation, recurrent_activation)
     ):
         out = _fast_flat(
             params,
@@ -311,7 +313,9 @@ def _lstm(
             flat_state,
             flat_mask,
             flat_lengths,
-            config=impl if isinstance(impl, fast.FastConfig) else fast.default_config(steps, n, features, units),
+            config=impl
+            if isinstance(impl, fast.FastConfig)
+            else fast.default_config(steps, n, features, units),
             reverse=reverse,
             keep_order=keep_order,
             zero_output_for_mask=zero_output_for_mask,

@@ -40,7 +40,6 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-
 from jax.custom_derivatives import SymbolicZero
 
 from . import _recurrences
@@ -82,11 +81,7 @@ def default_config(steps: int, batch: int, input_size: int, units: int) -> FastC
 
 def supports(params: LSTMParams, activation, recurrent_activation) -> bool:
     """Whether the fast path computes this configuration (else use the reference scan)."""
-    return (
-        params.projection is None
-        and activation is jnp.tanh
-        and recurrent_activation is jax.nn.sigmoid
-    )
+    return params.projection is None and activation is jnp.tanh and recurrent_activation is jax.nn.sigmoid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +186,9 @@ def _sequence_jvp(zero_output, cfg, primals, tangents):
     """
     params, xs, h0, c0, keep, valid = primals
     d_params, d_xs, d_h0, d_c0, _, _ = tangents
-    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=True)
+    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(
+        params, xs, h0, c0, keep, valid, zero_output, cfg, save=True
+    )
     dz_in = _input_tangent(params, xs, h_prev, d_params, d_xs)
     if dz_in is None:
         dz_in = jnp.zeros_like(zs)

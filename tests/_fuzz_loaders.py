@@ -48,7 +48,8 @@ import traceback
 import warnings
 import zipfile
 import zlib
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -121,10 +122,17 @@ def byte_cases(base: str, name: str, data: bytes) -> Iterator[Case]:
     for k in range(N_HEADFLIP):
         yield Case(f"{base}/headflip/{k}", "headflip", name, _bytes_case(_flip(data, rng, 2, 0, 512)))
     for k in range(N_TAILFLIP):
-        yield Case(f"{base}/tailflip/{k}", "tailflip", name, _bytes_case(_flip(data, rng, 2, max(0, n - 512))))
+        yield Case(
+            f"{base}/tailflip/{k}", "tailflip", name, _bytes_case(_flip(data, rng, 2, max(0, n - 512)))
+        )
     for k in range(N_REGION):
         yield Case(f"{base}/region/{k}", "region", name, _bytes_case(_region(data, rng)))
-    yield Case(f"{base}/garbage/append", "garbage", name, _bytes_case(data + bytes(rng.randrange(256) for _ in range(1000))))
+    yield Case(
+        f"{base}/garbage/append",
+        "garbage",
+        name,
+        _bytes_case(data + bytes(rng.randrange(256) for _ in range(1000))),
+    )
     yield Case(f"{base}/garbage/prepend", "garbage", name, _bytes_case(b"\x89junk" * 100 + data))
     yield Case(f"{base}/garbage/doubled", "garbage", name, _bytes_case(data + data))
 
@@ -150,7 +158,9 @@ def make_zip(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_ST
     return out.getvalue()
 
 
-def replace_member(data: bytes, name: str, payload: bytes | None, compression: int = zipfile.ZIP_STORED) -> bytes:
+def replace_member(
+    data: bytes, name: str, payload: bytes | None, compression: int = zipfile.ZIP_STORED
+) -> bytes:
     members = [(i.filename, p) for i, p in zip_members(data)]
     members = [(n, payload if n == name else p) for n, p in members if not (n == name and payload is None)]
     return make_zip(members, compression)
@@ -183,29 +193,69 @@ def zip_cases(base: str, name: str, data: bytes, main: str) -> Iterator[Case]:
     """Crafted zips: path traversal names beside the real members, a member claiming a huge size,
     compression bombs, unusual compression methods, a missing or duplicated main member."""
     members = [(i.filename, p) for i, p in zip_members(data)]
-    for k, evil in enumerate(["../evil.txt", "/etc/evil.txt", "a/../../evil.txt", "..\\evil.txt", "C:/evil.txt", "./" + main]):
-        yield Case(f"{base}/zip-traversal/{k}", "zip-traversal", name, _bytes_case(make_zip([*members, (evil, b"x")])))
+    for k, evil in enumerate(
+        ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt", "..\\evil.txt", "C:/evil.txt", "./" + main]
+    ):
+        yield Case(
+            f"{base}/zip-traversal/{k}",
+            "zip-traversal",
+            name,
+            _bytes_case(make_zip([*members, (evil, b"x")])),
+        )
     # the main member renamed with a traversal prefix (and missing under its own name)
-    yield Case(f"{base}/zip-traversal/renamed", "zip-traversal", name,
-               _bytes_case(make_zip([("../" + n if n == main else n, p) for n, p in members])))
+    yield Case(
+        f"{base}/zip-traversal/renamed",
+        "zip-traversal",
+        name,
+        _bytes_case(make_zip([("../" + n if n == main else n, p) for n, p in members])),
+    )
     for k, size in enumerate([2**31, 2**32 - 2, 10**9, 1]):
         for field in ("file_size", "compress_size"):
-            yield Case(f"{base}/zip-size-lie/{field}-{k}", "zip-size-lie", name, _bytes_case(zip_size_lie(data, main, size, field)))
+            yield Case(
+                f"{base}/zip-size-lie/{field}-{k}",
+                "zip-size-lie",
+                name,
+                _bytes_case(zip_size_lie(data, main, size, field)),
+            )
     # bombs: the main member replaced by 300 MB of zeros, deflated (about 300 KB); bzip2 and lzma
     # (ratios of a million and more) with 4 MB, which they squeeze into a few hundred bytes
-    yield Case(f"{base}/zip-bomb/deflate", "zip-bomb", name, _lazy(lambda: _bomb_zip(members, main, b"\x00", 300 << 20)))
+    yield Case(
+        f"{base}/zip-bomb/deflate",
+        "zip-bomb",
+        name,
+        _lazy(lambda: _bomb_zip(members, main, b"\x00", 300 << 20)),
+    )
     for label, method in (("bzip2", zipfile.ZIP_BZIP2), ("lzma", zipfile.ZIP_LZMA)):
-        yield Case(f"{base}/zip-bomb/{label}", "zip-bomb", name,
-                   _lazy(lambda method=method: _compressed_zip(members, main, bytes(4 << 20), method)))
-    yield Case(f"{base}/zip-method/deflate-good", "zip-method", name, _bytes_case(make_zip(members, zipfile.ZIP_DEFLATED)))
-    yield Case(f"{base}/zip-method/bzip2-good", "zip-method", name, _bytes_case(make_zip(members, zipfile.ZIP_BZIP2)))
-    yield Case(f"{base}/zip-member/missing", "zip-member", name, _bytes_case(replace_member(data, main, None)))
-    yield Case(f"{base}/zip-member/duplicate", "zip-member", name, _bytes_case(make_zip([*members, (main, b"junk")])))
+        yield Case(
+            f"{base}/zip-bomb/{label}",
+            "zip-bomb",
+            name,
+            _lazy(lambda method=method: _compressed_zip(members, main, bytes(4 << 20), method)),
+        )
+    yield Case(
+        f"{base}/zip-method/deflate-good",
+        "zip-method",
+        name,
+        _bytes_case(make_zip(members, zipfile.ZIP_DEFLATED)),
+    )
+    yield Case(
+        f"{base}/zip-method/bzip2-good", "zip-method", name, _bytes_case(make_zip(members, zipfile.ZIP_BZIP2))
+    )
+    yield Case(
+        f"{base}/zip-member/missing", "zip-member", name, _bytes_case(replace_member(data, main, None))
+    )
+    yield Case(
+        f"{base}/zip-member/duplicate", "zip-member", name, _bytes_case(make_zip([*members, (main, b"junk")]))
+    )
     yield Case(f"{base}/zip-member/empty", "zip-member", name, _bytes_case(replace_member(data, main, b"")))
-    yield Case(f"{base}/zip-member/nested-zip", "zip-member", name, _bytes_case(replace_member(data, main, data)))
+    yield Case(
+        f"{base}/zip-member/nested-zip", "zip-member", name, _bytes_case(replace_member(data, main, data))
+    )
     yield Case(f"{base}/zip-member/empty-zip", "zip-member", name, _bytes_case(make_zip([])))
     many = [(f"m{k}", b"") for k in range(5000)]
-    yield Case(f"{base}/zip-member/5000-members", "zip-member", name, _bytes_case(make_zip([*members, *many])))
+    yield Case(
+        f"{base}/zip-member/5000-members", "zip-member", name, _bytes_case(make_zip([*members, *many]))
+    )
 
 
 _DEFLATED: dict[tuple[bytes, int], tuple[Any, bytes, int]] = {}
@@ -232,14 +282,42 @@ def raw_zip(entries: list[tuple[str, int, int, int, bytes]]) -> bytes:
     for name, method, crc, size, data in entries:
         raw = name.encode()
         offset = out.tell()
-        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0) + raw + data)
-        central.write(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0, 0, 0, 0, 0, offset) + raw)
+        out.write(
+            struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, method, 0, 33, crc, len(data), size, len(raw), 0)
+            + raw
+            + data
+        )
+        central.write(
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                0,
+                method,
+                0,
+                33,
+                crc,
+                len(data),
+                size,
+                len(raw),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + raw
+        )
     cd = central.getvalue()
     n = len(entries)
     return out.getvalue() + cd + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, n, n, len(cd), out.tell(), 0)
 
 
-def _bomb_zip(members: list[tuple[str, bytes]], main: str, fill: bytes, size: int, tail: bytes = b"") -> bytes:
+def _bomb_zip(
+    members: list[tuple[str, bytes]], main: str, fill: bytes, size: int, tail: bytes = b""
+) -> bytes:
     """``members`` (stored) with ``main`` replaced by ``fill * size + tail``, deflated."""
     entries = []
     for n, p in members:
@@ -364,7 +442,11 @@ def _lstm_datasets(f: Any) -> list[str]:
     found: list[str] = []
 
     def visit(name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Dataset) and obj.ndim in (1, 2) and ("lstm" in name.lower() or "/cell/vars/" in name):
+        if (
+            isinstance(obj, h5py.Dataset)
+            and obj.ndim in (1, 2)
+            and ("lstm" in name.lower() or "/cell/vars/" in name)
+        ):
             found.append(name)
 
     f.visititems(visit)
@@ -390,6 +472,7 @@ def h5_edits(first: str, others: list[str]) -> list[tuple[str, str, Callable[[An
                 _replace(f, first, shape=shape, dtype=np.dtype([("a", "<f4"), ("b", "<i4")]))
             else:
                 _replace(f, first, data=np.zeros(shape, dtype))
+
         return edit
 
     def shape_to(shape: tuple[int, ...]) -> Callable[[Any, str], None]:
@@ -402,6 +485,7 @@ def h5_edits(first: str, others: list[str]) -> list[tuple[str, str, Callable[[An
         def edit(f: Any, case_dir: str) -> None:
             del f[first]
             f[first] = make(case_dir)
+
         return edit
 
     def virtual(f: Any, case_dir: str) -> None:
@@ -420,6 +504,7 @@ def h5_edits(first: str, others: list[str]) -> list[tuple[str, str, Callable[[An
             if not target.startswith("/dev"):
                 _write(path, np.ones(shape, "<f4").tobytes())
             _replace(f, first, shape=shape, dtype="<f4", external=[(path, 0, h5py.h5f.UNLIMITED)])
+
         return edit
 
     def soft_loop(f: Any, _: str) -> None:
@@ -447,11 +532,29 @@ def h5_edits(first: str, others: list[str]) -> list[tuple[str, str, Callable[[An
     for shape in ((), (7,), (2, 3, 4), (0, 0), (4, 0), (0, 8)):
         edits.append(("h5-shape", "x".join(map(str, shape)) or "scalar", shape_to(shape)))
     edits.append(("h5-huge", "16TB-contiguous", huge((10**6, 4 * 10**6))))
-    edits.append(("h5-huge", "16TB-chunked-gzip", huge((10**6, 4 * 10**6), chunks=(100, 400), compression="gzip")))
+    edits.append(
+        ("h5-huge", "16TB-chunked-gzip", huge((10**6, 4 * 10**6), chunks=(100, 400), compression="gzip"))
+    )
     edits.append(("h5-huge", "4GB-rank1", huge((10**9,))))
-    edits.append(("h5-link", "external-to-fixture", link(lambda d: h5py.ExternalLink(os.path.join(FIXTURES, "seed_keras3.weights.h5"), "/layers/lstm/cell/vars/0"))))
+    edits.append(
+        (
+            "h5-link",
+            "external-to-fixture",
+            link(
+                lambda d: h5py.ExternalLink(
+                    os.path.join(FIXTURES, "seed_keras3.weights.h5"), "/layers/lstm/cell/vars/0"
+                )
+            ),
+        )
+    )
     edits.append(("h5-link", "external-to-dev-zero", link(lambda d: h5py.ExternalLink("/dev/zero", "/x"))))
-    edits.append(("h5-link", "external-missing", link(lambda d: h5py.ExternalLink(os.path.join(d, "missing.h5"), "/x"))))
+    edits.append(
+        (
+            "h5-link",
+            "external-missing",
+            link(lambda d: h5py.ExternalLink(os.path.join(d, "missing.h5"), "/x")),
+        )
+    )
     edits.append(("h5-link", "soft-loop", soft_loop))
     if others:
         edits.append(("h5-link", "soft-to-sibling", link(lambda d: h5py.SoftLink("/" + others[0]))))
@@ -481,29 +584,132 @@ def h5_attr_edits(legacy: bool, has_config: bool) -> list[tuple[str, str, Callab
             for label, make in JSON_VARIANTS:
                 if label.startswith("huge"):
                     continue  # an HDF5 attribute that large needs dense attribute storage; the zip cases cover it
-                edits.append(("h5-config", label, lambda f, _, make=make: _set_attr(f, "model_config", make())))
-            edits.append(("h5-config", "units-string", lambda f, _: _set_attr(f, "model_config", _legacy_config(f, units="many"))))
-            edits.append(("h5-config", "units-huge", lambda f, _: _set_attr(f, "model_config", _legacy_config(f, units=10**400))))
-            edits.append(("h5-config", "config-a-list", lambda f, _: _set_attr(f, "model_config", _legacy_config(f, config=[1]))))
-            edits.append(("h5-config", "name-a-list", lambda f, _: _set_attr(f, "model_config", _legacy_config(f, name=["a"]))))
-            edits.append(("h5-config", "layer-a-string", lambda f, _: _set_attr(f, "model_config", _legacy_config(f, layer="x"))))
+                edits.append(
+                    ("h5-config", label, lambda f, _, make=make: _set_attr(f, "model_config", make()))
+                )
+            edits.append(
+                (
+                    "h5-config",
+                    "units-string",
+                    lambda f, _: _set_attr(f, "model_config", _legacy_config(f, units="many")),
+                )
+            )
+            edits.append(
+                (
+                    "h5-config",
+                    "units-huge",
+                    lambda f, _: _set_attr(f, "model_config", _legacy_config(f, units=10**400)),
+                )
+            )
+            edits.append(
+                (
+                    "h5-config",
+                    "config-a-list",
+                    lambda f, _: _set_attr(f, "model_config", _legacy_config(f, config=[1])),
+                )
+            )
+            edits.append(
+                (
+                    "h5-config",
+                    "name-a-list",
+                    lambda f, _: _set_attr(f, "model_config", _legacy_config(f, name=["a"])),
+                )
+            )
+            edits.append(
+                (
+                    "h5-config",
+                    "layer-a-string",
+                    lambda f, _: _set_attr(f, "model_config", _legacy_config(f, layer="x")),
+                )
+            )
             edits.append(("h5-config", "int-array", lambda f, _: _set_attr(f, "model_config", np.arange(10))))
             edits.append(("h5-config", "keras-version-int", lambda f, _: _set_attr(f, "keras_version", 3)))
-        edits.append(("h5-names", "layer-missing", lambda f, _: _set_attr(root(f), "layer_names", [b"nope", *_as_bytes(root(f).attrs["layer_names"])])))
-        edits.append(("h5-names", "layer-traversal", lambda f, _: _set_attr(root(f), "layer_names", [b"../../etc", b"/"])))
+        edits.append(
+            (
+                "h5-names",
+                "layer-missing",
+                lambda f, _: _set_attr(
+                    root(f), "layer_names", [b"nope", *_as_bytes(root(f).attrs["layer_names"])]
+                ),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "layer-traversal",
+                lambda f, _: _set_attr(root(f), "layer_names", [b"../../etc", b"/"]),
+            )
+        )
         edits.append(("h5-names", "layer-ints", lambda f, _: _set_attr(root(f), "layer_names", np.arange(3))))
         edits.append(("h5-names", "layer-scalar", lambda f, _: _set_attr(root(f), "layer_names", b"lstm")))
-        edits.append(("h5-names", "layer-2d", lambda f, _: _set_attr(root(f), "layer_names", np.array([[b"a", b"b"]]))))
-        edits.append(("h5-names", "layer-3000", lambda f, _: _set_attr(root(f), "layer_names", [b"x%d" % k for k in range(3000)])))
-        edits.append(("h5-names", "weight-missing", lambda f, _: _edit_weight_names(root(f), lambda ws: [w + b"x" for w in ws])))
-        edits.append(("h5-names", "weight-traversal", lambda f, _: _edit_weight_names(root(f), lambda ws: [b"../" + w for w in ws])))
-        edits.append(("h5-names", "weight-group", lambda f, _: _edit_weight_names(root(f), lambda ws: [w.rsplit(b"/", 1)[0] + b"/kernel:0" if b"/" in w else w for w in ws][:1] + [b""])))
-        edits.append(("h5-names", "weight-ints", lambda f, _: _edit_weight_names(root(f), lambda ws: list(range(len(ws))))))
+        edits.append(
+            ("h5-names", "layer-2d", lambda f, _: _set_attr(root(f), "layer_names", np.array([[b"a", b"b"]])))
+        )
+        edits.append(
+            (
+                "h5-names",
+                "layer-3000",
+                lambda f, _: _set_attr(root(f), "layer_names", [b"x%d" % k for k in range(3000)]),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "weight-missing",
+                lambda f, _: _edit_weight_names(root(f), lambda ws: [w + b"x" for w in ws]),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "weight-traversal",
+                lambda f, _: _edit_weight_names(root(f), lambda ws: [b"../" + w for w in ws]),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "weight-group",
+                lambda f, _: _edit_weight_names(
+                    root(f),
+                    lambda ws: (
+                        [w.rsplit(b"/", 1)[0] + b"/kernel:0" if b"/" in w else w for w in ws][:1] + [b""]
+                    ),
+                ),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "weight-ints",
+                lambda f, _: _edit_weight_names(root(f), lambda ws: list(range(len(ws)))),
+            )
+        )
     else:
-        edits.append(("h5-names", "vars-name-int", lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", 7))))
-        edits.append(("h5-names", "vars-name-array", lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", np.arange(4)))))
-        edits.append(("h5-names", "vars-name-bytes", lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", np.void(b"\xff\xfe")))))
-        edits.append(("h5-names", "vars-name-long", lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", "n" * 60000))))
+        edits.append(
+            ("h5-names", "vars-name-int", lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", 7)))
+        )
+        edits.append(
+            (
+                "h5-names",
+                "vars-name-array",
+                lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", np.arange(4))),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "vars-name-bytes",
+                lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", np.void(b"\xff\xfe"))),
+            )
+        )
+        edits.append(
+            (
+                "h5-names",
+                "vars-name-long",
+                lambda f, _: _each_vars(f, lambda g: _set_attr(g, "name", "n" * 60000)),
+            )
+        )
     return edits
 
 
@@ -568,16 +774,48 @@ def keras_cases() -> Iterator[Case]:
             config = json.loads(inner["config.json"])
             for label, make in JSON_VARIANTS:
                 for member, kind in (("config.json", "keras-config"), ("metadata.json", "keras-metadata")):
-                    yield Case(f"{fixture}/{kind}/{label}", kind, fixture,
-                               _lazy(lambda member=member, make=make, data=data: replace_member(data, member, make(), zipfile.ZIP_DEFLATED)))
+                    yield Case(
+                        f"{fixture}/{kind}/{label}",
+                        kind,
+                        fixture,
+                        _lazy(
+                            lambda member=member, make=make, data=data: replace_member(
+                                data, member, make(), zipfile.ZIP_DEFLATED
+                            )
+                        ),
+                    )
             # a config that names code to run (a Lambda layer, a custom module): never imported
-            evil = {"module": "os", "class_name": "system", "config": {"command": "touch EXECUTED"},
-                    "registered_name": "os>system", "function": {"module": "builtins", "function_name": "exec"}}
-            yield Case(f"{fixture}/keras-config/code-refs", "keras-config", fixture,
-                       _bytes_case(replace_member(data, "config.json", json.dumps({**config, "layers": [evil]}).encode())))
-            yield Case(f"{fixture}/keras-config/huge-300MB-deflated", "keras-config", fixture,
-                       _lazy(lambda inner=inner: _bomb_zip(list(inner.items()), "config.json", b" ", 300 << 20, inner["config.json"])))
-            yield Case(f"{fixture}/keras-config/missing", "keras-config", fixture, _bytes_case(replace_member(data, "config.json", None)))
+            evil = {
+                "module": "os",
+                "class_name": "system",
+                "config": {"command": "touch EXECUTED"},
+                "registered_name": "os>system",
+                "function": {"module": "builtins", "function_name": "exec"},
+            }
+            yield Case(
+                f"{fixture}/keras-config/code-refs",
+                "keras-config",
+                fixture,
+                _bytes_case(
+                    replace_member(data, "config.json", json.dumps({**config, "layers": [evil]}).encode())
+                ),
+            )
+            yield Case(
+                f"{fixture}/keras-config/huge-300MB-deflated",
+                "keras-config",
+                fixture,
+                _lazy(
+                    lambda inner=inner: _bomb_zip(
+                        list(inner.items()), "config.json", b" ", 300 << 20, inner["config.json"]
+                    )
+                ),
+            )
+            yield Case(
+                f"{fixture}/keras-config/missing",
+                "keras-config",
+                fixture,
+                _bytes_case(replace_member(data, "config.json", None)),
+            )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -598,37 +836,106 @@ def npz_header_cases(base: str, name: str, data: bytes, marker: str) -> Iterator
     import numpy as np
 
     members = zip_members(data)
-    target = next(i.filename for i, _ in members if not i.filename.startswith("__"))  # a tensor, not the metadata
+    target = next(
+        i.filename for i, _ in members if not i.filename.startswith("__")
+    )  # a tensor, not the metadata
     meta = next(i.filename for i, _ in members if i.filename.startswith("__"))
     with np.load(io.BytesIO(data), allow_pickle=False) as f:
         array = f[target[: -len(".npy")]]
     raw = array.tobytes()
 
     def with_member(payload: bytes, member: str = target) -> Callable[[str], None]:
-        return _bytes_case(make_zip([(i.filename, payload if i.filename == member else p) for i, p in members]))
+        return _bytes_case(
+            make_zip([(i.filename, payload if i.filename == member else p) for i, p in members])
+        )
 
-    shapes = {"1TB": (2**20, 2**20), "8EB": (2**31, 2**31, 2**2), "negative": (-1, 4), "huge-int": (10**30,), "bigger-by-one": (array.size + 1,)}
+    shapes = {
+        "1TB": (2**20, 2**20),
+        "8EB": (2**31, 2**31, 2**2),
+        "negative": (-1, 4),
+        "huge-int": (10**30,),
+        "bigger-by-one": (array.size + 1,),
+    }
     for label, shape in shapes.items():
-        yield Case(f"{base}/npy-shape/{label}", "npy-shape", name,
-                   with_member(npy_member(raw, f"{{'descr': '{array.dtype.str}', 'fortran_order': False, 'shape': {shape}, }}")))
-    for dtype in ("<i4", "<f8", ">f4", "<c8", "|b1", "<U2", "|V4", "|S4", "<m8", "<M8[D]", "[('a','<f4')]", "'|O'"):
+        yield Case(
+            f"{base}/npy-shape/{label}",
+            "npy-shape",
+            name,
+            with_member(
+                npy_member(
+                    raw, f"{{'descr': '{array.dtype.str}', 'fortran_order': False, 'shape': {shape}, }}"
+                )
+            ),
+        )
+    for dtype in (
+        "<i4",
+        "<f8",
+        ">f4",
+        "<c8",
+        "|b1",
+        "<U2",
+        "|V4",
+        "|S4",
+        "<m8",
+        "<M8[D]",
+        "[('a','<f4')]",
+        "'|O'",
+    ):
         descr = dtype if dtype.startswith("[") or dtype.startswith("'") else repr(dtype)
-        yield Case(f"{base}/npy-dtype/{dtype}", "npy-dtype", name,
-                   with_member(npy_member(raw, f"{{'descr': {descr}, 'fortran_order': False, 'shape': {array.shape}, }}")))
-    yield Case(f"{base}/npy-header/fortran", "npy-header", name,
-               with_member(npy_member(raw, f"{{'descr': '{array.dtype.str}', 'fortran_order': True, 'shape': {array.shape}, }}")))
+        yield Case(
+            f"{base}/npy-dtype/{dtype}",
+            "npy-dtype",
+            name,
+            with_member(
+                npy_member(raw, f"{{'descr': {descr}, 'fortran_order': False, 'shape': {array.shape}, }}")
+            ),
+        )
+    yield Case(
+        f"{base}/npy-header/fortran",
+        "npy-header",
+        name,
+        with_member(
+            npy_member(
+                raw, f"{{'descr': '{array.dtype.str}', 'fortran_order': True, 'shape': {array.shape}, }}"
+            )
+        ),
+    )
     yield Case(f"{base}/npy-header/not-a-dict", "npy-header", name, with_member(npy_member(raw, "[1, 2, 3]")))
-    yield Case(f"{base}/npy-header/code", "npy-header", name,
-               with_member(npy_member(raw, "__import__('os').system('touch EXECUTED')")))
-    yield Case(f"{base}/npy-header/bad-magic", "npy-header", name, with_member(b"\x93NUMPX" + npy_member(raw, "{}")[6:]))
-    yield Case(f"{base}/npy-header/huge-header-len", "npy-header", name, with_member(b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**31) + b"{}"))
-    yield Case(f"{base}/npy-header/version-9", "npy-header", name, with_member(b"\x93NUMPY\x09\x00" + npy_member(raw, "{}")[8:]))
+    yield Case(
+        f"{base}/npy-header/code",
+        "npy-header",
+        name,
+        with_member(npy_member(raw, "__import__('os').system('touch EXECUTED')")),
+    )
+    yield Case(
+        f"{base}/npy-header/bad-magic",
+        "npy-header",
+        name,
+        with_member(b"\x93NUMPX" + npy_member(raw, "{}")[6:]),
+    )
+    yield Case(
+        f"{base}/npy-header/huge-header-len",
+        "npy-header",
+        name,
+        with_member(b"\x93NUMPY\x02\x00" + struct.pack("<I", 2**31) + b"{}"),
+    )
+    yield Case(
+        f"{base}/npy-header/version-9",
+        "npy-header",
+        name,
+        with_member(b"\x93NUMPY\x09\x00" + npy_member(raw, "{}")[8:]),
+    )
     # object arrays whose element, unpickled, would create the marker file
     for label, pk in payload_pickles(marker):
         obj = npy_member(pk, "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }")
         yield Case(f"{base}/npz-object/{label}", "npz-object", name, with_member(obj))
     for label, make in JSON_VARIANTS:
-        yield Case(f"{base}/npz-metadata/{label}", "npz-metadata", name, _lazy(lambda make=make: _with_blob(members, meta, make())))
+        yield Case(
+            f"{base}/npz-metadata/{label}",
+            "npz-metadata",
+            name,
+            _lazy(lambda make=make: _with_blob(members, meta, make())),
+        )
 
 
 def _with_blob(members: list[tuple[zipfile.ZipInfo, bytes]], key: str, blob: bytes) -> bytes:
@@ -650,7 +957,9 @@ def _with_meta(data: bytes, meta: Any) -> bytes:
     return _with_blob(members, key, json.dumps(meta).encode())
 
 
-def meta_cases(base: str, name: str, data: bytes, edits: list[tuple[str, Callable[[Any], Any]]]) -> Iterator[Case]:
+def meta_cases(
+    base: str, name: str, data: bytes, edits: list[tuple[str, Callable[[Any], Any]]]
+) -> Iterator[Case]:
     meta, _ = _meta_json(data)
     for label, edit in edits:
         changed = edit(json.loads(json.dumps(meta)))
@@ -669,8 +978,16 @@ def safetensors_cases(base: str, name: str, data: bytes) -> Iterator[Case]:
         text = raw if raw is not None else json.dumps(h).encode()
         return _bytes_case(struct.pack("<Q", len(text)) + text + b)
 
-    for label, length in {"1TB": 2**40, "max": 2**64 - 1, "past-end": len(data), "zero": 0, "one-short": n - 1}.items():
-        yield Case(f"{base}/st-length/{label}", "st-length", name, _bytes_case(struct.pack("<Q", length) + data[8:]))
+    for label, length in {
+        "1TB": 2**40,
+        "max": 2**64 - 1,
+        "past-end": len(data),
+        "zero": 0,
+        "one-short": n - 1,
+    }.items():
+        yield Case(
+            f"{base}/st-length/{label}", "st-length", name, _bytes_case(struct.pack("<Q", length) + data[8:])
+        )
     t = tensors[0]
     for label, change in {
         "shape-1TB": {"shape": [2**20, 2**20]},
@@ -686,8 +1003,12 @@ def safetensors_cases(base: str, name: str, data: bytes) -> Iterator[Case]:
         "dtype-unknown": {"dtype": "OBJECT"},
         "dtype-F8_E4M3": {"dtype": "F8_E4M3"},
     }.items():
-        yield Case(f"{base}/st-tensor/{label}", "st-tensor", name, build({**header, t: {**header[t], **change}}))
-    yield Case(f"{base}/st-tensor/deleted", "st-tensor", name, build({k: v for k, v in header.items() if k != t}))
+        yield Case(
+            f"{base}/st-tensor/{label}", "st-tensor", name, build({**header, t: {**header[t], **change}})
+        )
+    yield Case(
+        f"{base}/st-tensor/deleted", "st-tensor", name, build({k: v for k, v in header.items() if k != t})
+    )
     meta = header.get("__metadata__", {})
     key = next(iter(meta), "__jaxlstm__")
 
@@ -703,9 +1024,15 @@ def safetensors_cases(base: str, name: str, data: bytes) -> Iterator[Case]:
 
     for label, make in JSON_VARIANTS:
         if label.startswith(("huge", "wide")):
-            yield Case(f"{base}/st-header/{label}", "st-header", name, _lazy(lambda make=make: as_header(make)))
-        yield Case(f"{base}/st-metadata/{label}", "st-metadata", name, _lazy(lambda make=make: with_metadata(make)))
-    yield Case(f"{base}/st-header/deep", "st-header", name, build(None, raw=deep_json(50_000, "dict").encode()))
+            yield Case(
+                f"{base}/st-header/{label}", "st-header", name, _lazy(lambda make=make: as_header(make))
+            )
+        yield Case(
+            f"{base}/st-metadata/{label}", "st-metadata", name, _lazy(lambda make=make: with_metadata(make))
+        )
+    yield Case(
+        f"{base}/st-header/deep", "st-header", name, build(None, raw=deep_json(50_000, "dict").encode())
+    )
     yield Case(f"{base}/st-header/not-json", "st-header", name, build(None, raw=b"{nope"))
 
 
@@ -814,26 +1141,44 @@ def io_cases(base_dir: str) -> Iterator[Case]:
         yield from byte_cases(name, name, data)
         if name.endswith(".npz"):
             yield from npz_header_cases(name, name, data, os.path.join(base_dir, "EXECUTED-npz"))
-            yield from zip_cases(name, name, data, next(i.filename for i, _ in zip_members(data) if not i.filename.startswith("__")))
-            yield from meta_cases(name, name, data, [
-                ("format-missing", lambda m: {k: v for k, v in m.items() if k != "format"}),
-                ("params-list", lambda m: {**m, "params": [1]}),
-                ("params-stack-huge", lambda m: {**m, "params": {"stack": [m["params"].get("layer", {})] * 5000}}),
-                ("fields-missing", lambda m: {**m, "params": {"layer": {"lstm": {}}}}),
-                ("tensor-renamed", lambda m: json.loads(json.dumps(m).replace('"bias"', '"nope"'))),
-                ("structure-swapped", lambda m: json.loads(json.dumps(m).replace('"lstm"', '"forward"'))),
-                ("dtypes-object", lambda m: {**m, "dtypes": {k: "object" for k in m["dtypes"]}}),
-                ("dtypes-int64", lambda m: {**m, "dtypes": {k: "int64" for k in m["dtypes"]}}),
-                ("dtypes-complex", lambda m: {**m, "dtypes": {k: "complex64" for k in m["dtypes"]}}),
-                ("dtypes-list", lambda m: {**m, "dtypes": [1, 2]}),
-                ("config-deep", lambda m: {**m, "config": json.loads(deep_json(500))}),
-                ("version-2", lambda m: {**m, "version": 2}),
-            ])
+            yield from zip_cases(
+                name,
+                name,
+                data,
+                next(i.filename for i, _ in zip_members(data) if not i.filename.startswith("__")),
+            )
+            yield from meta_cases(
+                name,
+                name,
+                data,
+                [
+                    ("format-missing", lambda m: {k: v for k, v in m.items() if k != "format"}),
+                    ("params-list", lambda m: {**m, "params": [1]}),
+                    (
+                        "params-stack-huge",
+                        lambda m: {**m, "params": {"stack": [m["params"].get("layer", {})] * 5000}},
+                    ),
+                    ("fields-missing", lambda m: {**m, "params": {"layer": {"lstm": {}}}}),
+                    ("tensor-renamed", lambda m: json.loads(json.dumps(m).replace('"bias"', '"nope"'))),
+                    ("structure-swapped", lambda m: json.loads(json.dumps(m).replace('"lstm"', '"forward"'))),
+                    ("dtypes-object", lambda m: {**m, "dtypes": {k: "object" for k in m["dtypes"]}}),
+                    ("dtypes-int64", lambda m: {**m, "dtypes": {k: "int64" for k in m["dtypes"]}}),
+                    ("dtypes-complex", lambda m: {**m, "dtypes": {k: "complex64" for k in m["dtypes"]}}),
+                    ("dtypes-list", lambda m: {**m, "dtypes": [1, 2]}),
+                    ("config-deep", lambda m: {**m, "config": json.loads(deep_json(500))}),
+                    ("version-2", lambda m: {**m, "version": 2}),
+                ],
+            )
         else:
             yield from safetensors_cases(name, name, data)
         # the other format's bytes under this name
         other = name.rsplit(".", 1)[0] + (".npz" if name.endswith(".safetensors") else ".safetensors")
-        yield Case(f"{name}/wrong-format/{other}", "wrong-format", name, _bytes_case(_read(os.path.join(base_dir, other))))
+        yield Case(
+            f"{name}/wrong-format/{other}",
+            "wrong-format",
+            name,
+            _bytes_case(_read(os.path.join(base_dir, other))),
+        )
 
 
 def checkpoint_cases(base_dir: str) -> Iterator[Case]:
@@ -843,28 +1188,41 @@ def checkpoint_cases(base_dir: str) -> Iterator[Case]:
         yield from npz_header_cases(name, name, data, os.path.join(base_dir, "EXECUTED-npz"))
         yield from zip_cases(name, name, data, "leaf_0.npy")
         first = lambda m: m["leaves"][0]  # noqa: E731
-        yield from meta_cases(name, name, data, [
-            ("format-missing", lambda m: {k: v for k, v in m.items() if k != "format"}),
-            ("leaves-1M", lambda m: {**m, "leaves": m["leaves"] * 1000}),
-            ("leaves-dict", lambda m: {**m, "leaves": {"a": 1}}),
-            ("leaves-ints", lambda m: {**m, "leaves": [1, 2, 3]}),
-            ("leaves-empty", lambda m: {**m, "leaves": []}),
-            ("treedef-int", lambda m: {**m, "treedef": 3}),
-            ("shape-1TB", lambda m: (first(m).update(shape=[2**20, 2**20]), m)[1]),
-            ("shape-negative", lambda m: (first(m).update(shape=[-1]), m)[1]),
-            ("shape-string", lambda m: (first(m).update(shape="big"), m)[1]),
-            ("shape-float", lambda m: (first(m).update(shape=[1.5]), m)[1]),
-            ("dtype-object", lambda m: (first(m).update(dtype="object"), m)[1]),
-            ("dtype-str", lambda m: (first(m).update(dtype="<U8"), m)[1]),
-            ("dtype-unknown", lambda m: (first(m).update(dtype="float1024"), m)[1]),
-            ("dtype-int", lambda m: (first(m).update(dtype=5), m)[1]),
-            ("dtype-float64", lambda m: (first(m).update(dtype="float64"), m)[1]),
-            ("key-impl-bogus", lambda m: ([e.update(key_impl="os.system") for e in m["leaves"] if "key_impl" in e], m)[1]),
-            ("key-impl-on-weights", lambda m: (first(m).update(key_impl="threefry2x32"), m)[1]),
-            ("key-impl-list", lambda m: ([e.update(key_impl=[1]) for e in m["leaves"] if "key_impl" in e], m)[1]),
-            ("path-int", lambda m: (first(m).update(path=1), m)[1]),
-            ("entry-missing-dtype", lambda m: (first(m).pop("dtype"), m)[1]),
-        ])
+        yield from meta_cases(
+            name,
+            name,
+            data,
+            [
+                ("format-missing", lambda m: {k: v for k, v in m.items() if k != "format"}),
+                ("leaves-1M", lambda m: {**m, "leaves": m["leaves"] * 1000}),
+                ("leaves-dict", lambda m: {**m, "leaves": {"a": 1}}),
+                ("leaves-ints", lambda m: {**m, "leaves": [1, 2, 3]}),
+                ("leaves-empty", lambda m: {**m, "leaves": []}),
+                ("treedef-int", lambda m: {**m, "treedef": 3}),
+                ("shape-1TB", lambda m: (first(m).update(shape=[2**20, 2**20]), m)[1]),
+                ("shape-negative", lambda m: (first(m).update(shape=[-1]), m)[1]),
+                ("shape-string", lambda m: (first(m).update(shape="big"), m)[1]),
+                ("shape-float", lambda m: (first(m).update(shape=[1.5]), m)[1]),
+                ("dtype-object", lambda m: (first(m).update(dtype="object"), m)[1]),
+                ("dtype-str", lambda m: (first(m).update(dtype="<U8"), m)[1]),
+                ("dtype-unknown", lambda m: (first(m).update(dtype="float1024"), m)[1]),
+                ("dtype-int", lambda m: (first(m).update(dtype=5), m)[1]),
+                ("dtype-float64", lambda m: (first(m).update(dtype="float64"), m)[1]),
+                (
+                    "key-impl-bogus",
+                    lambda m: ([e.update(key_impl="os.system") for e in m["leaves"] if "key_impl" in e], m)[
+                        1
+                    ],
+                ),
+                ("key-impl-on-weights", lambda m: (first(m).update(key_impl="threefry2x32"), m)[1]),
+                (
+                    "key-impl-list",
+                    lambda m: ([e.update(key_impl=[1]) for e in m["leaves"] if "key_impl" in e], m)[1],
+                ),
+                ("path-int", lambda m: (first(m).update(path=1), m)[1]),
+                ("entry-missing-dtype", lambda m: (first(m).pop("dtype"), m)[1]),
+            ],
+        )
 
 
 def _torch_zip_parts(data: bytes) -> tuple[str, list[tuple[str, bytes]]]:
@@ -893,7 +1251,11 @@ def torch_cases(base_dir: str) -> Iterator[Case]:
             yield Case(f"{name}/pickle-code/zip-{label}", "pickle-code", name, with_pickle(pk))
             yield Case(f"{name}/pickle-code/raw-{label}", "pickle-code", name, _bytes_case(pk))
         # numbers inside the pickle: storage sizes, shapes, strides, offsets
-        ints = [(pos, arg) for op, arg, pos in pickletools.genops(pickled) if op.name in ("BININT1", "BININT2", "BININT")]
+        ints = [
+            (pos, arg)
+            for op, arg, pos in pickletools.genops(pickled)
+            if op.name in ("BININT1", "BININT2", "BININT")
+        ]
         rng = random.Random(f"{SEED}/{name}/pickle-int")
         for k in range(12):
             pos, _ = rng.choice(ints)
@@ -904,19 +1266,45 @@ def torch_cases(base_dir: str) -> Iterator[Case]:
             yield Case(f"{name}/pickle-int/{k}", "pickle-int", name, with_pickle(new))
         # stride 0: a tensor claiming 2^40 elements over a 4-byte storage
         stride0 = pickled.replace(b"K\x04K\x01\x86", b"K\x00K\x00\x86", 1)
-        yield Case(f"{name}/pickle-int/stride0", "pickle-int", name, with_pickle(stride0.replace(b"K\x0cK\x04\x86", b"J\x00\x00\x10\x00J\x00\x00\x10\x00\x86", 1)))
-        for label, dtype in (("long", b"LongStorage"), ("bool", b"BoolStorage"), ("half", b"HalfStorage"), ("complex", b"ComplexFloatStorage"), ("bogus", b"Bogus")):
-            yield Case(f"{name}/pickle-dtype/{label}", "pickle-dtype", name, with_pickle(pickled.replace(b"FloatStorage", dtype)))
+        yield Case(
+            f"{name}/pickle-int/stride0",
+            "pickle-int",
+            name,
+            with_pickle(stride0.replace(b"K\x0cK\x04\x86", b"J\x00\x00\x10\x00J\x00\x00\x10\x00\x86", 1)),
+        )
+        for label, dtype in (
+            ("long", b"LongStorage"),
+            ("bool", b"BoolStorage"),
+            ("half", b"HalfStorage"),
+            ("complex", b"ComplexFloatStorage"),
+            ("bogus", b"Bogus"),
+        ):
+            yield Case(
+                f"{name}/pickle-dtype/{label}",
+                "pickle-dtype",
+                name,
+                with_pickle(pickled.replace(b"FloatStorage", dtype)),
+            )
         deep = b"\x80\x02" + b"]" * 1 + b"(]" * 50_000 + b"e" * 50_000 + b"."
         yield Case(f"{name}/pickle-deep/list-50k", "pickle-deep", name, with_pickle(deep))
         yield Case(f"{name}/pickle-deep/raw-list-50k", "pickle-deep", name, _bytes_case(deep))
         bigstr = b"\x80\x02X" + struct.pack("<I", 2**32 - 1) + b"abc."
         yield Case(f"{name}/pickle-length/unicode-4GB", "pickle-length", name, with_pickle(bigstr))
-        yield Case(f"{name}/pickle-length/binbytes8", "pickle-length", name, with_pickle(b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc."))
+        yield Case(
+            f"{name}/pickle-length/binbytes8",
+            "pickle-length",
+            name,
+            with_pickle(b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc."),
+        )
         yield Case(f"{name}/pickle-length/raw-unicode-4GB", "pickle-length", name, _bytes_case(bigstr))
         yield Case(f"{name}/pickle-type/a-list", "pickle-type", name, with_pickle(b"\x80\x02]K\x01a."))
         yield Case(f"{name}/pickle-type/an-int", "pickle-type", name, with_pickle(b"\x80\x02K\x01."))
-        yield Case(f"{name}/pickle-type/dict-of-ints", "pickle-type", name, with_pickle(b"\x80\x02}X\x01\x00\x00\x00aK\x01s."))
+        yield Case(
+            f"{name}/pickle-type/dict-of-ints",
+            "pickle-type",
+            name,
+            with_pickle(b"\x80\x02}X\x01\x00\x00\x00aK\x01s."),
+        )
     # legacy (non-zip) torch.save format
     import torch
 
@@ -926,8 +1314,16 @@ def torch_cases(base_dir: str) -> Iterator[Case]:
         torch.save(torch.nn.LSTM(4, 3).state_dict(), legacy, _use_new_zipfile_serialization=False)
     data = _read(legacy)
     yield from byte_cases("legacy.pt", "legacy.pt", data)
-    for k, (old, new) in enumerate([(b"K0", b"\x8a\x05\x00\x00\x00\x00\x01"), (b"K0", b"J\x00\x00\x00\x40"), (b"K0", b"J\x00\x00\x00\x10")]):
-        yield Case(f"legacy.pt/legacy-numel/{k}", "legacy-numel", "legacy.pt", _bytes_case(data.replace(old, new, 1)))
+    for k, (old, new) in enumerate(
+        [
+            (b"K0", b"\x8a\x05\x00\x00\x00\x00\x01"),
+            (b"K0", b"J\x00\x00\x00\x40"),
+            (b"K0", b"J\x00\x00\x00\x10"),
+        ]
+    ):
+        yield Case(
+            f"legacy.pt/legacy-numel/{k}", "legacy-numel", "legacy.pt", _bytes_case(data.replace(old, new, 1))
+        )
 
 
 FAMILIES: dict[str, Callable[[str], Iterator[Case]]] = {
@@ -1001,7 +1397,10 @@ def classify(exc: BaseException | None, path: str) -> tuple[str, str]:
         seen = seen.__cause__ or seen.__context__
     text = f"{type(exc).__module__}.{type(exc).__qualname__}: {str(exc)[:400]}"
     if any(isinstance(e, (MemoryError, RecursionError)) for e in chain):
-        return "FAIL", f"{text} (a {'MemoryError' if any(isinstance(e, MemoryError) for e in chain) else 'RecursionError'} in the chain)"
+        return (
+            "FAIL",
+            f"{text} (a {'MemoryError' if any(isinstance(e, MemoryError) for e in chain) else 'RecursionError'} in the chain)",
+        )
     if any("allocate" in str(e) and "memory" in str(e) for e in chain):
         return "FAIL", f"{text} (an allocation failure in the chain)"
     if not isinstance(exc, ValueError):
@@ -1047,7 +1446,15 @@ def worker(family: str, base_dir: str, start: int, only: str | None) -> None:
         try:
             case.build(path)
         except Exception as e:  # noqa: BLE001 - a bug of this harness, reported as a failure
-            emit({"done": index, "id": case.id, "kind": case.kind, "outcome": "FAIL", "detail": f"harness: could not build the case: {e!r}"})
+            emit(
+                {
+                    "done": index,
+                    "id": case.id,
+                    "kind": case.kind,
+                    "outcome": "FAIL",
+                    "detail": f"harness: could not build the case: {e!r}",
+                }
+            )
             continue
         tg = time.perf_counter()
         gc.collect()
@@ -1064,7 +1471,9 @@ def worker(family: str, base_dir: str, start: int, only: str | None) -> None:
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         peak = _status()["VmHWM"]
         outcome, detail = classify(exc, path)
-        markers = [m for d in (base_dir, case_dir, os.getcwd()) for m in os.listdir(d) if m.startswith("EXECUTED")]
+        markers = [
+            m for d in (base_dir, case_dir, os.getcwd()) for m in os.listdir(d) if m.startswith("EXECUTED")
+        ]
         if markers:
             outcome, detail = "FAIL", f"code from the file ran (created {markers}); {detail}"
             for d in (base_dir, case_dir, os.getcwd()):
@@ -1077,9 +1486,20 @@ def worker(family: str, base_dir: str, start: int, only: str | None) -> None:
             outcome, detail = "FAIL", f"peak memory +{(peak - before) / 1024:.0f} MB; {detail}"
         if outcome == "FAIL" and exc is not None and os.environ.get("FUZZ_TRACEBACK"):
             detail += "\n" + "".join(traceback.format_exception(exc))
-        emit({"done": index, "id": case.id, "kind": case.kind, "outcome": outcome, "detail": detail,
-              "time": round(elapsed, 4), "cpu": round(cpu, 4), "mb": round((peak - before) / 1024, 1),
-              "build_s": round(tb, 4), "gc_s": round(tg, 4)})
+        emit(
+            {
+                "done": index,
+                "id": case.id,
+                "kind": case.kind,
+                "outcome": outcome,
+                "detail": detail,
+                "time": round(elapsed, 4),
+                "cpu": round(cpu, 4),
+                "mb": round((peak - before) / 1024, 1),
+                "build_s": round(tb, 4),
+                "gc_s": round(tg, 4),
+            }
+        )
         del exc
 
 

@@ -26,7 +26,6 @@ import time
 from typing import Any
 
 import pytest
-
 from conftest import require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,13 +36,20 @@ HANG_S = 20.0  # no answer for this long after "start": the case hung (the budge
 PEERS = {"keras": ["h5py"], "io": ["safetensors"], "checkpoint": [], "torch": ["torch", "safetensors"]}
 
 
-def _run_worker(family: str, base_dir: str, start: int, results: list[dict[str, Any]]) -> tuple[int | None, int]:
+def _run_worker(
+    family: str, base_dir: str, start: int, results: list[dict[str, Any]]
+) -> tuple[int | None, int]:
     """Run one worker from case ``start``; append its results. Returns (the case it crashed or hung
     on, or None when it finished; the total number of cases)."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), KERAS_BACKEND="jax")
+    env = dict(
+        os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), KERAS_BACKEND="jax"
+    )
     proc = subprocess.Popen(
         [sys.executable, WORKER, family, base_dir, "--start", str(start)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=base_dir, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=base_dir,
+        env=env,
     )
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
@@ -57,8 +63,15 @@ def _run_worker(family: str, base_dir: str, start: int, results: list[dict[str, 
                 proc.wait()
                 if current is None:
                     raise AssertionError(f"fuzz worker {family} did not start within {START_S} s")
-                results.append({"done": current[0], "id": current[1], "kind": "?", "outcome": "FAIL",
-                                "detail": f"hang: no answer within {HANG_S} s"})
+                results.append(
+                    {
+                        "done": current[0],
+                        "id": current[1],
+                        "kind": "?",
+                        "outcome": "FAIL",
+                        "detail": f"hang: no answer within {HANG_S} s",
+                    }
+                )
                 return current[0], total
             chunk = os.read(proc.stdout.fileno(), 1 << 16)
             if not chunk:
@@ -70,8 +83,15 @@ def _run_worker(family: str, base_dir: str, start: int, results: list[dict[str, 
                     if proc.returncode == 0:
                         return None, total
                     raise AssertionError(f"fuzz worker {family} failed before its first case:\n{stderr}")
-                results.append({"done": current[0], "id": current[1], "kind": "?", "outcome": "FAIL",
-                                "detail": f"crash: the worker died (exit status {proc.returncode}): {stderr[-500:]}"})
+                results.append(
+                    {
+                        "done": current[0],
+                        "id": current[1],
+                        "kind": "?",
+                        "outcome": "FAIL",
+                        "detail": f"crash: the worker died (exit status {proc.returncode}): {stderr[-500:]}",
+                    }
+                )
                 return current[0], total
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
@@ -124,13 +144,17 @@ def test_hostile_files_end_in_a_clear_error(family: str, tmp_path) -> None:
     timed = [r for r in results if "time" in r]
     slowest = max(timed, key=lambda r: r["time"])
     largest = max(timed, key=lambda r: r["mb"])
-    print(f"\n{family}: {len(results)} cases in {wall:.1f} s; slowest {slowest['time']:.3f} s ({slowest['id']}), "
-          f"most memory +{largest['mb']:.0f} MB ({largest['id']})")
+    print(
+        f"\n{family}: {len(results)} cases in {wall:.1f} s; slowest {slowest['time']:.3f} s ({slowest['id']}), "
+        f"most memory +{largest['mb']:.0f} MB ({largest['id']})"
+    )
     for (kind, outcome), n in sorted(counts.items()):
         print(f"  {kind:16s} {outcome:6s} {n}")
     assert len(results) == total and total > 100
     failures = [f"{r['id']}: {r['detail']}" for r in results if r["outcome"] == "FAIL"]
-    assert not failures, f"{len(failures)} of {total} hostile {family} files were mishandled:\n" + "\n".join(failures[:60])
+    assert not failures, f"{len(failures)} of {total} hostile {family} files were mishandled:\n" + "\n".join(
+        failures[:60]
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -195,25 +219,37 @@ def test_hostile_claims_are_refused_with_what_they_claim(tmp_path) -> None:
     """A few of the fuzz cases, with the exact refusal: the claim, the file, the cause."""
     import zipfile
 
+    import _fuzz_loaders as cases
     import numpy as np
 
     from jaxlstm.interop import io as jio
     from jaxlstm.interop._safe_files import InvalidFileError
 
-    import _fuzz_loaders as cases
-
-    huge = cases.npy_member(b"\0" * 16, "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576), }")
+    huge = cases.npy_member(
+        b"\0" * 16, "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576), }"
+    )
     (tmp_path / "huge.npz").write_bytes(cases.make_zip([("kernel.npy", huge)]))
-    with pytest.raises(InvalidFileError, match=r"huge.npz.*'kernel.npy' claims shape \[1048576, 1048576\] of float32 \(4398046511104 bytes\) but holds 16 bytes"):
+    with pytest.raises(
+        InvalidFileError,
+        match=r"huge.npz.*'kernel.npy' claims shape \[1048576, 1048576\] of float32 \(4398046511104 bytes\) but holds 16 bytes",
+    ):
         jio.load(tmp_path / "huge.npz")
     marker = tmp_path / "EXECUTED"
-    obj = cases.npy_member(cases.call_pickle("builtins", "open", str(marker), "w"), "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }")
+    obj = cases.npy_member(
+        cases.call_pickle("builtins", "open", str(marker), "w"),
+        "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+    )
     (tmp_path / "obj.npz").write_bytes(cases.make_zip([("__jaxlstm__.npy", obj)]))
-    with pytest.raises(InvalidFileError, match=r"not a readable pickle-free .npz file: member '__jaxlstm__.npy' holds Python objects"):
+    with pytest.raises(
+        InvalidFileError,
+        match=r"not a readable pickle-free .npz file: member '__jaxlstm__.npy' holds Python objects",
+    ):
         jio.load(tmp_path / "obj.npz")
     assert not marker.exists()
     (tmp_path / "evil.npz").write_bytes(cases.make_zip([("../evil.npy", np.lib.format.__name__.encode())]))
-    with pytest.raises(InvalidFileError, match=r"zip member named '../evil.npy' \(absolute or leaving the archive"):
+    with pytest.raises(
+        InvalidFileError, match=r"zip member named '../evil.npy' \(absolute or leaving the archive"
+    ):
         jio.load(tmp_path / "evil.npz")
     deep = tmp_path / "deep.npz"
     blob = np.frombuffer(cases.deep_json(100_000).encode(), np.uint8)
@@ -233,5 +269,8 @@ def test_legacy_torch_files_are_refused_without_unpickling(tmp_path) -> None:
 
     path = tmp_path / "legacy.pt"
     torch.save(torch.nn.LSTM(4, 3).state_dict(), path, _use_new_zipfile_serialization=False)
-    with pytest.raises(jt.InvalidFileError, match=r"legacy.pt' is not a readable weights-only PyTorch file \(nothing from it was executed\): not in the zip format"):
+    with pytest.raises(
+        jt.InvalidFileError,
+        match=r"legacy.pt' is not a readable weights-only PyTorch file \(nothing from it was executed\): not in the zip format",
+    ):
         jt.load_torch_file(path)

@@ -28,7 +28,8 @@ import os
 import re
 import struct
 import zipfile
-from typing import Any, Iterator, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -139,9 +140,14 @@ def load_json(raw: bytes | str, path: str, what: str) -> Any:
     except RecursionError:
         value, deep = None, True  # json's parser recurses per level: refused below, outside this except
     except ValueError as exc:  # includes UnicodeDecodeError and json.JSONDecodeError
-        raise InvalidFileError(f"path: {path!r} has a malformed {what} (not UTF-8 JSON: {_first_line(exc)})") from exc
+        raise InvalidFileError(
+            f"path: {path!r} has a malformed {what} (not UTF-8 JSON: {_first_line(exc)})"
+        ) from exc
     else:
-        deep = _nesting(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)) > MAX_JSON_DEPTH
+        deep = (
+            _nesting(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw))
+            > MAX_JSON_DEPTH
+        )
     if deep:
         refuse(path, too_deep)
     return value
@@ -182,17 +188,27 @@ def open_zip(path: str, what: str) -> zipfile.ZipFile:
         for info in z.infolist():
             name = info.filename
             if _unsafe_name(name):
-                _unreadable(path, what, f"zip member named {name!r} (absolute or leaving the archive: refused)")
+                _unreadable(
+                    path, what, f"zip member named {name!r} (absolute or leaving the archive: refused)"
+                )
             if name in seen:
                 _unreadable(path, what, f"two zip members named {name!r}")
             seen.add(name)
             if info.flag_bits & 0x1:
                 _unreadable(path, what, f"encrypted zip member {name!r}")
             if info.compress_size > archive:
-                _unreadable(path, what, f"zip member {name!r} claims {info.compress_size} bytes in a file of {archive}")
+                _unreadable(
+                    path,
+                    what,
+                    f"zip member {name!r} claims {info.compress_size} bytes in a file of {archive}",
+                )
             if info.compress_type == zipfile.ZIP_STORED:
                 if info.file_size != info.compress_size:
-                    _unreadable(path, what, f"stored zip member {name!r} has sizes that disagree ({info.file_size} vs {info.compress_size})")
+                    _unreadable(
+                        path,
+                        what,
+                        f"stored zip member {name!r} has sizes that disagree ({info.file_size} vs {info.compress_size})",
+                    )
             elif info.compress_type == zipfile.ZIP_DEFLATED:
                 limit = min(MAX_INFLATED_BYTES, _DEFLATE_MAX_RATIO * info.compress_size + 1024)
                 if info.file_size > limit:
@@ -203,7 +219,11 @@ def open_zip(path: str, what: str) -> zipfile.ZipFile:
                         f"(compressed members inflate to at most {MAX_INFLATED_BYTES} bytes; store large members uncompressed)",
                     )
             else:
-                _unreadable(path, what, f"zip member {name!r} is compressed with method {info.compress_type} (only stored and deflate are read)")
+                _unreadable(
+                    path,
+                    what,
+                    f"zip member {name!r} is compressed with method {info.compress_type} (only stored and deflate are read)",
+                )
         return z
     except BaseException:
         z.close()
@@ -214,7 +234,10 @@ def read_member(z: zipfile.ZipFile, name: str, path: str, limit: int | None = No
     """The bytes of member ``name`` (already checked by ``open_zip``), at most ``limit`` of them."""
     info = z.getinfo(name)
     if limit is not None and info.file_size > limit:
-        refuse(path, f"has a zip member {name!r} of {info.file_size} bytes, more than the {limit} this loader reads")
+        refuse(
+            path,
+            f"has a zip member {name!r} of {info.file_size} bytes, more than the {limit} this loader reads",
+        )
     return z.read(info)
 
 
@@ -231,7 +254,9 @@ def _npy_header(fp: Any, name: str, path: str, what: str) -> tuple[tuple[int, ..
         _unreadable(path, what, f"member {name!r} is not an .npy array")
     major = magic[6]
     if major not in (1, 2):
-        _unreadable(path, what, f"member {name!r} is in .npy format version {major}.{magic[7]} (1.0 and 2.0 are read)")
+        _unreadable(
+            path, what, f"member {name!r} is in .npy format version {major}.{magic[7]} (1.0 and 2.0 are read)"
+        )
     width = 2 if major == 1 else 4
     raw = fp.read(width)
     if len(raw) != width:
@@ -245,7 +270,9 @@ def _npy_header(fp: Any, name: str, path: str, what: str) -> tuple[tuple[int, ..
     try:
         header = ast.literal_eval(text.decode("latin1"))  # literals only: nothing is evaluated
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise InvalidFileError(f"path: {path!r} is not a readable {what}: member {name!r} has a malformed .npy header") from exc
+        raise InvalidFileError(
+            f"path: {path!r} is not a readable {what}: member {name!r} has a malformed .npy header"
+        ) from exc
     malformed = f"member {name!r} has a malformed .npy header {str(header)[:200]!r}"
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
         _unreadable(path, what, malformed)
@@ -259,9 +286,13 @@ def _npy_header(fp: Any, name: str, path: str, what: str) -> tuple[tuple[int, ..
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
     except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad descr
-        raise InvalidFileError(f"path: {path!r} is not a readable {what}: member {name!r} has an unknown dtype {str(header['descr'])[:100]!r}") from exc
+        raise InvalidFileError(
+            f"path: {path!r} is not a readable {what}: member {name!r} has an unknown dtype {str(header['descr'])[:100]!r}"
+        ) from exc
     if dtype.hasobject:
-        _unreadable(path, what, f"member {name!r} holds Python objects (a pickle: refused, nothing from it was run)")
+        _unreadable(
+            path, what, f"member {name!r} holds Python objects (a pickle: refused, nothing from it was run)"
+        )
     if dtype.kind not in _NPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         _unreadable(path, what, f"member {name!r} has dtype {dtype} (numeric arrays only)")
     return shape, fortran, dtype, 2 + 6 + width + length
@@ -290,7 +321,9 @@ def read_npz(path: str, what: str) -> dict[str, np.ndarray]:
                 data = bytearray(fp.read(nbytes))
                 fp.read()  # to the end: zipfile checks the member's CRC there
             array = np.frombuffer(data, dtype)
-            out[name[: -len(".npy")]] = native(array.reshape(shape[::-1]).T if fortran else array.reshape(shape))
+            out[name[: -len(".npy")]] = native(
+                array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+            )
         return out
 
 
@@ -314,9 +347,15 @@ def check_safetensors(path: str) -> None:
         refuse(path, f"is not a safetensors file ({size} bytes, shorter than its header length)")
     (length,) = struct.unpack("<Q", head)
     if length > size - 8:
-        refuse(path, f"is not a safetensors file: its header claims {length} bytes, the file holds {size - 8} after it")
+        refuse(
+            path,
+            f"is not a safetensors file: its header claims {length} bytes, the file holds {size - 8} after it",
+        )
     if length > MAX_METADATA_BYTES:
-        refuse(path, f"has a safetensors header of {length} bytes, more than the {MAX_METADATA_BYTES} this loader reads")
+        refuse(
+            path,
+            f"has a safetensors header of {length} bytes, more than the {MAX_METADATA_BYTES} this loader reads",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -343,7 +382,10 @@ def check_hdf5_links(f: Any, path: str) -> None:
     if found is not None:
         name, kind = found
         what = "external" if kind == h5py.h5l.TYPE_EXTERNAL else f"user-defined (type {kind})"
-        refuse(path, f"has an HDF5 link {name.decode(errors='replace')!r} that is {what} (links to other files are refused)")
+        refuse(
+            path,
+            f"has an HDF5 link {name.decode(errors='replace')!r} that is {what} (links to other files are refused)",
+        )
 
 
 def read_dataset(dataset: Any, path: str, available: int) -> np.ndarray:
@@ -358,7 +400,10 @@ def read_dataset(dataset: Any, path: str, available: int) -> np.ndarray:
     filters = [dcpl.get_filter(k)[0] for k in range(dcpl.get_nfilters())]
     unknown = sorted(set(filters) - _H5_FILTERS)
     if unknown:
-        refuse(path, f"has an HDF5 dataset {name!r} with filter ids {unknown} (only HDF5's built-in filters are read)")
+        refuse(
+            path,
+            f"has an HDF5 dataset {name!r} with filter ids {unknown} (only HDF5's built-in filters are read)",
+        )
     dtype = dataset.dtype
     if dtype.kind not in _NPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         refuse(path, f"has an HDF5 dataset {name!r} of dtype {dtype} (numeric arrays only)")
@@ -382,9 +427,15 @@ def read_attr(obj: Any, name: str, path: str, default: Any = None) -> Any:
     attr = obj.attrs.get_id(name)
     count = math.prod(attr.shape or ())
     if count * max(attr.dtype.itemsize, 1) > MAX_METADATA_BYTES:
-        refuse(path, f"has an HDF5 attribute {name!r} of {count} x {attr.dtype.itemsize} bytes, more than this loader reads")
+        refuse(
+            path,
+            f"has an HDF5 attribute {name!r} of {count} x {attr.dtype.itemsize} bytes, more than this loader reads",
+        )
     value = obj.attrs[name]
     size = len(value) if isinstance(value, (bytes, str)) else getattr(value, "nbytes", 0)
     if size > MAX_METADATA_BYTES:
-        refuse(path, f"has an HDF5 attribute {name!r} of {size} bytes, more than the {MAX_METADATA_BYTES} this loader reads")
+        refuse(
+            path,
+            f"has an HDF5 attribute {name!r} of {size} bytes, more than the {MAX_METADATA_BYTES} this loader reads",
+        )
     return value

@@ -59,7 +59,10 @@ def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
     def layer(p: Any, prefix: str) -> dict[str, Any]:
         if isinstance(p, BidirectionalParams):
             layer_params(p, _label(prefix))
-            return {"forward": one(p.forward, prefix + "forward."), "backward": one(p.backward, prefix + "backward.")}
+            return {
+                "forward": one(p.forward, prefix + "forward."),
+                "backward": one(p.backward, prefix + "backward."),
+            }
         return {"lstm": one(p, prefix)}
 
     if isinstance(params, (LSTMParams, BidirectionalParams)):
@@ -124,7 +127,13 @@ def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] 
     structure = _describe(params, tensors)
     dtypes = {k: a.dtype.name for k, a in tensors.items()}
     tensors = {k: _storable(a) for k, a in tensors.items()}
-    header = {"format": FORMAT, "version": VERSION, "params": structure, "dtypes": dtypes, "config": config or {}}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "params": structure,
+        "dtypes": dtypes,
+        "config": config or {},
+    }
     try:
         text = json.dumps(header)
     except TypeError as exc:

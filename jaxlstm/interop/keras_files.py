@@ -26,8 +26,8 @@ import io as _io
 import os
 import re
 import zipfile
-from typing import Any, Iterator, NamedTuple, Optional
-
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Optional
 
 from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams
@@ -45,7 +45,15 @@ from ._safe_files import (
     refuse,
 )
 
-__all__ = ["InvalidFileError", "KerasLayer", "contents", "list_layers", "load_layer", "load_layers", "lstm_options"]
+__all__ = [
+    "InvalidFileError",
+    "KerasLayer",
+    "contents",
+    "list_layers",
+    "load_layer",
+    "load_layers",
+    "lstm_options",
+]
 
 _WHAT = "HDF5 / .keras file"
 
@@ -104,9 +112,13 @@ def _open(path: str) -> _Opened:
                 shown = names if len(names) <= 20 else [*names[:20], f"... {len(names) - 20} more"]
                 refuse(path, f"is a zip without model.weights.h5 (found {shown}); not a .keras file")
             if "config.json" in names:
-                config = load_json_object(read_member(z, "config.json", path, MAX_METADATA_BYTES), path, "config.json")
+                config = load_json_object(
+                    read_member(z, "config.json", path, MAX_METADATA_BYTES), path, "config.json"
+                )
                 if "metadata.json" in names:
-                    meta = load_json_object(read_member(z, "metadata.json", path, MAX_METADATA_BYTES), path, "metadata.json")
+                    meta = load_json_object(
+                        read_member(z, "metadata.json", path, MAX_METADATA_BYTES), path, "metadata.json"
+                    )
                     version = meta.get("keras_version")
                     config["keras_version"] = version if isinstance(version, str) else None
             data = read_member(z, "model.weights.h5", path)
@@ -132,7 +144,11 @@ def _open(path: str) -> _Opened:
 def _names(obj: Any, attr: str, path: str) -> list[str]:
     """An HDF5 attribute holding a list of names (``layer_names``, ``weight_names``)."""
     raw = read_attr(obj, attr, path, [])
-    if isinstance(raw, (bytes, str)) or getattr(raw, "ndim", 1) != 1 or not all(isinstance(n, (str, bytes)) for n in raw):
+    if (
+        isinstance(raw, (bytes, str))
+        or getattr(raw, "ndim", 1) != 1
+        or not all(isinstance(n, (str, bytes)) for n in raw)
+    ):
         refuse(path, f"has a {attr} attribute that is not a list of names")
     return [_attr_str(n) for n in raw]
 
@@ -190,7 +206,9 @@ def _looks_like_lstm(f: Any, paths: dict[str, str]) -> bool:
 
 
 def _is_bidirectional(f: Any, group: str) -> bool:
-    return bool(group) and all(_keras3_lstm(f, f"{group}/{side}") for side in ("forward_layer", "backward_layer"))
+    return bool(group) and all(
+        _keras3_lstm(f, f"{group}/{side}") for side in ("forward_layer", "backward_layer")
+    )
 
 
 def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
@@ -249,7 +267,8 @@ def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
             if set(weights) not in ({""}, {"forward", "backward"}):
                 continue
             if all(
-                {"kernel", "recurrent_kernel"} <= set(d) and set(d) <= {"kernel", "recurrent_kernel", "bias"}
+                {"kernel", "recurrent_kernel"} <= set(d)
+                and set(d) <= {"kernel", "recurrent_kernel", "bias"}
                 and _looks_like_lstm(f, d)
                 for d in weights.values()
             ):
@@ -275,7 +294,14 @@ def _scan(path: str) -> tuple[list[_Found], _Opened]:
             config_name = name if name in configs else name.rsplit("/", 1)[-1]
             version = config.get("keras_version") if isinstance(config, dict) else None
             info = KerasLayer(
-                name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, configs.get(config_name), version
+                name,
+                kind,
+                kshape[0],
+                kshape[1] // 4,
+                "bias" in first,
+                group,
+                configs.get(config_name),
+                version,
             )
             keyed.append((order.get(config_name, len(order)), _Found(info, weights)))
         keyed.sort(key=lambda pair: pair[0])  # stable: file order without a config
@@ -361,21 +387,31 @@ def _read(opened: _Opened, paths: dict[str, str], info: KerasLayer, label: str) 
     kernel = expect_rank(dataset("kernel"), 2, _tensor_name(paths, "kernel"))
     units = kernel.shape[1] // 4
     if info.config is not None:
-        cfg = info.config.get("layer", {}).get("config", info.config) if info.kind == "Bidirectional" else info.config
+        cfg = (
+            info.config.get("layer", {}).get("config", info.config)
+            if info.kind == "Bidirectional"
+            else info.config
+        )
         if "units" in cfg and cfg["units"] != units:
             raise ValueError(
                 f"{_tensor_name(paths, 'kernel')}: expected shape {checks.fmt((kernel.shape[0], 4 * cfg['units']))} "
                 f"(config of {label} says units={cfg['units']}), found {checks.fmt(kernel.shape)}"
             )
-    recurrent = expect_shape(dataset("recurrent_kernel"), (units, 4 * units), _tensor_name(paths, "recurrent_kernel"))
-    bias = expect_shape(dataset("bias"), (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
+    recurrent = expect_shape(
+        dataset("recurrent_kernel"), (units, 4 * units), _tensor_name(paths, "recurrent_kernel")
+    )
+    bias = (
+        expect_shape(dataset("bias"), (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
+    )
     return to_params(kernel, recurrent, bias)
 
 
 def _entry(found: list[_Found], name: str, path: str) -> _Found:
     by_name = {e.info.name: e for e in found}
     if name not in by_name:
-        raise ValueError(f"name: no LSTM layer named {name!r} in {path!r}; LSTM layers present: {list(by_name)}")
+        raise ValueError(
+            f"name: no LSTM layer named {name!r} in {path!r}; LSTM layers present: {list(by_name)}"
+        )
     return by_name[name]
 
 

@@ -15,7 +15,8 @@ import os
 import re
 import zipfile
 from collections import OrderedDict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,14 @@ from ._arrays import (
 )
 from ._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
 
-__all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file", "InvalidFileError"]
+__all__ = [
+    "from_torch",
+    "to_torch",
+    "from_torch_cell",
+    "to_torch_cell",
+    "load_torch_file",
+    "InvalidFileError",
+]
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
@@ -43,7 +51,9 @@ def _state_dict(sd: Any) -> Mapping[str, Any]:
     if hasattr(sd, "state_dict") and callable(sd.state_dict):  # a live nn.Module
         return sd.state_dict()
     if not isinstance(sd, Mapping):
-        raise TypeError(f"state_dict: expected a mapping of names to tensors or an nn.Module, found {type(sd).__name__}")
+        raise TypeError(
+            f"state_dict: expected a mapping of names to tensors or an nn.Module, found {type(sd).__name__}"
+        )
     return sd
 
 
@@ -148,7 +158,7 @@ def _put(sd: OrderedDict, p: LSTMParams, layer: int, suffix: str) -> None:
         sd[f"weight_hr_l{layer}{suffix}"] = _tensor(np.asarray(p.projection).T)
 
 
-def to_torch(params: Any) -> "OrderedDict[str, Any]":
+def to_torch(params: Any) -> OrderedDict[str, Any]:
     """A state_dict that ``nn.LSTM(..., num_layers=len(stack), bidirectional=..., proj_size=...,
     bias=..., batch_first=...).load_state_dict`` accepts.
 
@@ -157,7 +167,7 @@ def to_torch(params: Any) -> "OrderedDict[str, Any]":
     """
     stack = as_stack(params)
     bidirectional = isinstance(stack[0], BidirectionalParams)
-    for layer, p in enumerate(stack):
+    for p in stack:
         if isinstance(p, BidirectionalParams) != bidirectional:
             raise ValueError("params: PyTorch's nn.LSTM is bidirectional in every layer or in none")
     _check_torch_stack(stack, bidirectional)
@@ -211,7 +221,7 @@ def from_torch_cell(state_dict: Any, *, prefix: str = "") -> LSTMParams:
     return _direction(renamed, 0, "", None)
 
 
-def to_torch_cell(params: LSTMParams) -> "OrderedDict[str, Any]":
+def to_torch_cell(params: LSTMParams) -> OrderedDict[str, Any]:
     """A state_dict for ``nn.LSTMCell(input_size, units, bias=params.bias is not None)``."""
     p = lstm_params(params)
     if p.projection is not None:
@@ -224,7 +234,7 @@ def to_torch_cell(params: LSTMParams) -> "OrderedDict[str, Any]":
 _PT_WHAT = "weights-only PyTorch file (nothing from it was executed)"
 
 
-def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
+def load_torch_file(path: str | os.PathLike) -> OrderedDict[str, Any]:
     """Read a state_dict from ``.safetensors`` (with safetensors) or a ``.pt``/``.pth`` file.
 
     ``.pt`` files must be in the zip format ``torch.save`` has written since PyTorch 1.6; they are
