@@ -171,19 +171,6 @@ def test_forward_mode_falls_back_to_scan(data):
     _assert_close(jac_auto, jac_rev)
 
 
-def test_forward_mode_across_jit_needs_impl_scan(data):
-    """The documented limit: jacfwd outside a jit that holds the fast path fails; impl="scan" works."""
-    params, xs, _ = data
-    x = xs[:1, :3]
-    expected = jax.jacrev(lambda x: jaxlstm.lstm(params, x).sequence)(x)
-    inside = jax.jit(jax.jacfwd(lambda x: jaxlstm.lstm(params, x).sequence))(x)
-    _assert_close(inside, expected)
-    with pytest.raises(TypeError, match="forward-mode autodiff"):
-        jax.jacfwd(jax.jit(lambda x: jaxlstm.lstm(params, x).sequence))(x)
-    outside = jax.jacfwd(jax.jit(lambda x: jaxlstm.lstm(params, x, impl="scan").sequence))(x)
-    _assert_close(outside, expected)
-
-
 def test_remat_memory_is_sublinear():
     """Training memory at T=4096: checkpointed chunks keep far fewer activations than a full store."""
     steps, batch, units = 4096, 4, 32
