@@ -29,14 +29,23 @@ DEFAULT_IMPLS = ["jaxlstm", "jaxlstm:2dev", "jaxlstm:scan", *PEERS]
 PACKAGES = ["jax", "jaxlib", "flax", "equinox", "keras", "torch", "numpy"]
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
 def cpu_name() -> str:
+    """Model name, family/model numbers and the SIMD flags that decide kernel choices."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    if "model name" not in fields:
+        return platform.processor() or "unknown"
+    flags = set(fields.get("flags", "").split())
+    simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "none of " + " ".join(SIMD_FLAGS)
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}; {simd})"
 
 
 def run_worker(impl: str, task: str, budget: float, min_reps: int) -> dict | None:

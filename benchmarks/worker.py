@@ -4,7 +4,7 @@ The driver (``bench.py``) starts one of these per implementation and shape, so i
 share a process (they would fight over threads, caches and allocators) and each reports its own
 peak RSS. Prints one JSON object on the last line of stdout.
 
-IMPL: jaxlstm[:impl|:Ndev] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2), where
+IMPL: jaxlstm[:impl|:Ndev|:vjp] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2), where
 ``jaxlstm:2dev`` runs with the CPU as 2 XLA host devices and the batch split over them.  TASK: a shape name from
 ``SHAPES``, ``stream`` (single-step latency) or ``gemm`` (the single-GEMM peak).
 """
@@ -84,6 +84,11 @@ def build_jaxlstm(variant: str, B, T, I, H):
     params = jaxlstm.init(jax.random.PRNGKey(0), I, H)
     x = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
     devices = _devices(variant)
+    if variant == "vjp":  # the previous custom_vjp differentiation, for the A/B (benchmarks/_legacy_vjp.py)
+        import _legacy_vjp
+
+        _legacy_vjp.install()
+        variant = ""
     kwargs = {} if not variant or devices else {"impl": variant}
 
     def run(p, x):

@@ -228,6 +228,7 @@ def run(
     recurrent_activation: ActivationLike,
     unroll: Any,
     dtype: Any,
+    impl: Any,
 ) -> LSTMOutput:
     """One Keras-style pass: input dropout on xs (same mask at every step), then ``core.lstm``."""
     if masks.inputs is not None:
@@ -245,6 +246,7 @@ def run(
         unroll=scan_unroll(unroll),
         dtype=dtype,
         recurrent_dropout_mask=masks.recurrent,
+        impl=impl,
     )
 
 

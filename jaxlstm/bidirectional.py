@@ -134,6 +134,7 @@ def bidirectional(
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     dtype: Any = None,
+    impl: Any = "auto",
 ) -> BidirectionalOutput:
     """Run a bidirectional LSTM over whole sequences.
 
@@ -149,7 +150,7 @@ def bidirectional(
             valid step; padded outputs are zero.
         zero_output_for_mask: masked steps output zeros. True by default because Keras
             ``Bidirectional`` forces it on when returning sequences.
-        activation, recurrent_activation, unroll, dtype: as in ``core.lstm``.
+        activation, recurrent_activation, unroll, dtype, impl: as in ``core.lstm``.
 
     Returns:
         ``BidirectionalOutput(sequence, state)``; see its docstring for shapes.
@@ -173,6 +174,7 @@ def bidirectional(
         recurrent_activation=recurrent_activation,
         unroll=unroll,
         dtype=dtype,
+        impl=impl,
     )
     forward = core.lstm(params.forward, xs, forward_state, **common)
     backward = core.lstm(params.backward, xs, backward_state, reverse=True, keep_order=True, **common)

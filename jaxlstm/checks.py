@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from .fast import FastConfig
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
 
@@ -251,3 +252,20 @@ def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
                 f"lengths: expected every length in [0, {steps}] (T = {steps}), "
                 f"found min {values.min()} and max {values.max()}"
             )
+
+
+IMPLS = ("auto", "scan", "cudnn")
+
+
+def impl(value: Any, name: str = "impl") -> Any:
+    """An implementation choice: ``"auto"``, ``"scan"``, ``"cudnn"`` or a ``jaxlstm.fast.FastConfig``."""
+    if isinstance(value, FastConfig):
+        if isinstance(value.checkpoint_chunks, bool) or not isinstance(value.checkpoint_chunks, (int, np.integer)) \
+                or value.checkpoint_chunks < 0:
+            raise ValueError(
+                f"{name}: FastConfig.checkpoint_chunks must be an int >= 0, found {value.checkpoint_chunks!r}"
+            )
+        return value
+    if isinstance(value, str) and value in IMPLS:
+        return value
+    raise ValueError(f"{name}: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found {value!r}")

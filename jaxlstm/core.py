@@ -300,7 +300,7 @@ def _lstm(
     # Under shard_map the carry must vary over the mesh axes its inputs vary over.
     flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
     if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
-        out = cudnn.lstm(params, flat_xs, flat_state, flat_lengths)
+        out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
     if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
         params, activation, recurrent_activation
@@ -311,6 +311,7 @@ def _lstm(
             flat_state,
             flat_mask,
             flat_lengths,
+            config=impl if isinstance(impl, fast.FastConfig) else fast.default_config(steps, n, features, units),
             reverse=reverse,
             keep_order=keep_order,
             zero_output_for_mask=zero_output_for_mask,
@@ -348,6 +349,7 @@ def _fast_flat(
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
     *,
+    config: fast.FastConfig,
     reverse: bool,
     keep_order: bool,
     zero_output_for_mask: bool,
@@ -365,7 +367,6 @@ def _fast_flat(
         mask = None if mask is None else jnp.take_along_axis(mask, order, axis=1)
     valid = None if lengths is None else jnp.arange(steps) < lengths[:, None]
     keep = valid if mask is None else (mask if valid is None else mask & valid)
-    config = fast.default_config(steps, xs.shape[0], xs.shape[2], params.units)
     if unroll != 1:
         config = config._replace(unroll=unroll)
     time_major = partial(jnp.swapaxes, axis1=0, axis2=1)
@@ -383,6 +384,34 @@ def _fast_flat(
     if order is not None and keep_order:
         ys = jnp.take_along_axis(ys, order[..., None], axis=1)
     return LSTMOutput(sequence=ys, state=LSTMState(h=h, c=c))
+
+
+@jax.custom_jvp
+def _cudnn_flat(
+    params: LSTMParams, xs: jax.Array, state: LSTMState, lengths: Optional[jax.Array]
+) -> LSTMOutput:
+    return cudnn.lstm(params, xs, state, lengths)
+
+
+@_cudnn_flat.defjvp
+def _cudnn_flat_jvp(primals: tuple, tangents: tuple) -> tuple[LSTMOutput, LSTMOutput]:
+    # cuDNN runs undifferentiated calls; derivatives, in every mode and order, are the fast path's
+    # (jax.experimental.rnn's custom_vjp could not be differentiated in forward mode).
+    def fast_path(params, xs, state, lengths):
+        return _fast_flat(
+            params,
+            xs,
+            state,
+            None,
+            lengths,
+            config=fast.FastConfig(),
+            reverse=False,
+            keep_order=False,
+            zero_output_for_mask=False,
+            unroll=1,
+        )
+
+    return jax.jvp(fast_path, primals, tangents)
 
 
 def lstm(
@@ -426,12 +455,17 @@ def lstm(
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
             (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
-        impl: ``"auto"`` (default) runs ``jaxlstm.fast`` (time-major scan with a hand-written
-            backward pass) where it applies (sigmoid/tanh, no projection, no recurrent dropout, not under
-            forward-mode autodiff) and the reference scan otherwise; ``"scan"`` always runs the reference scan
-            (use it for ``jax.jvp``/``jacfwd`` applied outside a ``jit`` that contains this call);
-            ``"cudnn"`` runs cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``: float32, sigmoid/tanh, no
-            projection, no mask, no reverse; raises a ValueError where it cannot run).
+        impl: which implementation computes the sequence; every one composes with every JAX
+            transformation (jit, vmap, grad, jvp, linearize, jacfwd/jacrev, hessian, checkpoint,
+            control flow, shard_map), in forward and reverse mode.
+            ``"auto"`` (default): ``jaxlstm.fast`` (a time-major scan whose derivatives are a fast
+            linear recurrence and its transpose) where it applies (sigmoid/tanh, no projection, no
+            recurrent dropout), the reference scan otherwise. ``"scan"``: always the reference scan.
+            A ``jaxlstm.fast.FastConfig``: the fast path with those options, e.g.
+            ``FastConfig(checkpoint_chunks=n)`` for O(T/n + n) training memory; a ValueError where the
+            fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:
+            float32, sigmoid/tanh, no projection, no mask, no reverse; raises a ValueError where it
+            cannot run) for undifferentiated calls, the fast path's derivatives under differentiation.
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -455,15 +489,14 @@ def lstm(
         raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
     if dtype is not None:
         checks.float_dtype(dtype, "dtype")
-    if impl not in ("auto", "scan", "cudnn"):
-        raise ValueError(f"impl: expected 'auto', 'scan' or 'cudnn', found {impl!r}")
-    if impl == "auto" and _under_forward_mode((params, xs, initial_state)):
-        impl = "scan"  # custom_vjp (the fast path) cannot be differentiated in forward mode
+    impl = checks.impl(impl)
     xs = jnp.asarray(xs)
     activation = resolve(activation, "activation")
     recurrent_activation = resolve(recurrent_activation, "recurrent_activation")
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
+    if isinstance(impl, fast.FastConfig):
+        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl)
     if impl == "cudnn":
         cudnn.check_supported(
             params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
@@ -486,15 +519,20 @@ def lstm(
     )
 
 
-def _under_forward_mode(tree: Any) -> bool:
-    """Whether any leaf is (or wraps) a forward-mode autodiff tracer (jvp, jacfwd, hessian)."""
-    for leaf in jax.tree_util.tree_leaves(tree):
-        for _ in range(32):  # walk nested transformations: grad-of-vmap-of-jvp...
-            if isinstance(leaf, jax.interpreters.ad.JVPTracer):
-                return True
-            nxt = getattr(leaf, "primal", None) if isinstance(leaf, jax.core.Tracer) else None
-            nxt = nxt if nxt is not None else getattr(leaf, "val", None)
-            if not isinstance(nxt, jax.core.Tracer):
-                break
-            leaf = nxt
-    return False
+def _check_fast_supported(
+    params: LSTMParams,
+    activation: Activation,
+    recurrent_activation: Activation,
+    recurrent_dropout_mask: Optional[jax.Array],
+    config: fast.FastConfig,
+) -> None:
+    """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
+    if params.projection is not None:
+        reason = "params: the fast path has no projection (proj_size)"
+    elif not fast.supports(params, activation, recurrent_activation):
+        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
+    elif recurrent_dropout_mask is not None:
+        reason = "recurrent_dropout_mask: not supported by the fast path"
+    else:
+        return
+    raise ValueError(f"impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")

@@ -7,7 +7,9 @@ PyTorch's ``nn.LSTM`` (per layer and direction ``W_ih [4H, I]``, ``W_hh [4H, H]`
 zeros in ``b_hh``.
 
 Where it applies: float32, sigmoid/tanh, no projection, no mask, no ``reverse`` (``lengths`` and an initial
-state are supported). ``pack`` is plain ``jnp`` (differentiable, runs anywhere); the tests check it
+state are supported). ``core.lstm`` calls cuDNN for undifferentiated calls only: its ``custom_jvp``
+gives every derivative from the fast path's rules (``jax.experimental.rnn``'s ``custom_vjp`` cannot be
+differentiated in forward mode). ``pack`` is plain ``jnp`` (differentiable, runs anywhere); the tests check it
 on CPU through ``jax.experimental.rnn.lstm_ref``, JAX's reference for the cuDNN call. The cuDNN call
 itself needs a CUDA GPU and has not run in this project's CI (no GPU there):
 ``benchmarks/gpu_check.py`` is the script to run on one.

@@ -37,7 +37,11 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._manual_axes import sum_like, vary_like
+from jax.custom_derivatives import SymbolicZero
+
+from . import _recurrences
+from ._manual_axes import vary_like
+from ._recurrences import gates
 from .pytrees import LSTMParams
 
 __all__ = ["FastConfig", "supports", "lstm_time_major", "default_config"]
@@ -86,11 +90,6 @@ def supports(params: LSTMParams, activation, recurrent_activation) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def _gates(z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
-    return jax.nn.sigmoid(z_i), jax.nn.sigmoid(z_f), jnp.tanh(z_c), jax.nn.sigmoid(z_o)
-
-
 def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save: bool):
     """The scan. xs ``[T, B, I]``, h0/c0 ``[B, H]``, keep/valid ``[T, B]`` bool or None.
 
@@ -120,7 +119,7 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
             z = jnp.concatenate([u_t, h], axis=-1) @ fused
             if bias is not None:
                 z = z + bias
-        i, f, g, o = _gates(z)
+        i, f, g, o = gates(z)
         c_new = f * c + i * g
         tc = jnp.tanh(c_new)
         h_new = o * tc
@@ -144,84 +143,75 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
 
 
 # ----------------------------------------------------------------------------------------------
-# Backward
+# Derivatives: a custom JVP whose linear part JAX transposes into the hand-written backward pass
 # ----------------------------------------------------------------------------------------------
 
 
-def _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts):
-    zs, h_prev, c_prev = res  # the state before each step: h_{t-1}, c_{t-1} (h0, c0 at t = 0)
-    d_ys, d_hT, d_cT = cts
-    recurrent_t = params.recurrent_kernel.T
-
-    def body(carry, inputs):
-        dh, dc = carry  # cotangents of the state after this step
-        dy, z, c_prev_t, k_t, v_t = inputs
-        if v_t is not None:
-            dy = jnp.where(v_t[:, None], dy, jnp.zeros_like(dy))
-        if k_t is None:
-            dh_new, dc_new = dh + dy, dc
-        else:
-            k = k_t[:, None]
-            # A kept step's output is h_new; a masked one passes the state through (and emits the
-            # previous h unless zero_output), so its cotangents go straight to the previous state.
-            dh_new, dc_new = jnp.where(k, dh + dy, 0.0), jnp.where(k, dc, 0.0)
-            dh_skip = jnp.where(k, 0.0, dh if zero_output else dh + dy)
-            dc_skip = jnp.where(k, 0.0, dc)
-        # A step that is not kept has dh_new = dc_new = 0, so dz = 0 whatever c_t holds there.
-        i, f, g, o = _gates(z)
-        tc = jnp.tanh(f * c_prev_t + i * g)  # c_t, recomputed
-        dc_tot = dc_new + dh_new * o * (1.0 - tc * tc)
-        dz = jnp.concatenate(
-            [
-                dc_tot * g * i * (1.0 - i),
-                dc_tot * c_prev_t * f * (1.0 - f),
-                dc_tot * i * (1.0 - g * g),
-                dh_new * tc * o * (1.0 - o),
-            ],
-            axis=-1,
-        )
-        dh_prev = dz @ recurrent_t
-        dc_prev = dc_tot * f
-        if k_t is not None:
-            dh_prev, dc_prev = dh_prev + dh_skip, dc_prev + dc_skip
-        return (dh_prev, dc_prev), dz
-
-    d_hT, d_cT = vary_like((d_hT, d_cT), params, d_ys, zs, c_prev, keep, valid)
-    (d_h0, d_c0), d_z = jax.lax.scan(
-        body, (d_hT, d_cT), (d_ys, zs, c_prev, keep, valid), reverse=True, unroll=cfg.unroll
-    )
-    # Backward-weights: X^T dZ and H_prev^T dZ, each one GEMM over all T*B rows. They contract the
-    # (t, b) axes directly: as fast as reshaping to T*B rows on one device, and a batch split over
-    # devices stays local (the reshape made XLA all-gather X, H and dZ: 2.8x slower on 2 devices).
-    over_time_and_batch = (((0, 1), (0, 1)), ((), ()))
-    d_kernel = jax.lax.dot_general(xs, d_z, over_time_and_batch)
-    d_recurrent = jax.lax.dot_general(h_prev, d_z, over_time_and_batch)
-    d_bias = None if params.bias is None else d_z.sum(axis=(0, 1))
-    d_xs = d_z @ params.kernel.T
-    d_params = LSTMParams(d_kernel, d_recurrent, d_bias, None)
-    return d_params, d_xs, d_h0, d_c0
+def _is_zero(t) -> bool:
+    return t is None or isinstance(t, SymbolicZero)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _input_tangent(params, xs, h_prev, d_params, d_xs):
+    """Every part of ``dz_t`` but the recurrent ``dh_{t-1} U``, for all steps at once ``[T, B, 4H]``:
+    ``dX W + X dW + H_prev dU + db``, large GEMMs over all T*B rows (their transposes are the
+    weight gradients ``X^T dZ``, ``H_prev^T dZ``, ``sum dZ`` and ``dX = dZ W^T``). None when all zero."""
+    terms = []
+    if not _is_zero(d_xs):
+        terms.append(_recurrences.project(d_xs, params.kernel))
+    if not _is_zero(d_params.kernel):
+        terms.append(_recurrences.project(xs, d_params.kernel))
+    if not _is_zero(d_params.recurrent_kernel):
+        terms.append(_recurrences.project(h_prev, d_params.recurrent_kernel))
+    if params.bias is not None and not _is_zero(d_params.bias):
+        terms.append(jnp.broadcast_to(d_params.bias, (*xs.shape[:2], d_params.bias.shape[-1])))
+    if not terms:
+        return None
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _zeros_if_symbolic(t, like):
+    return jnp.zeros_like(like) if _is_zero(t) else t
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(6, 7))
 def _sequence(params, xs, h0, c0, keep, valid, zero_output, cfg):
     ys, h_T, c_T, _ = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=False)
     return ys, h_T, c_T
 
 
-def _sequence_fwd(params, xs, h0, c0, keep, valid, zero_output, cfg):
-    ys, h_T, c_T, res = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=True)
-    return (ys, h_T, c_T), (params, xs, h0, c0, keep, valid, res)
+def _sequence_jvp(zero_output, cfg, primals, tangents):
+    """Forward: the scan, saving residuals. Tangent: the hoisted GEMMs, then the linear recurrence.
+
+    Reverse mode transposes this: the recurrence's transpose is ``_recurrences.cotangent`` (one
+    ``dz_t U^T`` per step) and the hoisted GEMMs become the weight gradients, so ``grad`` runs the same
+    computation as a hand-written VJP, while ``jvp``, ``linearize``, ``jacfwd`` and every nesting of
+    them differentiate this rule like any JAX function.
+    """
+    params, xs, h0, c0, keep, valid = primals
+    d_params, d_xs, d_h0, d_c0, _, _ = tangents
+    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=True)
+    dz_in = _input_tangent(params, xs, h_prev, d_params, d_xs)
+    if dz_in is None:
+        dz_in = jnp.zeros_like(zs)
+    d_ys, d_hT, d_cT = _recurrences.tangent(
+        params.recurrent_kernel,
+        zs,
+        c_prev,
+        keep,
+        valid,
+        dz_in,
+        _zeros_if_symbolic(d_h0, h0),
+        _zeros_if_symbolic(d_c0, c0),
+        zero_output=zero_output,
+        unroll=cfg.unroll,
+    )
+    return (ys, h_T, c_T), (d_ys, d_hT, d_cT)
 
 
-def _sequence_bwd(zero_output, cfg, saved, cts):
-    params, xs, h0, c0, keep, valid, res = saved
-    d_params, d_xs, d_h0, d_c0 = _backward(params, xs, h0, c0, keep, valid, zero_output, cfg, res, cts)
-    # Under shard_map: a replicated input's cotangent is summed over the axes it was broadcast along.
-    d_params, d_xs, d_h0, d_c0 = sum_like((d_params, d_xs, d_h0, d_c0), (params, xs, h0, c0))
-    return d_params, d_xs, d_h0, d_c0, None, None
-
-
-_sequence.defvjp(_sequence_fwd, _sequence_bwd)
+_sequence.defjvp(_sequence_jvp, symbolic_zeros=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -90,6 +90,8 @@ class LSTM(nn.Module):
             from it (apply with ``mutable=["lstm_state"]``).
         zero_output_for_mask: a masked step outputs zeros instead of the previous output.
         unroll: Keras's bool, or ``lax.scan``'s steps per iteration.
+        impl: the implementation, as in ``jaxlstm.lstm`` (``"auto"``, ``"scan"``, ``"cudnn"`` or a
+            ``jaxlstm.fast.FastConfig``).
         dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
         deterministic: default for the call's ``deterministic`` (dropout off when True).
         rng_collection: the RNG stream dropout draws from (``"dropout"``).
@@ -122,6 +124,7 @@ class LSTM(nn.Module):
     param_dtype: Any = jnp.float32
     deterministic: Optional[bool] = None
     rng_collection: str = "dropout"
+    impl: Any = "auto"
 
     @nn.compact
     def __call__(
@@ -186,6 +189,7 @@ class LSTM(nn.Module):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
         # Like BatchNorm's statistics, the kept state is not advanced by ``init``.
         if kept is not None and not self.is_initializing():

@@ -51,6 +51,7 @@ class _Options(nn.Module):
     unroll: int | bool = 1
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    impl: Any = "auto"
 
     def _weight_options(self) -> dict[str, Any]:
         names = (
@@ -156,7 +157,7 @@ class Bidirectional(_Options):
             returning sequences).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
             ``jaxlstm.linen.LSTM``; ``projection_initializer`` for the ``[H, P]`` projection.
-        unroll, dtype, param_dtype: as in ``core.lstm`` / ``LSTM``.
+        unroll, dtype, param_dtype, impl: as in ``core.lstm`` / ``LSTM``.
 
     Call: ``(inputs [..., T, I], initial_state=None, *, mask=None, lengths=None)`` ->
     ``BidirectionalOutput`` (see ``bidirectional.bidirectional``).
@@ -192,6 +193,7 @@ class Bidirectional(_Options):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
 
 
@@ -210,7 +212,7 @@ class StackedLSTM(_Options):
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias, unroll, dtype,
-            param_dtype: as in ``Bidirectional``.
+            param_dtype, impl: as in ``Bidirectional``.
 
     Call: ``(inputs [..., T, I], initial_state=None, *, mask=None, lengths=None,
     deterministic=None)`` -> ``StackOutput`` (per-layer states; ``torch_state`` gives h_n / c_n).
@@ -265,6 +267,7 @@ class StackedLSTM(_Options):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
 
 

@@ -113,6 +113,8 @@ class LSTM(_KerasWeights, nnx.Module):
             the next call from it; ``reset_state()`` zeroes it.
         zero_output_for_mask: a masked step outputs zeros instead of the previous output.
         unroll: Keras's bool, or ``lax.scan``'s steps per iteration.
+        impl: the implementation, as in ``jaxlstm.lstm`` (``"auto"``, ``"scan"``, ``"cudnn"`` or a
+            ``jaxlstm.fast.FastConfig``).
         dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
         deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it).
         rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
@@ -149,6 +151,7 @@ class LSTM(_KerasWeights, nnx.Module):
         param_dtype: Any = jnp.float32,
         deterministic: bool = False,
         rng_collection: str = "dropout",
+        impl: Any = "auto",
         rngs: nnx.Rngs,
     ):
         keras_surface.check_options(
@@ -181,6 +184,7 @@ class LSTM(_KerasWeights, nnx.Module):
         self.dtype, self.param_dtype = dtype, param_dtype
         self.deterministic = deterministic
         self.rng_collection = rng_collection
+        self.impl = checks.impl(impl)
         # A forked stream, as nnx.Dropout keeps: each call draws a fresh key from it.
         dropping = self.dropout > 0 or self.recurrent_dropout > 0
         self.rngs = rngs[rng_collection].fork() if dropping else nnx.data(None)
@@ -245,6 +249,7 @@ class LSTM(_KerasWeights, nnx.Module):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
         if self.stateful:
             self.kept_state.set_value(out.state)

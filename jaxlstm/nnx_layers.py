@@ -142,7 +142,7 @@ class Bidirectional(nnx.Module):
         merge_mode: ``"concat"``, ``"sum"``, ``"mul"``, ``"ave"`` or None (the pair).
         zero_output_for_mask: masked steps output zeros (Keras Bidirectional's behaviour).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias, unroll, dtype,
-            param_dtype: as in ``jaxlstm.nnx.LSTM``; ``projection_initializer`` for ``[H, P]``.
+            param_dtype, impl: as in ``jaxlstm.nnx.LSTM``; ``projection_initializer`` for ``[H, P]``.
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream).
 
     Call: ``(inputs [..., T, I], initial_state=None, *, mask=None, lengths=None)`` ->
@@ -168,6 +168,7 @@ class Bidirectional(nnx.Module):
         unroll: int | bool = 1,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
+        impl: Any = "auto",
         rngs: nnx.Rngs,
     ) -> None:
         merged_size(1, merge_mode) if merge_mode is not None else None  # validates merge_mode
@@ -182,6 +183,7 @@ class Bidirectional(nnx.Module):
         self.recurrent_activation = recurrent_activation
         self.unroll = unroll
         self.dtype = dtype
+        self.impl = checks.impl(impl)
 
     @property
     def params(self) -> BidirectionalParams:
@@ -230,6 +232,7 @@ class Bidirectional(nnx.Module):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
 
 
@@ -279,6 +282,7 @@ class StackedLSTM(nnx.Module):
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         rng_collection: str = "dropout",
+        impl: Any = "auto",
         rngs: nnx.Rngs,
     ) -> None:
         num_layers = checks.positive_int(num_layers, "num_layers")
@@ -302,6 +306,7 @@ class StackedLSTM(nnx.Module):
         self.recurrent_activation = recurrent_activation
         self.unroll = unroll
         self.dtype = dtype
+        self.impl = checks.impl(impl)
         self.rng_collection = rng_collection
         # A forked stream, as nnx.Dropout keeps: each call draws a fresh key from it.
         self.rngs = rngs[rng_collection].fork() if self.dropout > 0 and num_layers > 1 else nnx.data(None)
@@ -380,6 +385,7 @@ class StackedLSTM(nnx.Module):
             recurrent_activation=self.recurrent_activation,
             unroll=self.unroll,
             dtype=self.dtype,
+            impl=self.impl,
         )
 
     def _dropout_key(self, rngs: Optional[Union[nnx.Rngs, nnx.RngStream, jax.Array]]) -> jax.Array:

@@ -216,6 +216,7 @@ def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
         "recurrent_activation",
         "unroll",
         "dtype",
+        "impl",
     ),
 )
 def _stacked_lstm(
@@ -234,6 +235,7 @@ def _stacked_lstm(
     recurrent_activation: Activation,
     unroll: int | bool,
     dtype: Any,
+    impl: Any,
 ) -> StackOutput:
     common = dict(
         mask=mask,
@@ -242,6 +244,7 @@ def _stacked_lstm(
         recurrent_activation=recurrent_activation,
         unroll=unroll,
         dtype=dtype,
+        impl=impl,
     )
     # A dropout key per gap between layers (PyTorch: no dropout after the last layer).
     keys = None if key is None else jax.random.split(key, max(len(params) - 1, 1))
@@ -283,6 +286,7 @@ def stacked_lstm(
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     dtype: Any = None,
+    impl: Any = "auto",
 ) -> StackOutput:
     """Run a stack of LSTM layers over whole sequences, bottom layer first.
 
@@ -306,7 +310,7 @@ def stacked_lstm(
             applies to the sum.
         zero_output_for_mask: masked steps output zeros instead of the previous output. Default:
             Keras's per-layer default (False for one-direction layers, True for bidirectional ones).
-        activation, recurrent_activation, unroll, dtype: as in ``core.lstm``, for every layer.
+        activation, recurrent_activation, unroll, dtype, impl: as in ``core.lstm``, for every layer.
 
     Returns:
         ``StackOutput(sequence [..., T, F], state)``; see its docstring for the state layout.
@@ -346,6 +350,7 @@ def stacked_lstm(
         recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
         unroll=unroll,
         dtype=None if dtype is None else jnp.dtype(dtype),
+        impl=checks.impl(impl),
     )
 
 

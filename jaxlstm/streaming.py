@@ -156,6 +156,7 @@ def stream_chunk(
     activation: ActivationLike = "tanh",
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
+    impl: Any = "auto",
 ) -> tuple[StreamState, jax.Array]:
     """Advance every layer over a chunk of time steps, carrying ``state`` in and out.
 
@@ -163,7 +164,7 @@ def stream_chunk(
         params, state: as in ``stream_step``.
         xs: ``[..., T_chunk, input_size]``.
         mask: ``[..., T_chunk]`` bool (Keras semantics), or None.
-        residual, activation, recurrent_activation, unroll: as in ``stacked_lstm``.
+        residual, activation, recurrent_activation, unroll, impl: as in ``stacked_lstm``.
 
     Returns:
         ``(new_state, ys)`` with ys ``[..., T_chunk, output_size]``, the top layer's outputs.
@@ -179,5 +180,6 @@ def stream_chunk(
         activation=activation,
         recurrent_activation=recurrent_activation,
         unroll=unroll,
+        impl=impl,
     )
     return (out.state[0] if single else out.state), out.sequence

@@ -103,5 +103,45 @@ def test_impl_cudnn_says_what_it_cannot_do() -> None:
     if jax.default_backend() != "gpu":
         with pytest.raises(ValueError, match=re.escape("impl='cudnn': needs a CUDA GPU, and jax's default backend is 'cpu'")):
             jaxlstm.lstm(params, XS, impl="cudnn")
-    with pytest.raises(ValueError, match=re.escape("impl: expected 'auto', 'scan' or 'cudnn', found 'cuda'")):
+    with pytest.raises(
+        ValueError, match=re.escape("impl: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found 'cuda'")
+    ):
         jaxlstm.lstm(params, XS, impl="cuda")
+
+
+def test_impl_cudnn_composes_with_every_transformation(monkeypatch) -> None:
+    """impl='cudnn' runs cuDNN undifferentiated and the fast path's rules under differentiation.
+
+    No GPU here: JAX's reference of the cuDNN call stands in for it (what the tests above check the
+    packing against), so this pins the routing: values from the cuDNN call, jvp / jacfwd through jit /
+    grad equal to the reference scan."""
+    from jaxlstm.pytrees import LSTMOutput, LSTMState
+
+    calls = []
+
+    def reference_call(params, xs, state, lengths):
+        calls.append(xs.shape)
+        batch, steps, _ = xs.shape
+        seq_lengths = jnp.full((batch,), steps, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
+        ys, h_n, c_n = cudnn.unpack_reference(
+            cudnn.pack(params), xs, state.h[None], state.c[None], seq_lengths, hidden_size=params.units
+        )
+        return LSTMOutput(sequence=ys, state=LSTMState(h=h_n[0], c=c_n[0]))
+
+    monkeypatch.setattr(cudnn, "available", lambda: True)
+    monkeypatch.setattr(cudnn, "lstm", reference_call)
+    params = jaxlstm.init(jax.random.key(0), I, H)
+    lengths = jnp.array([T, 2, 1, T - 1][:B])
+
+    def f(x, impl):
+        out = jaxlstm.lstm(params, x, lengths=lengths, impl=impl)
+        return out.sequence.sum() + (out.state.h * out.state.c).sum()
+
+    np.testing.assert_allclose(f(XS, "cudnn"), f(XS, "scan"), rtol=1e-5)
+    assert calls, "the cuDNN call did not run"
+    for transform in (jax.grad, lambda g: jax.jacfwd(jax.jit(g))):
+        np.testing.assert_allclose(
+            transform(lambda x: f(x, "cudnn"))(XS), transform(lambda x: f(x, "scan"))(XS), atol=1e-5
+        )
+    tangent = jax.jvp(lambda x: f(x, "cudnn"), (XS,), (XS,))[1]
+    np.testing.assert_allclose(tangent, jax.jvp(lambda x: f(x, "scan"), (XS,), (XS,))[1], rtol=1e-4)

@@ -162,13 +162,15 @@ def _reference_mask_lengths(params, xs, state):
     return _vjp(ref, params, xs, state)
 
 
-def test_forward_mode_falls_back_to_scan(data):
-    """jacfwd (a custom_vjp cannot be jvp'd) works with impl="auto" and equals the reference."""
+def test_forward_mode_through_jit_equals_reverse_mode(data):
+    """jacfwd of the fast path, outside and inside jit, equals jacrev through its backward pass."""
     params, xs, _ = data
     x = xs[:1, :3]
-    jac_auto = jax.jacfwd(lambda x: jaxlstm.lstm(params, x).sequence)(x)
-    jac_rev = jax.jacrev(lambda x: jaxlstm.lstm(params, x).sequence)(x)  # through the fast backward
-    _assert_close(jac_auto, jac_rev)
+    expected = jax.jacrev(lambda x: jaxlstm.lstm(params, x).sequence)(x)
+    inside = jax.jit(jax.jacfwd(lambda x: jaxlstm.lstm(params, x).sequence))(x)
+    outside = jax.jacfwd(jax.jit(lambda x: jaxlstm.lstm(params, x).sequence))(x)
+    _assert_close(inside, expected)
+    _assert_close(outside, expected)
 
 
 def test_remat_memory_is_sublinear():
