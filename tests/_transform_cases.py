@@ -1,0 +1,577 @@
+"""Cases shared by the transformation-matrix tests (``tests/test_transform_*.py``, issue 12).
+
+The matrix is ``transformation x wrapping x entry point``. Every case is a function
+``f(p) -> y`` of one flat float64 vector ``p`` (parameters, inputs and initial state, raveled) to
+one flat vector ``y`` (every output leaf, raveled), built once for the implementation under test
+(the default path: no ``impl`` argument at all, or a ``FastConfig``) and once for the reference
+scan (``impl="scan"``). Flat vectors keep every derivative a plain matrix, so each transformation's
+expected value follows from three reference quantities computed once per case: ``y``, the Jacobian
+``J`` and the Hessian ``Hs`` of the scalar ``<w, y>`` (``jvp = J t``, ``vjp = J^T w``,
+``hvp = Hs t``, ...). That is one compiled reference per case instead of one per test.
+
+Everything runs in float64 (1e-10 agreement), switched on per test by the ``x64`` fixture so that
+no other test file in the same worker sees it: ``jax.enable_x64`` is a context manager in jax 0.10,
+and jit caches are keyed on it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+import jaxlstm
+from jaxlstm.fast import FastConfig
+
+B, T, I, H = 2, 3, 2, 3
+AUTO = None  # the default path: the entry point is called without any impl argument
+TOLERANCE = 1e-10
+
+Flat = Callable[[jax.Array], jax.Array]
+
+
+@pytest.fixture(autouse=True)
+def x64() -> Iterator[None]:
+    """float64 for one test only (import this fixture into a test module to use it there)."""
+    with jax.enable_x64(True):
+        yield
+
+
+def impl_kwargs(impl: Any) -> dict[str, Any]:
+    """``{}`` for the default path (the entry point's own default), else ``{"impl": impl}``."""
+    return {} if impl is AUTO else {"impl": impl}
+
+
+# ----------------------------------------------------------------------------------------------
+# Data (created lazily: inside a test, so in float64)
+# ----------------------------------------------------------------------------------------------
+
+
+def _f64(tree: Any) -> Any:
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+def _normal(seed: int, shape: tuple[int, ...]) -> jax.Array:
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float64)
+
+
+def _state(seed: int, units: int = H) -> jaxlstm.LSTMState:
+    return jaxlstm.LSTMState(h=0.5 * _normal(seed, (B, units)), c=0.5 * _normal(seed + 1, (B, units)))
+
+
+def _bi_state(seed: int) -> jaxlstm.BidirectionalState:
+    return jaxlstm.BidirectionalState(forward=_state(seed), backward=_state(seed + 2))
+
+
+def _xs(seed: int = 1) -> jax.Array:
+    return _normal(seed, (B, T, I))
+
+
+MASK = np.array([[True, False, True], [True, True, False]])
+LENGTHS = np.array([T, 1])
+
+
+def _params(seed: int, input_size: int = I) -> jaxlstm.LSTMParams:
+    # A non-zero bias so that every parameter's derivative is exercised at a generic point.
+    params = _f64(jaxlstm.init(jax.random.key(seed), input_size, H))
+    return params._replace(bias=params.bias + 0.1 * _normal(seed + 50, params.bias.shape))
+
+
+def _bi_params(seed: int, input_size: int = I) -> jaxlstm.BidirectionalParams:
+    return jaxlstm.BidirectionalParams(_params(seed, input_size), _params(seed + 1, input_size))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cases: name -> (tree, run) where run(impl) is a function of the tree
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One entry point in one configuration.
+
+    Attributes:
+        name: the test id.
+        point: ``p0``, the flat vector all derivatives are taken at.
+        flat: ``impl -> f`` with ``f(p) -> y`` flat; ``impl`` is ``AUTO``, ``"scan"`` or a FastConfig.
+        impl: the implementation under test (compared with ``reference_impl``).
+        reference_impl: what the expected values are computed with.
+    """
+
+    name: str
+    point: jax.Array
+    flat: Callable[[Any], Flat]
+    impl: Any = AUTO
+    reference_impl: Any = "scan"
+
+    @functools.cached_property
+    def f(self) -> Flat:
+        return self.flat(self.impl)
+
+    @functools.cached_property
+    def size_out(self) -> int:
+        return int(jax.eval_shape(self.f, self.point).shape[0])
+
+
+def _case(name: str, tree: Any, run: Callable[[Any, Any], Any], **options: Any) -> Case:
+    """A Case from a pytree of differentiable inputs and ``run(impl, tree) -> pytree of outputs``."""
+    point, unravel = ravel_pytree(tree)
+
+    def flat(impl: Any) -> Flat:
+        def f(p: jax.Array) -> jax.Array:
+            return ravel_pytree(run(impl, unravel(p)))[0]
+
+        return f
+
+    return Case(name, point, flat, **options)
+
+
+def _lstm_case(name: str, impl: Any = AUTO, **kwargs: Any) -> Case:
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        return jaxlstm.lstm(params, xs, state, **kwargs, **impl_kwargs(impl))
+
+    return _case(name, (_params(0), _xs(), _state(10)), run, impl=impl)
+
+
+def _bidirectional_case() -> Case:
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        return jaxlstm.bidirectional(params, xs, state, mask=MASK, **impl_kwargs(impl))
+
+    return _case("bidirectional", (_bi_params(0), _xs(), _bi_state(10)), run)
+
+
+def _stacked_case() -> Case:
+    # A one-direction layer under a bidirectional one: both of stacked_lstm's layer kinds.
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        return jaxlstm.stacked_lstm(params, xs, state, lengths=LENGTHS, **impl_kwargs(impl))
+
+    tree = ((_params(0), _bi_params(2, H)), _xs(), (_state(10), _bi_state(20)))
+    return _case("stacked_lstm", tree, run)
+
+
+def _stream_tree() -> Any:
+    return (_params(0), _params(2, H)), _xs(), (_state(10), _state(20))
+
+
+def _layer_by_layer(params: tuple, xs: jax.Array, states: tuple, mask: Optional[np.ndarray]) -> Any:
+    """The reference for the streaming functions: each layer's whole sequence through the scan."""
+    finals = []
+    for layer, state in zip(params, states):
+        out = jaxlstm.lstm(layer, xs, state, mask=mask, impl="scan")
+        finals.append(out.state)
+        xs = out.sequence
+    return tuple(finals), xs
+
+
+def _stream_chunk_case() -> Case:
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        if impl == "scan":
+            return _layer_by_layer(params, xs, state, MASK)
+        return jaxlstm.stream_chunk(params, state, xs, mask=MASK, **impl_kwargs(impl))
+
+    return _case("stream_chunk", _stream_tree(), run)
+
+
+def _stream_step_case() -> Case:
+    # stream_step has no impl (one step is plain JAX): the default path is a loop of steps.
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        if impl == "scan":
+            return _layer_by_layer(params, xs, state, None)
+        ys = []
+        for t in range(T):
+            state, y = jaxlstm.stream_step(params, state, xs[:, t])
+            ys.append(y)
+        return state, jnp.stack(ys, axis=1)
+
+    return _case("stream_step", _stream_tree(), run)
+
+
+# -- linen ----------------------------------------------------------------------------------------
+
+
+def _linen_case(name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO) -> Case:
+    """A linen module ``make(**impl_kwargs)``, differentiated w.r.t. its params, inputs and state."""
+    module = make()
+    variables = module.init(jax.random.key(0), _xs(), state, **call)
+
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        return make(**impl_kwargs(impl)).apply({"params": params}, xs, state, **call)
+
+    return _case(name, (variables["params"], _xs(), state), run, impl=impl)
+
+
+def _linen_lstm_case(name: str = "linen.LSTM", impl: Any = AUTO) -> Case:
+    import jaxlstm.linen as jl
+
+    def make(**kw: Any) -> Any:
+        return jl.LSTM(
+            H, return_sequences=True, return_state=True, go_backwards=True, param_dtype=jnp.float64, **kw
+        )
+
+    return _linen_case(name, make, {"mask": MASK, "lengths": LENGTHS}, _state(10), impl)
+
+
+def _linen_stacked_case() -> Case:
+    import jaxlstm.linen as jl
+
+    def make(**kw: Any) -> Any:
+        return jl.StackedLSTM(units=H, num_layers=2, param_dtype=jnp.float64, **kw)
+
+    return _linen_case("linen.StackedLSTM", make, {"lengths": LENGTHS}, (_state(10), _state(20)))
+
+
+def _linen_bidirectional_case() -> Case:
+    import jaxlstm.linen as jl
+
+    def make(**kw: Any) -> Any:
+        return jl.Bidirectional(units=H, param_dtype=jnp.float64, **kw)
+
+    return _linen_case("linen.Bidirectional", make, {"mask": MASK}, _bi_state(10))
+
+
+def _linen_rnn_case() -> Case:
+    import flax.linen as nn
+
+    import jaxlstm.linen as jl
+
+    rnn = nn.RNN(jl.LSTMCell(H, param_dtype=jnp.float64), reverse=True, keep_order=True, return_carry=True)
+    variables = rnn.init(jax.random.key(0), _xs())
+
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        if impl == "scan":  # the cell has no impl: the reference is the functional scan
+            out = jaxlstm.lstm(jl.get_params(params["cell"]), xs, state, reverse=True, keep_order=True, impl="scan")
+            return out.sequence, out.state.h, out.state.c
+        (c, h), ys = rnn.apply({"params": params}, xs, initial_carry=state.to_flax_carry())
+        return ys, h, c
+
+    return _case("linen.RNN(LSTMCell)", (variables["params"], _xs(), _state(10)), run)
+
+
+# -- nnx ------------------------------------------------------------------------------------------
+
+
+def _nnx_case(name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO) -> Case:
+    """An NNX module ``make(**impl_kwargs)``, differentiated w.r.t. its ``nnx.Param``s, inputs, state."""
+    from flax import nnx
+
+    _, params, _ = nnx.split(make(), nnx.Param, ...)
+
+    @functools.cache
+    def split(impl: Any) -> tuple[Any, Any]:
+        graphdef, _, rest = nnx.split(make(**impl_kwargs(impl)), nnx.Param, ...)
+        return graphdef, rest
+
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        graphdef, rest = split(impl)
+        return nnx.merge(graphdef, params, rest)(xs, state, **call)
+
+    return _case(name, (params, _xs(), state), run, impl=impl)
+
+
+def _nnx_lstm_case(name: str = "nnx.LSTM", impl: Any = AUTO) -> Case:
+    from flax import nnx
+
+    import jaxlstm.nnx as jn
+
+    def make(**kw: Any) -> Any:
+        return jn.LSTM(
+            I, H, return_sequences=True, return_state=True, go_backwards=True,
+            param_dtype=jnp.float64, rngs=nnx.Rngs(0), **kw,
+        )  # fmt: skip
+
+    return _nnx_case(name, make, {"mask": MASK, "lengths": LENGTHS}, _state(10), impl)
+
+
+def _nnx_stacked_case() -> Case:
+    from flax import nnx
+
+    import jaxlstm.nnx as jn
+
+    def make(**kw: Any) -> Any:
+        return jn.StackedLSTM(I, H, 2, param_dtype=jnp.float64, rngs=nnx.Rngs(0), **kw)
+
+    return _nnx_case("nnx.StackedLSTM", make, {"lengths": LENGTHS}, (_state(10), _state(20)))
+
+
+def _nnx_bidirectional_case() -> Case:
+    from flax import nnx
+
+    import jaxlstm.nnx as jn
+
+    def make(**kw: Any) -> Any:
+        return jn.Bidirectional(I, H, param_dtype=jnp.float64, rngs=nnx.Rngs(0), **kw)
+
+    return _nnx_case("nnx.Bidirectional", make, {"mask": MASK}, _bi_state(10))
+
+
+def _nnx_rnn_case() -> Case:
+    from flax import nnx
+
+    import jaxlstm.nnx as jn
+
+    cell = jn.LSTMCell(I, H, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(
+        nnx.RNN(cell, reverse=True, keep_order=True, return_carry=True, rngs=False), nnx.Param, ...
+    )
+
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state = tree
+        rnn = nnx.merge(graphdef, params, rest)
+        if impl == "scan":  # the cell has no impl: the reference is the functional scan
+            out = jaxlstm.lstm(rnn.cell.params, xs, state, reverse=True, keep_order=True, impl="scan")
+            return out.sequence, out.state.h, out.state.c
+        (c, h), ys = rnn(xs, initial_carry=state.to_flax_carry())
+        return ys, h, c
+
+    return _case("nnx.RNN(LSTMCell)", (params, _xs(), _state(10)), run)
+
+
+#: FastConfig(checkpoint_chunks=2) over T=3 steps: two rematerialised chunks, the second padded.
+CHUNKS = FastConfig(checkpoint_chunks=2)
+
+_FACTORIES: dict[str, Callable[[], Case]] = {
+    "lstm": lambda: _lstm_case("lstm"),
+    "lstm_mask_reverse": lambda: _lstm_case("lstm_mask_reverse", mask=MASK, reverse=True, zero_output_for_mask=True),
+    "lstm_lengths_reverse": lambda: _lstm_case(
+        "lstm_lengths_reverse", lengths=LENGTHS, reverse=True, keep_order=True
+    ),
+    "lstm_chunks": lambda: _lstm_case("lstm_chunks", impl=CHUNKS, mask=MASK, lengths=LENGTHS, reverse=True),
+    "bidirectional": _bidirectional_case,
+    "stacked_lstm": _stacked_case,
+    "stream_chunk": _stream_chunk_case,
+    "stream_step": _stream_step_case,
+    "linen.LSTM": _linen_lstm_case,
+    "linen.LSTM_chunks": lambda: _linen_lstm_case("linen.LSTM_chunks", impl=CHUNKS),
+    "linen.StackedLSTM": _linen_stacked_case,
+    "linen.Bidirectional": _linen_bidirectional_case,
+    "linen.RNN(LSTMCell)": _linen_rnn_case,
+    "nnx.LSTM": _nnx_lstm_case,
+    "nnx.LSTM_chunks": lambda: _nnx_lstm_case("nnx.LSTM_chunks", impl=CHUNKS),
+    "nnx.StackedLSTM": _nnx_stacked_case,
+    "nnx.Bidirectional": _nnx_bidirectional_case,
+    "nnx.RNN(LSTMCell)": _nnx_rnn_case,
+}
+
+
+@functools.cache
+def case(name: str) -> Case:
+    """The case called ``name``, built on first use (inside a test, so in float64)."""
+    return _FACTORIES[name]()
+
+
+# ----------------------------------------------------------------------------------------------
+# Transformations and their expected values
+# ----------------------------------------------------------------------------------------------
+
+
+def tangent(n: int, scale: float = 1.0) -> jax.Array:
+    return scale * 0.5 * jnp.cos(0.7 * jnp.arange(n, dtype=jnp.float64))
+
+
+def cotangent(m: int) -> jax.Array:
+    return jnp.sin(1.3 * jnp.arange(m, dtype=jnp.float64))
+
+
+def _loss(f: Flat, w: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    return lambda p: jnp.vdot(w, f(p))
+
+
+Transform = Callable[[Flat, jax.Array, jax.Array, jax.Array], Any]
+
+#: name -> T(f, p, t, w); t a tangent of p, w a cotangent of f(p).
+TRANSFORMS: dict[str, Transform] = {
+    "jvp": lambda f, p, t, w: jax.jvp(f, (p,), (t,)),
+    "linearize": lambda f, p, t, w: (lambda y, lin: (y, lin(t)))(*jax.linearize(f, p)),
+    "jacfwd": lambda f, p, t, w: jax.jacfwd(f)(p),
+    "jacrev": lambda f, p, t, w: jax.jacrev(f)(p),
+    "vjp": lambda f, p, t, w: (lambda y, pull: (y, pull(w)[0]))(*jax.vjp(f, p)),
+    "hessian": lambda f, p, t, w: jax.hessian(_loss(f, w))(p),
+    "hvp": lambda f, p, t, w: jax.jvp(jax.grad(_loss(f, w)), (p,), (t,)),  # forward over reverse
+    "grad_of_grad": lambda f, p, t, w: jax.grad(lambda q: jnp.vdot(jax.grad(_loss(f, w))(q), t))(p),
+}
+
+FORWARD = ("jvp", "linearize", "jacfwd")
+REVERSE = ("vjp", "jacrev")
+HIGHER = ("hessian", "hvp", "grad_of_grad")
+ALL = FORWARD + REVERSE + HIGHER
+
+
+def _expected(name: str, y: jax.Array, jac: jax.Array, hess: jax.Array, t: jax.Array, w: jax.Array) -> Any:
+    return {
+        "jvp": (y, jac @ t),
+        "linearize": (y, jac @ t),
+        "jacfwd": jac,
+        "jacrev": jac,
+        "vjp": (y, jac.T @ w),
+        "hessian": hess,
+        "hvp": (jac.T @ w, hess @ t),
+        "grad_of_grad": hess @ t,
+    }[name]
+
+
+@functools.cache
+def _reference_fn(name: str) -> Callable[[jax.Array, jax.Array], tuple]:
+    """The case's reference ``(y, J, Hs)`` at a point, compiled once per case and x64 setting."""
+    c = case(name)
+    f = c.flat(c.reference_impl)
+
+    # Forward over forward: the same Hessian as jax.hessian's forward over reverse, compiled in half
+    # the time (no residual stacking, no transposed loop).
+    @jax.jit
+    def reference(p: jax.Array, w: jax.Array) -> tuple:
+        return f(p), jax.jacfwd(f)(p), jax.jacfwd(jax.jacfwd(_loss(f, w)))(p)
+
+    return reference
+
+
+def points(c: Case) -> jax.Array:
+    """Two points ``[2, n]`` for vmap: p0 and a perturbed copy."""
+    p1 = c.point + 0.1 * jnp.sin(jnp.arange(c.point.size, dtype=c.point.dtype))
+    return jnp.stack([c.point, p1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Wrappings: where jit / checkpoint / control flow sit relative to the entry point's call
+# ----------------------------------------------------------------------------------------------
+
+
+def _scan_around(f: Flat, m: int) -> Flat:
+    # The call's inputs are the scan's carry, so both the carry and the body are differentiated.
+    def g(p: jax.Array) -> jax.Array:
+        return lax.scan(lambda q, _: (q, f(q)), p, None, length=2)[1][1]
+
+    return g
+
+
+def _cond_around(f: Flat, m: int) -> Flat:
+    # A predicate computed from p, so that the cond stays a cond (not resolved while tracing).
+    def g(p: jax.Array) -> jax.Array:
+        return lax.cond(p[0] < jnp.inf, f, lambda q: jnp.zeros(m, q.dtype) + 0.0 * q[0], p)
+
+    return g
+
+
+def _while_around(f: Flat, m: int) -> Flat:
+    def g(p: jax.Array) -> jax.Array:
+        body = lambda s: (s[0] + 1, f(p))  # noqa: E731
+        return lax.while_loop(lambda s: s[0] < 1, body, (0, jnp.zeros(m, p.dtype)))[1]
+
+    return g
+
+
+Wrap = Callable[[Flat, int], Flat]
+
+#: name -> wrap(f, size_out). "jit_outside" wraps the whole transformed computation (see compute).
+WRAPPINGS: dict[str, Wrap] = {
+    "none": lambda f, m: f,
+    "jit_outside": lambda f, m: f,
+    "jit_inside": lambda f, m: jax.jit(f),
+    "checkpoint": lambda f, m: jax.checkpoint(f),
+    "checkpoint_dots": lambda f, m: jax.checkpoint(f, policy=jax.checkpoint_policies.dots_saveable),
+    "checkpoint_nothing": lambda f, m: jax.checkpoint(f, policy=jax.checkpoint_policies.nothing_saveable),
+    "scan": _scan_around,
+    "cond": _cond_around,
+    "while": _while_around,
+}
+
+
+def compute(c: Case, transform: str, wrapping: str, f: Optional[Flat] = None, batched: bool = False) -> Any:
+    """``transform`` of the case's function (or ``f``) under ``wrapping``, at p0 (or vmapped over
+    ``points``, with a tangent per point)."""
+    f = c.f if f is None else f
+    g = WRAPPINGS[wrapping](f, c.size_out)
+    w = cotangent(c.size_out)
+
+    def run(p: jax.Array, t: jax.Array) -> Any:
+        return TRANSFORMS[transform](g, p, t, w)
+
+    if batched:
+        run = jax.vmap(run)
+    if wrapping == "jit_outside":
+        run = jax.jit(run)
+    if batched:
+        return run(points(c), jnp.stack([tangent(c.point.size), tangent(c.point.size, -2.0)]))
+    return run(c.point, tangent(c.point.size))
+
+
+def expected(c: Case, transform: str, batched: bool = False) -> Any:
+    """The reference value of ``compute(c, transform, ..., batched)``."""
+    reference = _reference_fn(c.name)
+    w = cotangent(c.size_out)
+    if not batched:
+        return _expected(transform, *reference(c.point, w), tangent(c.point.size), w)
+    at = [
+        _expected(transform, *reference(p, w), t, w)
+        for p, t in zip(points(c), (tangent(c.point.size), tangent(c.point.size, -2.0)))
+    ]
+    return jax.tree.map(lambda *a: jnp.stack(a), *at)
+
+
+def assert_close(actual: Any, wanted: Any, tolerance: float = TOLERANCE) -> None:
+    """Equal structure and values to ``tolerance`` (absolute and relative), leaf by leaf."""
+    actual_leaves, actual_tree = jax.tree.flatten(actual)
+    wanted_leaves, wanted_tree = jax.tree.flatten(wanted)
+    assert actual_tree == wanted_tree, (actual_tree, wanted_tree)
+    for a, b in zip(actual_leaves, wanted_leaves):
+        assert a.dtype == jnp.float64, a.dtype  # a float32 leaf would make 1e-10 meaningless
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=tolerance, atol=tolerance)
+
+
+def check(name: str, transform: str, wrapping: str, batched: bool = False) -> None:
+    """One cell of the matrix: the implementation under test equals the reference."""
+    c = case(name)
+    assert_close(compute(c, transform, wrapping, batched=batched), expected(c, transform, batched))
+
+
+# ----------------------------------------------------------------------------------------------
+# The selective product (each test file parametrizes over its part)
+# ----------------------------------------------------------------------------------------------
+
+#: jaxlstm.lstm: every transformation under every wrapping (control flow: test_transform_control_flow).
+LSTM_WRAPPINGS = ("none", "jit_outside", "jit_inside", "checkpoint", "checkpoint_dots")
+#: Other lstm configurations (mask, lengths, reverse, FastConfig chunks): the wrapping that used to
+#: hide forward mode from the entry point.
+CONFIG_CASES = ("lstm_mask_reverse", "lstm_lengths_reverse", "lstm_chunks")
+#: Every other entry point: every transformation with no wrapping, and under jit_inside.
+ENTRY_CASES = (
+    "bidirectional",
+    "stacked_lstm",
+    "stream_chunk",
+    "linen.LSTM",
+    "linen.LSTM_chunks",
+    "linen.StackedLSTM",
+    "linen.Bidirectional",
+    "nnx.LSTM",
+    "nnx.LSTM_chunks",
+    "nnx.StackedLSTM",
+    "nnx.Bidirectional",
+)
+#: Entry points that are plain JAX whatever the implementation (one step of core.step at a time):
+#: a few transformations, to show the whole surface composes.
+STEP_CASES = ("stream_step", "linen.RNN(LSTMCell)", "nnx.RNN(LSTMCell)")
+STEP_TRANSFORMS = ("linearize", "jacfwd", "hvp")
+
+
+def matrix(transforms: tuple[str, ...]) -> list[Any]:
+    """``(case, wrapping, transform)`` params for ``transforms``: the full product for ``lstm``,
+    ``none``/``jit_inside`` for the other entry points and configurations."""
+    cells = [("lstm", w, t) for w in LSTM_WRAPPINGS for t in transforms]
+    cells += [(n, "jit_inside", t) for n in CONFIG_CASES for t in transforms]
+    cells += [(n, w, t) for n in ENTRY_CASES for w in ("none", "jit_inside") for t in transforms]
+    cells += [(n, "none", t) for n in STEP_CASES for t in transforms if t in STEP_TRANSFORMS]
+    return [pytest.param(*cell, id="-".join(cell)) for cell in cells]

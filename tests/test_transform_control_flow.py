@@ -1,0 +1,40 @@
+"""Transformations of a ``lax.scan``, ``lax.cond`` or ``lax.while_loop`` whose body calls the entry
+point: the default path equals the reference scan in float64 (issue 12). See ``_transform_cases``.
+
+``while_loop`` takes forward mode only: JAX cannot reverse-differentiate a ``while_loop`` at all,
+which ``test_while_loop_reverse_mode_is_jax_limit`` shows with the same error for a plain function.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from _transform_cases import ALL, FORWARD, TRANSFORMS, WRAPPINGS, case, check, x64  # noqa: F401
+
+CELLS = [("lstm", w, t) for w in ("scan", "cond") for t in ALL]
+CELLS += [("lstm", "while", t) for t in FORWARD]
+CELLS += [(n, w, t) for n in ("stacked_lstm", "nnx.LSTM") for w in ("scan", "cond") for t in ("linearize", "hvp")]
+
+
+@pytest.mark.parametrize("name, wrapping, transform", [pytest.param(*c, id="-".join(c)) for c in CELLS])
+def test_control_flow_around_the_call(name: str, wrapping: str, transform: str) -> None:
+    check(name, transform, wrapping)
+
+
+@pytest.mark.parametrize("transform", ["vjp", "hvp"])
+def test_while_loop_reverse_mode_is_jax_limit(transform: str) -> None:
+    """Reverse mode through a while_loop around lstm fails exactly as it does around plain jnp code."""
+    c = case("lstm")
+
+    def plain(p: jax.Array) -> jax.Array:
+        return jnp.tanh(p[: c.size_out])
+
+    errors = []
+    for f in (c.f, plain):
+        with pytest.raises(Exception) as error:
+            TRANSFORMS[transform](WRAPPINGS["while"](f, c.size_out), c.point, c.point, jnp.ones(c.size_out))
+        errors.append((type(error.value), str(error.value)))
+    assert errors[0] == errors[1]
+    assert "Reverse-mode differentiation does not work for lax.while_loop" in errors[0][1]

@@ -1,0 +1,32 @@
+"""Second derivatives through every entry point: ``hessian``, ``jvp`` of ``grad`` (Hessian-vector
+products) and ``grad`` of ``grad`` equal the reference scan in float64, and
+``jax.test_util.check_grads`` to order 2 in both modes checks them against finite differences
+(issue 12). See ``_transform_cases``."""
+
+from __future__ import annotations
+
+import pytest
+from jax.test_util import check_grads
+
+from _transform_cases import HIGHER, WRAPPINGS, case, check, matrix, x64  # noqa: F401
+
+
+@pytest.mark.parametrize("name, wrapping, transform", matrix(HIGHER))
+def test_second_order(name: str, wrapping: str, transform: str) -> None:
+    check(name, transform, wrapping)
+
+
+@pytest.mark.parametrize(
+    "name, wrapping",
+    [
+        ("lstm_mask_reverse", "jit_inside"),
+        ("lstm_chunks", "none"),
+        ("stacked_lstm", "none"),
+        ("nnx.LSTM", "none"),
+    ],
+)
+def test_check_grads_order_2(name: str, wrapping: str) -> None:
+    """Forward and reverse derivatives to order 2 against finite differences (the reference scan's
+    derivatives are JAX's own; this checks the default path independently of them)."""
+    c = case(name)
+    check_grads(WRAPPINGS[wrapping](c.f, c.size_out), (c.point,), order=2, modes=("fwd", "rev"))
