@@ -539,4 +539,4 @@ def _check_fast_supported(
         reason = "recurrent_dropout_mask: not supported by the fast path"
     else:
         return
-    raise ValueError(f"impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")
+    raise ValueError(f"jaxlstm: impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")

@@ -151,9 +151,9 @@ def check_supported(
     ]
     for failed, message in checks_failed:
         if failed:
-            raise ValueError(f"impl='cudnn': {message}; use impl='auto'")
+            raise ValueError(f"jaxlstm: impl='cudnn': {message}; use impl='auto'")
     if not available():
         raise ValueError(
-            f"impl='cudnn': needs a CUDA GPU, and jax's default backend is {jax.default_backend()!r}; "
+            f"jaxlstm: impl='cudnn': needs a CUDA GPU, and jax's default backend is {jax.default_backend()!r}; "
             "use impl='auto'"
         )
