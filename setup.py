@@ -58,7 +58,7 @@ def _extensions():
             depends=[os.path.join(src, f) for f in ("lstm_kernels.h", "kernels_impl.h")],
             language="c++",
             # -isystem: jaxlib's headers are not ours to warn about.
-            extra_compile_args=["-std=c++17", "-O3", "-fvisibility=hidden", "-fno-math-errno",
+            extra_compile_args=["-std=c++17", "-O3", "-g0", "-fvisibility=hidden", "-fno-math-errno",
                                 "-isystem", include],
             optional=True,
         )
