@@ -104,47 +104,23 @@ class Team {
   // Runs stages until the end; `is_caller` marks the thread that called the handler (it must not
   // return before every stage is done, whoever does the work).
   void participate(int slot, bool is_caller) {
-    using clock = std::chrono::steady_clock;
     for (int64_t k = stage_hint_.load(std::memory_order_acquire); k < n_stages_; ++k) {
       const int owner = owner_.load(std::memory_order_acquire);
-      const bool working = owner < 0 || owner == slot;
-      if (!working && !is_caller) return;  // another participant works alone from now on
+      if (owner >= 0 && owner != slot) {  // another participant works alone from now on
+        if (is_caller) wait_passive(cumulative(n_stages_ - 1));
+        return;
+      }
       int64_t mine = 0;
-      clock::duration work{};
-      if (working) {
-        const auto t0 = clock::now();
-        for (int j = 0; j < n_slots_; ++j) {
-          const int m = (slot + j) % n_slots_;
-          for (int64_t it; (it = claim(m, k)) >= 0;) {
-            run_item(k, it);
-            ++mine;
-          }
-        }
-        work = clock::now() - t0;
-        if (mine) done_.fetch_add(mine, std::memory_order_acq_rel);
-      }
-      const int64_t target = cumulative(k);
-      if (done_.load(std::memory_order_acquire) < target) {
-        // Only items claimed by running participants are outstanding now.
-        for (int spin = 0; spin < 2000 && done_.load(std::memory_order_acquire) < target; ++spin)
-          cpu_relax();
-        if (done_.load(std::memory_order_acquire) < target) {
-          const auto w0 = clock::now();
-          const auto per_item = mine ? work / mine : clock::duration{};
-          bool took_over = false;
-          while (done_.load(std::memory_order_acquire) < target) {
-            std::this_thread::yield();
-            if (!took_over && working && owner_.load(std::memory_order_relaxed) < 0) {
-              const auto waited = clock::now() - w0;
-              if (waited > std::chrono::microseconds(500) && waited > 8 * per_item) {
-                int expected = -1;
-                owner_.compare_exchange_strong(expected, slot, std::memory_order_acq_rel);
-                took_over = true;
-              }
-            }
-          }
+      const auto t0 = Clock::now();
+      for (int j = 0; j < n_slots_; ++j) {
+        const int m = (slot + j) % n_slots_;
+        for (int64_t it; (it = claim(m, k)) >= 0;) {
+          run_item(k, it);
+          ++mine;
         }
       }
+      if (mine) done_.fetch_add(mine, std::memory_order_acq_rel);
+      wait_active(cumulative(k), mine ? (Clock::now() - t0) / mine : Clock::duration{}, slot);
       int64_t hint = stage_hint_.load(std::memory_order_relaxed);
       while (hint < k + 1 &&
              !stage_hint_.compare_exchange_weak(hint, k + 1, std::memory_order_acq_rel)) {
@@ -152,7 +128,41 @@ class Team {
     }
   }
 
+  // Whether some participant took the rest of a call over (its peers were descheduled).
+  bool taken_over() const { return owner_.load(std::memory_order_relaxed) >= 0; }
+
  private:
+  using Clock = std::chrono::steady_clock;
+
+  bool reached(int64_t target) const { return done_.load(std::memory_order_acquire) >= target; }
+
+  // Waits at a barrier. Only items claimed by running participants are outstanding, so this ends.
+  // Spins first (the peer is finishing its last item); after 50 us yields the core; after much
+  // longer than an item takes, the peer was descheduled: this participant takes the rest over.
+  void wait_active(int64_t target, Clock::duration per_item, int slot) {
+    if (reached(target)) return;
+    const auto t0 = Clock::now();
+    const auto take_over_after = std::max<Clock::duration>(std::chrono::microseconds(300), 8 * per_item);
+    while (!reached(target)) {
+      for (int i = 0; i < 64; ++i) cpu_relax();
+      const auto waited = Clock::now() - t0;
+      if (waited < std::chrono::microseconds(50)) continue;
+      if (waited > take_over_after && owner_.load(std::memory_order_relaxed) < 0) {
+        int expected = -1;
+        owner_.compare_exchange_strong(expected, slot, std::memory_order_acq_rel);
+      }
+      std::this_thread::yield();
+    }
+  }
+
+  // The caller when another participant works alone: sleeps (rather than competing for the core).
+  void wait_passive(int64_t target) {
+    while (!reached(target)) {
+      for (int i = 0; i < 256 && !reached(target); ++i) cpu_relax();
+      if (!reached(target)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
   int64_t items(int64_t k) const { return k == 0 ? n_first_ : n_rest_; }
   int64_t cumulative(int64_t k) const { return n_first_ + k * n_rest_; }
 
@@ -185,6 +195,16 @@ class Team {
   std::atomic<int> next_slot_{1};
 };
 
+// After a call whose team was taken over by one thread (a core busy with other work), the calls of
+// the next 200 ms run on one thread from the start instead of losing a time slice each.
+std::atomic<int64_t> solo_until_ns{0};
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Runs the team on the caller plus up to n_slots-1 pool tasks; returns when every stage is done.
 void run_team(const std::shared_ptr<Team>& team, ffi::ThreadPool& pool) {
   for (int i = 1; i < team->n_slots(); ++i) {
@@ -194,12 +214,14 @@ void run_team(const std::shared_ptr<Team>& team, ffi::ThreadPool& pool) {
     });
   }
   team->participate(0, /*is_caller=*/true);
+  if (team->taken_over()) solo_until_ns.store(now_ns() + 200000000, std::memory_order_relaxed);
 }
 
 // How many threads: the pool's size (caller included), capped by items per step and by the work
 // per step (a thread should get at least ~64 kFLOP of a step, else the barrier costs more).
 int team_size(ffi::ThreadPool& pool, int32_t requested, int64_t items, double flops_per_step) {
   int64_t n = requested > 0 ? requested : pool.num_threads();
+  if (requested <= 0 && now_ns() < solo_until_ns.load(std::memory_order_relaxed)) n = 1;
   n = std::max<int64_t>(1, std::min<int64_t>({n, items, 256}));
   const int64_t by_work = static_cast<int64_t>(flops_per_step / 65536.0);
   return static_cast<int>(std::max<int64_t>(1, std::min(n, by_work)));
