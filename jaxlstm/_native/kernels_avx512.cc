@@ -39,7 +39,7 @@ struct Vec {
   static inline R add(R a, R b) { return _mm512_add_ps(a, b); }
   static inline R sub(R a, R b) { return _mm512_sub_ps(a, b); }
   static inline R mul(R a, R b) { return _mm512_mul_ps(a, b); }
-  static inline R div(R a, R b) { return _mm512_div_ps(a, b); }
+  static inline R rcp(R x) { return _mm512_rcp14_ps(x); }
   static inline R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
   static inline R min(R a, R b) { return _mm512_min_ps(a, b); }
   static inline R max(R a, R b) { return _mm512_max_ps(a, b); }
