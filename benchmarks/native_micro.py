@@ -8,7 +8,8 @@ the same weight-gradient GEMMs in XLA (what the fast path runs with the native k
 and the native reverse scan alone. Each number is the minimum over ``--repeats`` timings of
 ``--iters`` calls, divided by T. ``--threads N`` caps the native threads (JAXLSTM_NATIVE_THREADS);
 ``--spin`` runs a busy-looping process beside the benchmark (one core taken away). Prints
-``uptime``: timings on a shared machine are noisy.
+``uptime`` (timings on a shared machine are noisy) and, per shape, how the native calls ran
+(``native._stats()``: threads, helper tasks that joined, calls taken over by one thread).
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ def main() -> None:
                     best = min(best, (time.perf_counter() - t0) / iters)
                 return best / T * 1e6
 
+            before = native._stats()
             t_fj, t_fn = per_step(fwd_jax, p, xs), per_step(fwd_nat, p, xs)
             t_bj = per_step(bwd_jax, p, xs, res, cts)
             t_bn, t_sn = per_step(bwd_nat, p, xs, res, cts), per_step(scan_nat, p, xs, res, cts)
             gflops = 2 * B * (I + H) * 4 * H / (t_fn * 1e-6) / 1e9
             print(f"{name:8} {t_fj:9.2f} {t_fn:9.2f} {gflops:8.1f} {t_bj:9.2f} {t_bn:9.2f} "
                   f"{t_sn:9.2f}", flush=True)
+            after = native._stats()
+            print("         native calls:", {k: after[k] - before[k] for k in after})
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     finally:
         if spinner is not None:

@@ -89,6 +89,18 @@ def isa() -> Optional[str]:
     return _ISA
 
 
+def _stats() -> dict:
+    """Diagnostics since import (empty when unavailable): ``calls``, ``threads`` (team sizes summed),
+    ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls that one
+    thread finished alone because its peers were descheduled) and ``solo_after_contention`` (calls
+    started on one thread within 200 ms of a take-over)."""
+    if _ISA is None:
+        return {}
+    from ._native import _lstm
+
+    return _lstm.stats()
+
+
 def _check(**arrays) -> None:
     if _ISA is None:
         raise RuntimeError(f"jaxlstm native kernels are unavailable: {_WHY}")

@@ -128,6 +128,8 @@ class Team {
     }
   }
 
+  bool finished() const { return stage_hint_.load(std::memory_order_relaxed) >= n_stages_; }
+
   // Whether some participant took the rest of a call over (its peers were descheduled).
   bool taken_over() const { return owner_.load(std::memory_order_relaxed) >= 0; }
 
@@ -195,6 +197,12 @@ class Team {
   std::atomic<int> next_slot_{1};
 };
 
+// Diagnostics (jaxlstm.native._stats()): how calls ran, to explain timings on a loaded machine.
+struct Stats {
+  std::atomic<int64_t> calls{0}, threads{0}, helpers_joined{0}, taken_over{0},
+      solo_after_contention{0};
+} stats;
+
 // After a call whose team was taken over by one thread (a core busy with other work), the calls of
 // the next 200 ms run on one thread from the start instead of losing a time slice each.
 std::atomic<int64_t> solo_until_ns{0};
@@ -210,20 +218,32 @@ void run_team(const std::shared_ptr<Team>& team, ffi::ThreadPool& pool) {
   for (int i = 1; i < team->n_slots(); ++i) {
     pool.Schedule([team]() {
       const int slot = team->take_slot();
-      if (slot < team->n_slots()) team->participate(slot, /*is_caller=*/false);
+      if (slot < team->n_slots() && !team->finished()) {
+        stats.helpers_joined.fetch_add(1, std::memory_order_relaxed);
+        team->participate(slot, /*is_caller=*/false);
+      }
     });
   }
   team->participate(0, /*is_caller=*/true);
-  if (team->taken_over()) solo_until_ns.store(now_ns() + 200000000, std::memory_order_relaxed);
+  stats.calls.fetch_add(1, std::memory_order_relaxed);
+  stats.threads.fetch_add(team->n_slots(), std::memory_order_relaxed);
+  if (team->taken_over()) {
+    stats.taken_over.fetch_add(1, std::memory_order_relaxed);
+    solo_until_ns.store(now_ns() + 200000000, std::memory_order_relaxed);
+  }
 }
 
 // How many threads: the pool's size (caller included), capped by items per step and by the work
-// per step (a thread should get at least ~64 kFLOP of a step, else the barrier costs more).
+// per step (a thread should get at least ~256 kFLOP, a few microseconds, of each step: a barrier
+// costs about a microsecond with many threads). One thread within 200 ms of a take-over.
 int team_size(ffi::ThreadPool& pool, int32_t requested, int64_t items, double flops_per_step) {
   int64_t n = requested > 0 ? requested : pool.num_threads();
-  if (requested <= 0 && now_ns() < solo_until_ns.load(std::memory_order_relaxed)) n = 1;
+  if (requested <= 0 && n > 1 && now_ns() < solo_until_ns.load(std::memory_order_relaxed)) {
+    stats.solo_after_contention.fetch_add(1, std::memory_order_relaxed);
+    n = 1;
+  }
   n = std::max<int64_t>(1, std::min<int64_t>({n, items, 256}));
-  const int64_t by_work = static_cast<int64_t>(flops_per_step / 65536.0);
+  const int64_t by_work = static_cast<int64_t>(flops_per_step / 262144.0);
   return static_cast<int>(std::max<int64_t>(1, std::min(n, by_work)));
 }
 
@@ -479,7 +499,20 @@ static PyObject* cpu_features(PyObject*, PyObject*) {
                        "avx512", jaxlstm::cpu_has_avx512() ? Py_True : Py_False);
 }
 
+static PyObject* get_stats(PyObject*, PyObject*) {
+  auto& s = jaxlstm::stats;
+  return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L}", "calls", (long long)s.calls.load(), "threads",
+                       (long long)s.threads.load(), "helpers_joined",
+                       (long long)s.helpers_joined.load(), "taken_over",
+                       (long long)s.taken_over.load(), "solo_after_contention",
+                       (long long)s.solo_after_contention.load());
+}
+
 static PyMethodDef methods[] = {
+    {"stats", get_stats, METH_NOARGS,
+     "Counters since load: calls, threads (summed team sizes), helpers_joined (helper tasks that "
+     "ran while their call was live), taken_over (calls one thread finished alone), "
+     "solo_after_contention (calls started on one thread after a recent take-over)."},
     {"cpu_features", cpu_features, METH_NOARGS,
      "{'avx2_fma': bool, 'avx512': bool}: the instruction sets this CPU and OS support."},
     {nullptr, nullptr, 0, nullptr}};
