@@ -259,11 +259,12 @@ def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
             )
 
 
-IMPLS = ("auto", "scan", "cudnn")
+IMPLS = ("auto", "scan", "cudnn", "native")
 
 
 def impl(value: Any, name: str = "impl") -> Any:
-    """An implementation choice: ``"auto"``, ``"scan"``, ``"cudnn"`` or a ``jaxlstm.fast.FastConfig``."""
+    """An implementation choice: ``"auto"``, ``"scan"``, ``"cudnn"``, a ``jaxlstm.fast.FastConfig``, or
+    ``"native"`` (returned as ``FastConfig(native=True)``)."""
     if isinstance(value, FastConfig):
         if (
             isinstance(value.checkpoint_chunks, bool)
@@ -274,8 +275,10 @@ def impl(value: Any, name: str = "impl") -> Any:
                 f"{name}: FastConfig.checkpoint_chunks must be an int >= 0, found {value.checkpoint_chunks!r}"
             )
         return value
+    if isinstance(value, str) and value == "native":
+        return FastConfig(native=True)
     if isinstance(value, str) and value in IMPLS:
         return value
     raise ValueError(
-        f"{name}: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found {value!r}"
+        f"{name}: expected 'auto', 'scan', 'cudnn', 'native' or a jaxlstm.fast.FastConfig, found {value!r}"
     )

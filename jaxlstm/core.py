@@ -500,7 +500,7 @@ def lstm(
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
     if isinstance(impl, fast.FastConfig):
-        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl)
+        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl, dtype)
     if impl == "cudnn":
         cudnn.check_supported(
             params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
@@ -529,6 +529,7 @@ def _check_fast_supported(
     recurrent_activation: Activation,
     recurrent_dropout_mask: Optional[jax.Array],
     config: fast.FastConfig,
+    dtype: Any,
 ) -> None:
     """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
     if params.projection is not None:
@@ -537,6 +538,23 @@ def _check_fast_supported(
         reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif recurrent_dropout_mask is not None:
         reason = "recurrent_dropout_mask: not supported by the fast path"
+    elif config.native:
+        _check_native_supported(dtype)
+        return
     else:
         return
     raise ValueError(f"jaxlstm: impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")
+
+
+def _check_native_supported(dtype: Any) -> None:
+    from . import native  # only when asked for: the extension is optional
+
+    if not native.available():
+        reason = f"the native kernels are unavailable: {native.why_unavailable()}"
+    elif jnp.dtype(dtype) != jnp.float32:
+        reason = f"dtype: float32 only (found {jnp.dtype(dtype).name})"
+    elif jax.default_backend() != "cpu":
+        reason = f"the native kernels run on CPU, and jax's default backend is {jax.default_backend()!r}"
+    else:
+        return
+    raise ValueError(f"jaxlstm: impl='native': {reason}; use impl='auto'")

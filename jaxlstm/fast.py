@@ -60,12 +60,16 @@ class FastConfig(NamedTuple):
             ``x_t @ W + h @ U``.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
+        native: run the forward scan and the backward recurrence with the native CPU kernels
+            (``jaxlstm.native``; float32 on CPU, ``jaxlstm.lstm(impl="native")``); the derivative
+            rules stay the same, forward-mode tangents and higher orders run in pure JAX.
     """
 
     hoist_input: bool = False
     fuse_gemm: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
+    native: bool = False
 
 
 def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
@@ -95,6 +99,31 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
     Returns ``(ys [T, B, H], h_T, c_T, residuals)``; residuals (pre-activations ``[T, B, 4H]``,
     h and c states ``[T, B, H]``) only when ``save``.
     """
+    if cfg.native:
+        return _native_forward(params, xs, h0, c0, keep, valid, zero_output, save)
+    return _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(6, 7))
+def _native_forward(params, xs, h0, c0, keep, valid, zero_output, save):
+    from . import native  # only when asked for: the extension is optional
+
+    return native.forward(
+        params.kernel, params.recurrent_kernel, params.bias, xs, h0, c0, keep, valid, zero_output=zero_output, save=save
+    )
+
+
+@_native_forward.defjvp
+def _native_forward_jvp(zero_output, save, primals, tangents):
+    # Only reached by derivatives of the derivative rules (higher order): the kernel has no tangent,
+    # the pure-JAX scan computes the same function.
+    def scan(*args):
+        return _scan_forward(*args, zero_output, FastConfig(), save)
+
+    return jax.jvp(scan, primals, tangents)
+
+
+def _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save: bool):
     kernel, recurrent, bias = params.kernel, params.recurrent_kernel, params.bias
     if cfg.hoist_input:
         step_in = xs @ kernel
@@ -203,6 +232,7 @@ def _sequence_jvp(zero_output, cfg, primals, tangents):
         _zeros_if_symbolic(d_c0, c0),
         zero_output=zero_output,
         unroll=cfg.unroll,
+        native=cfg.native,
     )
     return (ys, h_T, c_T), (d_ys, d_hT, d_cT)
 
