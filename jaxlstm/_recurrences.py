@@ -186,8 +186,14 @@ def _define(
     def impl(*args, has_keep, has_valid, zero_output, unroll, native_kernel):
         if native_kernel and native is not None:
             return native(*_split(args, has_keep, has_valid), zero_output=zero_output)
-        return pure(*args, has_keep=has_keep, has_valid=has_valid, zero_output=zero_output, unroll=unroll,
-                    native_kernel=False)
+        return pure(
+            *args,
+            has_keep=has_keep,
+            has_valid=has_valid,
+            zero_output=zero_output,
+            unroll=unroll,
+            native_kernel=False,
+        )
 
     def abstract_eval(*avals, has_keep, has_valid, zero_output, unroll, native_kernel):
         del zero_output, unroll, native_kernel
@@ -299,7 +305,19 @@ batching.primitive_batchers[_cotangent_p] = partial(_batch, _cotangent_p)
 
 
 def _bind(
-    prim: Primitive, recurrent_kernel, zs, c_prev, keep, valid, seq, h, c, *, zero_output, unroll, native=False
+    prim: Primitive,
+    recurrent_kernel,
+    zs,
+    c_prev,
+    keep,
+    valid,
+    seq,
+    h,
+    c,
+    *,
+    zero_output,
+    unroll,
+    native=False,
 ):
     operands = _flat(recurrent_kernel, zs, c_prev, keep, valid, seq, h, c)
     # One varying type for every per-batch operand under shard_map, so the outputs have it too.

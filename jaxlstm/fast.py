@@ -108,9 +108,20 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
 def _native_forward(params, xs, h0, c0, keep, valid, zero_output, save):
     from . import native  # only when asked for: the extension is optional
 
-    return native.forward(
-        params.kernel, params.recurrent_kernel, params.bias, xs, h0, c0, keep, valid, zero_output=zero_output, save=save
+    out = native.forward(
+        params.kernel,
+        params.recurrent_kernel,
+        params.bias,
+        xs,
+        h0,
+        c0,
+        keep,
+        valid,
+        zero_output=zero_output,
+        save=save,
     )
+    # An FFI call's results carry no shard_map typing: they vary like its inputs (no-op elsewhere).
+    return vary_like(out, params, xs, h0, c0, keep, valid)
 
 
 @_native_forward.defjvp

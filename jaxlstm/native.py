@@ -53,11 +53,15 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
     try:
         from ._native import _lstm
     except ImportError as e:
-        return None, (
-            "the native extension jaxlstm._native._lstm was not built or does not load "
-            f"({e}); reinstall with `pip install -e .` where g++ is available and read the "
-            "build log"
-        ), 0
+        return (
+            None,
+            (
+                "the native extension jaxlstm._native._lstm was not built or does not load "
+                f"({e}); reinstall with `pip install -e .` where g++ is available and read the "
+                "build log"
+            ),
+            0,
+        )
     features = _lstm.cpu_features()
     wanted = os.environ.get("JAXLSTM_NATIVE_ISA", "").strip().lower()
     if wanted not in ("", "auto", *_ISA_CODES):
@@ -106,9 +110,7 @@ def _check(**arrays) -> None:
         raise RuntimeError(f"jaxlstm native kernels are unavailable: {_WHY}")
     for name, a in arrays.items():
         if a is not None and jnp.dtype(a.dtype) != jnp.float32:
-            raise ValueError(
-                f"jaxlstm.native supports float32 only; {name} has dtype {jnp.dtype(a.dtype)}"
-            )
+            raise ValueError(f"jaxlstm.native supports float32 only; {name} has dtype {jnp.dtype(a.dtype)}")
 
 
 def _mask(m, steps: int, batch: int, name: str):
@@ -166,9 +168,20 @@ def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_out
         vmap_method="sequential",
     )
     ys, h_T, c_T, z, h_prev, c_prev = call(
-        kernel, recurrent_kernel, bias_a, xs, h0, c0, keep_a, valid_a,
-        zero_output=bool(zero_output), save=bool(save), has_bias=bias is not None,
-        has_keep=has_keep, has_valid=has_valid, isa=np.int32(_ISA_CODES[_ISA]),
+        kernel,
+        recurrent_kernel,
+        bias_a,
+        xs,
+        h0,
+        c0,
+        keep_a,
+        valid_a,
+        zero_output=bool(zero_output),
+        save=bool(save),
+        has_bias=bias is not None,
+        has_keep=has_keep,
+        has_valid=has_valid,
+        isa=np.int32(_ISA_CODES[_ISA]),
         threads=np.int32(_THREADS),
     )
     return ys, h_T, c_T, ((z, h_prev, c_prev) if save else None)
@@ -214,8 +227,18 @@ def backward_recurrence(recurrent_kernel, z, c_prev, keep, valid, d_ys, d_hT, d_
         vmap_method="sequential",
     )
     d_z, d_h0, d_c0 = call(
-        recurrent_kernel, z, c_prev, keep_a, valid_a, d_ys, d_hT, d_cT,
-        zero_output=bool(zero_output), has_keep=has_keep, has_valid=has_valid,
-        isa=np.int32(_ISA_CODES[_ISA]), threads=np.int32(_THREADS),
+        recurrent_kernel,
+        z,
+        c_prev,
+        keep_a,
+        valid_a,
+        d_ys,
+        d_hT,
+        d_cT,
+        zero_output=bool(zero_output),
+        has_keep=has_keep,
+        has_valid=has_valid,
+        isa=np.int32(_ISA_CODES[_ISA]),
+        threads=np.int32(_THREADS),
     )
     return d_z, d_h0, d_c0

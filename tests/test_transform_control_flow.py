@@ -10,7 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
-
 from _transform_cases import ALL, FORWARD, TRANSFORMS, WRAPPINGS, case, check, x64  # noqa: F401
 
 CELLS = [("lstm", w, t) for w in ("scan", "cond") for t in ALL]

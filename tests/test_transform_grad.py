@@ -4,7 +4,6 @@ where it applies) equal the reference scan in float64 (issue 12). See ``_transfo
 from __future__ import annotations
 
 import pytest
-
 from _transform_cases import REVERSE, check, matrix, x64  # noqa: F401
 
 

@@ -6,9 +6,8 @@ products) and ``grad`` of ``grad`` equal the reference scan in float64, and
 from __future__ import annotations
 
 import pytest
-from jax.test_util import check_grads
-
 from _transform_cases import HIGHER, WRAPPINGS, case, check, matrix, x64  # noqa: F401
+from jax.test_util import check_grads
 
 
 @pytest.mark.parametrize("name, wrapping, transform", matrix(HIGHER))

@@ -11,9 +11,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
+from _transform_cases import FORWARD, TRANSFORMS, WRAPPINGS, check, matrix, x64  # noqa: F401
 
 import jaxlstm
-from _transform_cases import FORWARD, TRANSFORMS, WRAPPINGS, check, matrix, x64  # noqa: F401
 
 
 @pytest.mark.parametrize("name, wrapping, transform", matrix(FORWARD))

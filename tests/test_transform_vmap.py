@@ -4,7 +4,6 @@ path equals the reference scan at each point in float64 (issue 12). See ``_trans
 from __future__ import annotations
 
 import pytest
-
 from _transform_cases import ALL, ENTRY_CASES, check, x64  # noqa: F401
 
 CELLS = [("lstm", w, t) for w in ("none", "jit_inside") for t in ALL]
