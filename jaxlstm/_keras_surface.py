@@ -138,7 +138,7 @@ def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...
     if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
         raise TypeError(f"inputs: expected an array (jax or numpy), found {type(inputs).__name__}")
     if input_size is None:
-        shape = np.shape(inputs)
+        shape: tuple[int, ...] = np.shape(inputs)
         if len(shape) < 2:
             raise ValueError(
                 "inputs: expected shape [..., T, features] (time then features, any leading batch "
@@ -179,7 +179,9 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
 def module_params(params: Any, units: int, use_bias: bool, name: str = "params") -> LSTMParams:
     """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units`` with a bias iff
     ``use_bias`` and no projection."""
-    kernel = np.shape(getattr(params, "kernel", None))
+    # None when params has no kernel: np.shape(None) is (), and checks.params below reports it.
+    given: Any = getattr(params, "kernel", None)
+    kernel = np.shape(given)
     if len(kernel) == 2 and kernel[1] != 4 * units:  # the module's units first: blame the kernel
         raise ValueError(
             f"{name}.kernel: expected shape [input_size, 4*units] = [{kernel[0]}, {4 * units}] "

@@ -112,6 +112,7 @@ def cotangent_scan(
         dy, z, cp, k_t, v_t = inputs
         if v_t is not None:
             dy = jnp.where(v_t[:, None], dy, jnp.zeros_like(dy))
+        skip: Optional[tuple[Array, Array]] = None  # cotangents that bypass masked steps
         if k_t is None:
             dh_new, dc_new = dh + dy, dc
         else:
@@ -119,8 +120,7 @@ def cotangent_scan(
             # A kept step's output is h_new; a masked one passes the state through (and emits the
             # previous h unless zero_output), so its cotangents go straight to the previous state.
             dh_new, dc_new = jnp.where(k, dh + dy, 0.0), jnp.where(k, dc, 0.0)
-            dh_skip = jnp.where(k, 0.0, dh if zero_output else dh + dy)
-            dc_skip = jnp.where(k, 0.0, dc)
+            skip = (jnp.where(k, 0.0, dh if zero_output else dh + dy), jnp.where(k, 0.0, dc))
         # A step that is not kept has dh_new = dc_new = 0, so dz = 0 whatever c_t holds there.
         i, f, g, o = gates(z)
         tc = jnp.tanh(f * cp + i * g)  # c_t, recomputed (cheaper than storing it)
@@ -136,8 +136,8 @@ def cotangent_scan(
         )
         dh_prev = dz @ recurrent_t
         dc_prev = dc_tot * f
-        if k_t is not None:
-            dh_prev, dc_prev = dh_prev + dh_skip, dc_prev + dc_skip
+        if skip is not None:
+            dh_prev, dc_prev = dh_prev + skip[0], dc_prev + skip[1]
         return (dh_prev, dc_prev), dz
 
     (ct_h0, ct_c0), ct_dz = jax.lax.scan(
@@ -172,11 +172,18 @@ def _time_major_flags(has_keep: bool, has_valid: bool) -> list[bool]:
     return [None, True, True] + [True] * (has_keep + has_valid) + [True, False, False]
 
 
+class _Recurrence(Primitive):
+    """A recurrence primitive; ``reference`` is the pure-JAX function it computes, on flat operands
+    (used for the residuals' JVP and for vmap over per-example weights)."""
+
+    reference: Callable[..., Any]
+
+
 def _define(
     name: str, reference: Callable, seq_width: Callable[[int], int], native: Optional[Callable] = None
-) -> Primitive:
+) -> _Recurrence:
     """A linear recurrence primitive computing ``reference`` (or ``native``, when asked for and given)."""
-    prim = Primitive(name)
+    prim = _Recurrence(name)
     prim.multiple_results = True
 
     def pure(*args, has_keep, has_valid, zero_output, unroll, native_kernel):
@@ -228,7 +235,7 @@ _cotangent_p = _define(
 )
 
 
-def _jvp(prim: Primitive, primals, tangents, **params):
+def _jvp(prim: _Recurrence, primals, tangents, **params):
     """Linear in the last three operands; the residuals' part (higher order only) from the reference."""
     outs = prim.bind(*primals, **params)
     *residuals, seq, h, c = primals
@@ -248,7 +255,7 @@ def _jvp(prim: Primitive, primals, tangents, **params):
         _, extra = jax.jvp(of_residuals, [residuals[i] for i in moving], [d_residuals[i] for i in moving])
         out_tangents = extra if out_tangents is None else [a + b for a, b in zip(out_tangents, extra)]
     if out_tangents is None:
-        out_tangents = [ad.Zero.from_primal_value(o) for o in outs]
+        out_tangents = [ad.Zero(jax.typeof(o).to_tangent_aval()) for o in outs]
     return outs, out_tangents
 
 
@@ -266,7 +273,7 @@ def _transpose(other: Primitive, cts, *args, **params):
     ]
 
 
-def _batch(prim: Primitive, args, dims, *, has_keep, has_valid, **params):
+def _batch(prim: _Recurrence, args, dims, *, has_keep, has_valid, **params):
     """Fold the vmapped axis into B: one larger batch through the same primitive."""
     params = dict(has_keep=has_keep, has_valid=has_valid, **params)
     if dims[0] is not None:  # per-example recurrent weights: no shared U to fold into
@@ -376,7 +383,7 @@ def _project_jvp(primals, tangents):
     terms = [_project_p.bind(*vary_like((da, b), a, b)) for _ in [0] if type(da) is not ad.Zero]
     terms += [_project_p.bind(*vary_like((a, db), a, b)) for _ in [0] if type(db) is not ad.Zero]
     if not terms:
-        return out, ad.Zero.from_primal_value(out)
+        return out, ad.Zero(jax.typeof(out).to_tangent_aval())
     return out, terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 

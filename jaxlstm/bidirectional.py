@@ -166,7 +166,8 @@ def bidirectional(
             "initial_state: expected BidirectionalState(forward, backward) or None, "
             f"found {type(initial_state).__name__}"
         )
-    common = dict(
+    # Heterogeneous keyword arguments shared by both directions' core.lstm calls.
+    common: dict[str, Any] = dict(
         mask=mask,
         lengths=lengths,
         zero_output_for_mask=zero_output_for_mask,

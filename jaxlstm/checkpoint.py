@@ -27,6 +27,7 @@ import tempfile
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .interop._safe_files import InvalidFileError, load_json_object, read_npz, reading, refuse
@@ -48,7 +49,7 @@ def _paths_and_leaves(tree: Any) -> tuple[list[str], list[Any], Any]:
 
 def _is_key(leaf: Any) -> bool:
     dtype = getattr(leaf, "dtype", None)
-    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def save(path: str | os.PathLike, tree: Any) -> None:
@@ -85,7 +86,8 @@ def save(path: str | os.PathLike, tree: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            # The keys are leaf_<i> and _META, never savez's own allow_pickle keyword.
+            np.savez(f, **arrays)  # pyright: ignore[reportArgumentType]
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.core
+import jax.numpy as jnp
 import numpy as np
 
 from .fast import FastConfig
@@ -40,7 +42,7 @@ def positive_int(value: Any, name: str) -> int:
 def prng_key(key: Any, name: str = "key") -> None:
     """A typed key (``jax.random.key``, shape ``()``) or a raw one (``jax.random.PRNGKey``, uint32 ``[2]``)."""
     if hasattr(key, "dtype"):
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
             if key.shape == ():
                 return
             raise ValueError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import jax
 import jax.numpy as jnp
@@ -229,9 +229,12 @@ def _one_sequence(
     def body(carry: LSTMState, inputs: tuple) -> tuple[LSTMState, jax.Array]:
         x_t, m_t, v_t = inputs
         new, y = _step(params, carry, x_t, activation, recurrent_activation, recurrent_dropout_mask)
-        if m_t is None and v_t is None:
-            return new, y
-        keep = m_t if v_t is None else (v_t if m_t is None else m_t & v_t)
+        if m_t is None:
+            if v_t is None:
+                return new, y
+            keep = v_t
+        else:
+            keep = m_t if v_t is None else m_t & v_t
         new = LSTMState(h=jnp.where(keep, new.h, carry.h), c=jnp.where(keep, new.c, carry.c))
         # Keras: a masked step emits the previous output (which is h) or zeros; padding emits zeros.
         fill = jnp.zeros_like(y) if zero_output_for_mask else carry.h
@@ -361,12 +364,13 @@ def _fast_flat(
 ) -> LSTMOutput:
     """``fast.lstm_time_major`` on xs ``[N, T, I]`` with the same sequence semantics as the scan."""
     steps = xs.shape[1]
-    order = None
+    order: Optional[jax.Array] = None
     if reverse:
         if lengths is None:
             order = jnp.broadcast_to(jnp.arange(steps)[::-1], xs.shape[:2])
         else:
-            order = jax.vmap(partial(_processing_order, steps, reverse=True))(lengths)
+            # reverse=True: _processing_order returns an index, never None.
+            order = cast(jax.Array, jax.vmap(partial(_processing_order, steps, reverse=True))(lengths))
         xs = jnp.take_along_axis(xs, order[..., None], axis=1)
         mask = None if mask is None else jnp.take_along_axis(mask, order, axis=1)
     valid = None if lengths is None else jnp.arange(steps) < lengths[:, None]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, cast
 
 import jax
 import jax.numpy as jnp
@@ -128,8 +128,8 @@ def _native_forward(params, xs, h0, c0, keep, valid, zero_output, save):
 def _native_forward_jvp(zero_output, save, primals, tangents):
     # Only reached by derivatives of the derivative rules (higher order): the kernel has no tangent,
     # the pure-JAX scan computes the same function.
-    def scan(*args):
-        return _scan_forward(*args, zero_output, FastConfig(), save)
+    def scan(params, xs, h0, c0, keep, valid):
+        return _scan_forward(params, xs, h0, c0, keep, valid, zero_output, FastConfig(), save)
 
     return jax.jvp(scan, primals, tangents)
 
@@ -226,9 +226,9 @@ def _sequence_jvp(zero_output, cfg, primals, tangents):
     """
     params, xs, h0, c0, keep, valid = primals
     d_params, d_xs, d_h0, d_c0, _, _ = tangents
-    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(
-        params, xs, h0, c0, keep, valid, zero_output, cfg, save=True
-    )
+    ys, h_T, c_T, residuals = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=True)
+    # save=True: the residuals are there.
+    zs, h_prev, c_prev = cast(tuple[jax.Array, jax.Array, jax.Array], residuals)
     dz_in = _input_tangent(params, xs, h_prev, d_params, d_xs)
     if dz_in is None:
         dz_in = jnp.zeros_like(zs)

@@ -19,7 +19,7 @@ functional pytree::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import flax.linen as nn
 import jax
@@ -294,7 +294,7 @@ def layer_params(variables: Mapping[str, Any]) -> Union[tuple[LayerParams, ...],
     if "layer_0" in tree:
         return tuple(_one_layer(tree[f"layer_{i}"]) for i in range(len(tree)))
     if "forward" in tree:
-        return _one_layer(tree)
+        return cast(BidirectionalParams, _one_layer(tree))  # "forward" in tree: the bidirectional case
     raise ValueError(
         "variables: expected the params of a StackedLSTM (layer_0, layer_1, ...) or a Bidirectional "
         f"(forward, backward), found keys {sorted(tree)}"

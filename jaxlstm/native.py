@@ -42,16 +42,8 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
         threads = int(os.environ.get("JAXLSTM_NATIVE_THREADS", "0") or 0)
     except ValueError:
         return None, "JAXLSTM_NATIVE_THREADS must be an integer", 0
-    import jaxlib
-
     try:
-        version = tuple(int(v) for v in jaxlib.__version__.split(".")[:2])
-    except ValueError:
-        version = (0, 0)
-    if version < (0, 5):  # the FFI thread-pool context the kernels are scheduled through
-        return None, f"jaxlib {jaxlib.__version__} is older than 0.5 (no FFI thread pool)", 0
-    try:
-        from ._native import _lstm
+        from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
     except ImportError as e:
         return (
             None,
@@ -78,6 +70,12 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
 _ISA, _WHY, _THREADS = _load()
 
 
+def _isa() -> str:
+    """The instruction set in use; only called once ``_check`` has made sure the kernels are available."""
+    assert _ISA is not None, why_unavailable()
+    return _ISA
+
+
 def available() -> bool:
     """Whether the native kernels can run: extension built and loaded, CPU supported, not disabled."""
     return _ISA is not None
@@ -100,7 +98,7 @@ def _stats() -> dict:
     started on one thread within 200 ms of a take-over)."""
     if _ISA is None:
         return {}
-    from ._native import _lstm
+    from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
 
     return _lstm.stats()
 
@@ -181,7 +179,7 @@ def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_out
         has_bias=bias is not None,
         has_keep=has_keep,
         has_valid=has_valid,
-        isa=np.int32(_ISA_CODES[_ISA]),
+        isa=np.int32(_ISA_CODES[_isa()]),
         threads=np.int32(_THREADS),
     )
     return ys, h_T, c_T, ((z, h_prev, c_prev) if save else None)
@@ -238,7 +236,7 @@ def backward_recurrence(recurrent_kernel, z, c_prev, keep, valid, d_ys, d_hT, d_
         zero_output=bool(zero_output),
         has_keep=has_keep,
         has_valid=has_valid,
-        isa=np.int32(_ISA_CODES[_ISA]),
+        isa=np.int32(_ISA_CODES[_isa()]),
         threads=np.int32(_THREADS),
     )
     return d_z, d_h0, d_c0

@@ -77,9 +77,13 @@ class _Weights(nnx.Module):
 
     @property
     def params(self) -> LSTMParams:
+        # Only bias and projection are optional (None); the kernels are always Params.
         value = lambda p: None if p is None else p.get_value()  # noqa: E731
         return LSTMParams(
-            value(self.kernel), value(self.recurrent_kernel), value(self.bias), value(self.projection)
+            self.kernel.get_value(),
+            self.recurrent_kernel.get_value(),
+            value(self.bias),
+            value(self.projection),
         )
 
     def set_params(self, params: LSTMParams, name: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +160,9 @@ def _check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list
     return sizes
 
 
-def _check_initial_state(initial_state: Any, params: tuple, batch_shape: tuple[int, ...]) -> None:
+def _check_initial_state(
+    initial_state: Any, params: Sequence[LayerParams], batch_shape: tuple[int, ...]
+) -> None:
     if not isinstance(initial_state, (tuple, list)) or isinstance(
         initial_state, (LSTMState, BidirectionalState)
     ):
@@ -238,7 +240,8 @@ def _stacked_lstm(
     dtype: Any,
     impl: Any,
 ) -> StackOutput:
-    common = dict(
+    # Heterogeneous keyword arguments shared by every layer's lstm / bidirectional call.
+    common: dict[str, Any] = dict(
         mask=mask,
         lengths=lengths,
         activation=activation,
@@ -249,18 +252,24 @@ def _stacked_lstm(
     )
     # A dropout key per gap between layers (PyTorch: no dropout after the last layer).
     keys = None if key is None else jax.random.split(key, max(len(params) - 1, 1))
-    states = []
+    states: list[LayerState] = []
     for index, layer in enumerate(params):
+        # _check_initial_state matched each state's kind to its layer's.
         state = None if initial_state is None else initial_state[index]
         if isinstance(layer, LSTMParams):
             # Keras's LSTM default: a masked step repeats the previous output.
             zero = bool(zero_output_for_mask)
-            out = core.lstm(layer, xs, state, zero_output_for_mask=zero, **common)
+            out = core.lstm(layer, xs, cast(Optional[LSTMState], state), zero_output_for_mask=zero, **common)
+            ys = out.sequence
         else:
             # Keras's Bidirectional default when returning sequences: a masked step outputs zeros.
             zero = True if zero_output_for_mask is None else zero_output_for_mask
-            out = bidirectional(layer, xs, state, merge_mode=merge_mode, zero_output_for_mask=zero, **common)
-        ys = out.sequence
+            bi_state = cast(Optional[BidirectionalState], state)
+            out = bidirectional(
+                layer, xs, bi_state, merge_mode=merge_mode, zero_output_for_mask=zero, **common
+            )
+            # A stack's merge_mode is never None (_layer_sizes rejects it), so this is one array.
+            ys = cast(jax.Array, out.sequence)
         if residual and index > 0:
             ys = ys + xs.astype(ys.dtype)
         if keys is not None and index < len(params) - 1:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ def _layers(params: Any) -> tuple[tuple[LSTMParams, ...], bool]:
             "params: expected LSTMParams or a non-empty tuple of per-layer LSTMParams, "
             f"found {type(params).__name__}"
         )
+    checked: list[LSTMParams] = []
     for index, layer in enumerate(layers):
         name = "params" if single else f"params[{index}]"
         if isinstance(layer, BidirectionalParams):
@@ -51,7 +52,8 @@ def _layers(params: Any) -> tuple[tuple[LSTMParams, ...], bool]:
         if not isinstance(layer, LSTMParams):
             raise TypeError(f"{name}: expected LSTMParams, found {type(layer).__name__}")
         checks.params(layer)
-    return tuple(layers), single
+        checked.append(layer)
+    return tuple(checked), single
 
 
 def _as_tuple(state: Any, layers: tuple, single: bool) -> tuple[LSTMState, ...]:
@@ -183,4 +185,6 @@ def stream_chunk(
         unroll=unroll,
         impl=impl,
     )
-    return (out.state[0] if single else out.state), out.sequence
+    # Every layer is one-direction (_layers), so every state is an LSTMState.
+    new_state = cast(tuple[LSTMState, ...], out.state)
+    return (new_state[0] if single else new_state), out.sequence

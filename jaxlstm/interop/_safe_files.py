@@ -371,6 +371,7 @@ def check_hdf5_links(f: Any, path: str) -> None:
     open, and read, another file. (``H5Lvisit``, through h5py's low-level API: it walks every
     link of the file without following any, and exists in every h5py the project supports.)"""
     import h5py
+    import h5py.h5l  # loaded by h5py already; named so that type checkers see the submodule
 
     allowed = (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT)
 

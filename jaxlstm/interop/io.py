@@ -145,7 +145,8 @@ def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] 
     elif path.endswith(".npz"):
         blob = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
         with open(path, "wb") as f:
-            np.savez(f, **tensors, **{_META: blob})
+            # The keys are LSTMParams field paths and _META, never savez's own allow_pickle keyword.
+            np.savez(f, **tensors, **{_META: blob})  # pyright: ignore[reportArgumentType]
     else:
         raise ValueError(f"path: expected a name ending in .safetensors or .npz, found {path!r}")
 

@@ -27,7 +27,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, cast
 
 from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams
@@ -223,7 +223,8 @@ def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
         name = _attr_str(read_attr(f[vars_group], "name", path, last))
         if _is_bidirectional(f, group):
             fwd, bwd = _keras3_lstm(f, f"{group}/forward_layer"), _keras3_lstm(f, f"{group}/backward_layer")
-            yield name, group, {"forward": fwd, "backward": bwd}
+            # _is_bidirectional found an LSTM in both directions: neither is None.
+            yield name, group, cast(dict[str, dict[str, str]], {"forward": fwd, "backward": bwd})
             continue
         single = _keras3_lstm(f, group)
         if single:

@@ -16,7 +16,7 @@ import re
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -49,7 +49,7 @@ _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_rev
 
 def _state_dict(sd: Any) -> Mapping[str, Any]:
     if hasattr(sd, "state_dict") and callable(sd.state_dict):  # a live nn.Module
-        return sd.state_dict()
+        return cast(Mapping[str, Any], sd.state_dict())  # nn.Module.state_dict: an OrderedDict
     if not isinstance(sd, Mapping):
         raise TypeError(
             f"state_dict: expected a mapping of names to tensors or an nn.Module, found {type(sd).__name__}"
@@ -173,7 +173,7 @@ def to_torch(params: Any) -> OrderedDict[str, Any]:
     _check_torch_stack(stack, bidirectional)
     sd: OrderedDict = OrderedDict()
     for layer, p in enumerate(stack):
-        if bidirectional:
+        if isinstance(p, BidirectionalParams):  # as every layer, when bidirectional (checked above)
             _put(sd, p.forward, layer, "")
             _put(sd, p.backward, layer, "_reverse")
         else:
@@ -187,7 +187,12 @@ def _check_torch_stack(stack: tuple[LayerParams, ...], bidirectional: bool) -> N
     first = None
     for layer, p in enumerate(stack):
         layer_params(p, f"params[{layer}]")
-        directions = (("forward", p.forward), ("backward", p.backward)) if bidirectional else (("", p),)
+        # to_torch checked that every layer is a BidirectionalParams iff bidirectional.
+        directions: tuple[tuple[str, LSTMParams], ...]
+        if isinstance(p, BidirectionalParams):
+            directions = (("forward", p.forward), ("backward", p.backward))
+        else:
+            directions = (("", p),)
         if layer > 0:
             expected = first[1] * (2 if bidirectional else 1)  # type: ignore[index]
             d = directions[0][1]
