@@ -223,10 +223,10 @@ _CHILD = textwrap.dedent(
 
 
 def _child(env: dict) -> dict:
-    full = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", **env}
-    for k, v in env.items():
-        if v is None:
-            full.pop(k)
+    """Runs _CHILD with the JAXLSTM_NATIVE* variables of this process replaced by ``env``'s."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JAXLSTM_NATIVE")}
+    full.update({"PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})
+    full.update({k: v for k, v in env.items() if v is not None})
     run = subprocess.run([sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
