@@ -5,7 +5,8 @@
 Forward: ``native.forward(save=False)`` vs ``fast._forward(..., save=False)``. Backward:
 ``fast._backward`` (pure JAX: reverse scan + weight-gradient GEMMs) vs the native reverse scan plus
 the same weight-gradient GEMMs in XLA (what the fast path runs with the native kernel plugged in),
-and the native reverse scan alone. Each number is the minimum over ``--repeats`` timings of
+and the reverse scans alone (fast._backward with the GEMMs dead, vs native; both also sum d_z
+into d_bias). Each number is the minimum over ``--repeats`` timings of
 ``--iters`` calls, divided by T. ``--threads N`` caps the native threads (JAXLSTM_NATIVE_THREADS);
 ``--spin`` runs a busy-looping process beside the benchmark (one core taken away). Prints
 ``uptime`` (timings on a shared machine are noisy) and, per shape, how the native calls ran
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument("--spin", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iters", type=int, default=0, help="calls per timing (default: by shape)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="process CPU time instead of wall time (with --threads 1: the kernels' cost "
+                         "on a machine too loaded for wall times)")
     args = ap.parse_args()
     if args.threads:
         os.environ["JAXLSTM_NATIVE_THREADS"] = str(args.threads)
@@ -54,10 +58,10 @@ def main() -> None:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         print(f"isa={native.isa()} threads={'pool' if not args.threads else args.threads} "
-              f"spin={args.spin} jax={jax.__version__}")
+              f"spin={args.spin} clock={'cpu' if args.cpu_time else 'wall'} jax={jax.__version__}")
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         print(f"{'shape':8} {'fwd jax':>9} {'fwd nat':>9} {'GF/s nat':>8} {'bwd jax':>9} "
-              f"{'bwd nat':>9} {'scan nat':>9}   (us per step)")
+              f"{'bwd nat':>9} {'scan jax':>9} {'scan nat':>9}   (us per step)")
         cfg = fast.FastConfig()
         for name in args.shapes:
             B, T, I, H = SHAPES[name]
@@ -84,34 +88,43 @@ def main() -> None:
                 d_z, d_h0, d_c0 = native.backward_recurrence(
                     p.recurrent_kernel, z, c_prev, None, None, *cts, zero_output=False)
                 if not gemms:
-                    return d_z, d_h0, d_c0
+                    return d_z.sum(axis=(0, 1)), d_h0, d_c0  # as scan_jax: d_bias
                 dims = (((0, 1), (0, 1)), ((), ()))
                 return (jax.lax.dot_general(xs, d_z, dims), jax.lax.dot_general(h_prev, d_z, dims),
                         d_z.sum(axis=(0, 1)), d_z @ p.kernel.T, d_h0, d_c0)
 
+            # fast._backward's reverse scan alone: the weight-gradient GEMMs are dead code here.
+            def scan_jax(p, xs, res, cts):
+                d_params, _, d_h0, d_c0 = fast._backward(p, xs, h0, c0, None, None, False, cfg, res, cts)
+                return d_params.bias, d_h0, d_c0
+
+            scan_jax = jax.jit(scan_jax)
             bwd_nat = jax.jit(bwd_native)
             scan_nat = jax.jit(lambda *a: bwd_native(*a, gemms=False))
 
             iters = args.iters or max(3, int(2e9 / (2 * T * B * (I + H) * 4 * H)))
 
+            clock = time.process_time if args.cpu_time else time.perf_counter
+
             def per_step(f, *a):
                 jax.block_until_ready(f(*a))
                 best = float("inf")
                 for _ in range(args.repeats):
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     for _ in range(iters):
                         out = f(*a)
                     jax.block_until_ready(out)
-                    best = min(best, (time.perf_counter() - t0) / iters)
+                    best = min(best, (clock() - t0) / iters)
                 return best / T * 1e6
 
             before = native._stats()
             t_fj, t_fn = per_step(fwd_jax, p, xs), per_step(fwd_nat, p, xs)
             t_bj = per_step(bwd_jax, p, xs, res, cts)
             t_bn, t_sn = per_step(bwd_nat, p, xs, res, cts), per_step(scan_nat, p, xs, res, cts)
+            t_sj = per_step(scan_jax, p, xs, res, cts)
             gflops = 2 * B * (I + H) * 4 * H / (t_fn * 1e-6) / 1e9
             print(f"{name:8} {t_fj:9.2f} {t_fn:9.2f} {gflops:8.1f} {t_bj:9.2f} {t_bn:9.2f} "
-                  f"{t_sn:9.2f}", flush=True)
+                  f"{t_sj:9.2f} {t_sn:9.2f}", flush=True)
             after = native._stats()
             print("         native calls:", {k: after[k] - before[k] for k in after})
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

@@ -5,8 +5,18 @@ values as ``fast._forward`` and the reverse scan of ``fast._backward``, float32 
 recurrent weights, AVX-512 or AVX2 micro-kernels and threads from XLA's intra-op pool (see
 ``jaxlstm/_native/lstm.cc``). The weight gradients stay XLA GEMMs (``fast._backward``).
 
-Both entry points are jax-traceable (``jax.ffi.ffi_call``), registered for the CPU platform only;
-under ``vmap`` they run once per example (``vmap_method="sequential"``).
+Both entry points are jax-traceable (``jax.ffi.ffi_call``), registered for the CPU platform only
+(a caller must not lower them for another backend); under ``vmap`` they run once per example
+(``vmap_method="sequential"``: a caller whose weights are not batched does better folding the
+mapped axis into B). Under ``shard_map`` each shard runs the kernel on its local batch (tested).
+They are not registered batch-partitionable: XLA's batch partitioner splits the leading dimensions
+of every operand and result alike, while here the batch is axis 1 of ``[T, B, ...]`` and the
+weights have no batch axis.
+
+Threads: each call takes up to the size of XLA's intra-op pool (the calling thread and pool tasks
+from the FFI execution context; see ``_native/lstm.cc``); no call waits for a task that has not
+started, and a call whose peers get descheduled finishes on one thread (and the calls of the next
+200 ms start on one). Results do not depend on the number of threads, bit for bit.
 
 Environment (read once, at import):
 

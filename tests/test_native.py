@@ -223,10 +223,10 @@ _CHILD = textwrap.dedent(
 
 
 def _child(env: dict) -> dict:
-    full = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", **env}
-    for k, v in env.items():
-        if v is None:
-            full.pop(k)
+    """Runs _CHILD with the JAXLSTM_NATIVE* variables of this process replaced by ``env``'s."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("JAXLSTM_NATIVE")}
+    full.update({"PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})
+    full.update({k: v for k, v in env.items() if v is not None})
     run = subprocess.run([sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -283,3 +283,40 @@ def test_unknown_isa_name_says_so():
     if out["why"] is not None and "not built" in out["why"]:
         pytest.skip(out["why"])
     assert not out["available"] and "JAXLSTM_NATIVE_ISA" in out["why"]
+
+
+_SHARD_CHILD = textwrap.dedent(
+    """
+    import jax
+    jax.config.update("jax_num_cpu_devices", 2)
+    import numpy as np, jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+    from jaxlstm import native, fast
+    from jaxlstm.pytrees import LSTMParams
+    rng = np.random.default_rng(0)
+    T, B, I, H = 5, 6, 3, 10
+    f = lambda *s: jnp.asarray(rng.normal(size=s) * 0.3, jnp.float32)
+    W, U, b, xs, h0, c0 = f(I, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I), f(B, H), f(B, H)
+    mesh = Mesh(np.array(jax.devices()), ("b",))
+
+    def local(xs, h0, c0):
+        ys, hT, cT, _ = native.forward(W, U, b, xs, h0, c0, None, None, zero_output=False, save=False)
+        return ys, hT, cT
+
+    run = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(None, "b"), P("b"), P("b")),
+                                out_specs=(P(None, "b"), P("b"), P("b"))))
+    got = run(xs, h0, c0)
+    want = fast._forward(LSTMParams(W, U, b, None), xs, h0, c0, None, None, False, fast.FastConfig(), False)[:3]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+    print("ok", len(jax.devices()))
+    """
+)
+
+
+@needs_native
+def test_forward_under_shard_map_over_the_batch_on_two_devices():
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", _SHARD_CHILD], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-2:] == ["ok", "2"]
