@@ -43,8 +43,7 @@ def _extensions():
     include = _jaxlib_include()
     if include is None:
         sys.stderr.write(
-            "WARNING: jaxlib's XLA FFI headers were not found; jaxlstm's native extension is "
-            "not built.\n"
+            "WARNING: jaxlib's XLA FFI headers were not found; jaxlstm's native extension is not built.\n"
         )
         return []
     if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
@@ -58,8 +57,15 @@ def _extensions():
             depends=[os.path.join(src, f) for f in ("lstm_kernels.h", "kernels_impl.h")],
             language="c++",
             # -isystem: jaxlib's headers are not ours to warn about.
-            extra_compile_args=["-std=c++17", "-O3", "-g0", "-fvisibility=hidden", "-fno-math-errno",
-                                "-isystem", include],
+            extra_compile_args=[
+                "-std=c++17",
+                "-O3",
+                "-g0",
+                "-fvisibility=hidden",
+                "-fno-math-errno",
+                "-isystem",
+                include,
+            ],
             optional=True,
         )
     ]

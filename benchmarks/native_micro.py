@@ -3,10 +3,9 @@
     python benchmarks/native_micro.py [--shapes small medium long large] [--threads N] [--spin]
 
 Forward: ``native.forward(save=False)`` vs ``fast._forward(..., save=False)``. Backward:
-``fast._backward`` (pure JAX: reverse scan + weight-gradient GEMMs) vs the native reverse scan plus
-the same weight-gradient GEMMs in XLA (what the fast path runs with the native kernel plugged in),
-and the reverse scans alone (fast._backward with the GEMMs dead, vs native; both also sum d_z
-into d_bias). Each number is the minimum over ``--repeats`` timings of
+the pure-JAX reverse recurrence (``_recurrences.cotangent_scan``, what ``grad`` runs) + the
+weight-gradient GEMMs vs the native reverse scan plus the same GEMMs (``impl="native"``), and the
+reverse scans alone (both also sum d_z into d_bias). Each number is the minimum over ``--repeats`` timings of
 ``--iters`` calls, divided by T. ``--threads N`` caps the native threads (JAXLSTM_NATIVE_THREADS);
 ``--spin`` runs a busy-looping process beside the benchmark (one core taken away). Prints
 ``uptime`` (timings on a shared machine are noisy) and, per shape, how the native calls ran
@@ -20,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 
 SHAPES = {  # name: (B, T, I, H)
     "small": (32, 50, 32, 64),
@@ -36,9 +36,12 @@ def main() -> None:
     ap.add_argument("--spin", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--iters", type=int, default=0, help="calls per timing (default: by shape)")
-    ap.add_argument("--cpu-time", action="store_true",
-                    help="process CPU time instead of wall time (with --threads 1: the kernels' cost "
-                         "on a machine too loaded for wall times)")
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="process CPU time instead of wall time (with --threads 1: the kernels' cost "
+        "on a machine too loaded for wall times)",
+    )
     args = ap.parse_args()
     if args.threads:
         os.environ["JAXLSTM_NATIVE_THREADS"] = str(args.threads)
@@ -49,6 +52,7 @@ def main() -> None:
     import numpy as np
 
     from jaxlstm import fast, native
+    from jaxlstm._recurrences import cotangent_scan
     from jaxlstm.pytrees import LSTMParams
 
     if not native.available():
@@ -57,11 +61,15 @@ def main() -> None:
     if args.spin:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        print(f"isa={native.isa()} threads={'pool' if not args.threads else args.threads} "
-              f"spin={args.spin} clock={'cpu' if args.cpu_time else 'wall'} jax={jax.__version__}")
+        print(
+            f"isa={native.isa()} threads={'pool' if not args.threads else args.threads} "
+            f"spin={args.spin} clock={'cpu' if args.cpu_time else 'wall'} jax={jax.__version__}"
+        )
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-        print(f"{'shape':8} {'fwd jax':>9} {'fwd nat':>9} {'GF/s nat':>8} {'bwd jax':>9} "
-              f"{'bwd nat':>9} {'scan jax':>9} {'scan nat':>9}   (us per step)")
+        print(
+            f"{'shape':8} {'fwd jax':>9} {'fwd nat':>9} {'GF/s nat':>8} {'bwd jax':>9} "
+            f"{'bwd nat':>9} {'scan jax':>9} {'scan nat':>9}   (us per step)"
+        )
         cfg = fast.FastConfig()
         for name in args.shapes:
             B, T, I, H = SHAPES[name]
@@ -72,35 +80,54 @@ def main() -> None:
             xs = f32(rng.normal(size=(T, B, I)))
             h0 = c0 = jnp.zeros((B, H), jnp.float32)
             p = LSTMParams(W, U, b, None)
-            cts = (f32(rng.normal(size=(T, B, H))), f32(rng.normal(size=(B, H))),
-                   f32(rng.normal(size=(B, H))))
+            cts = (
+                f32(rng.normal(size=(T, B, H))),
+                f32(rng.normal(size=(B, H))),
+                f32(rng.normal(size=(B, H))),
+            )
 
             fwd_jax = jax.jit(lambda p, xs: fast._forward(p, xs, h0, c0, None, None, False, cfg, False)[:3])
-            fwd_nat = jax.jit(lambda p, xs: native.forward(
-                p.kernel, p.recurrent_kernel, p.bias, xs, h0, c0, None, None,
-                zero_output=False, save=False)[:3])
+            fwd_nat = jax.jit(
+                lambda p, xs: native.forward(
+                    p.kernel,
+                    p.recurrent_kernel,
+                    p.bias,
+                    xs,
+                    h0,
+                    c0,
+                    None,
+                    None,
+                    zero_output=False,
+                    save=False,
+                )[:3]
+            )
             res = jax.jit(lambda p, xs: fast._forward(p, xs, h0, c0, None, None, False, cfg, True)[3])(p, xs)
-            bwd_jax = jax.jit(lambda p, xs, res, cts: fast._backward(
-                p, xs, h0, c0, None, None, False, cfg, res, cts))
 
-            def bwd_native(p, xs, res, cts, gemms=True):
+            def pure_recurrence(U, z, c_prev, keep, valid, *cts, zero_output):
+                return cotangent_scan(U, z, c_prev, keep, valid, *cts, zero_output=zero_output, unroll=1)
+
+            def backward(recurrence, p, xs, res, cts, gemms=True):
+                """The reverse recurrence, then (unless not ``gemms``) the weight-gradient GEMMs."""
                 z, h_prev, c_prev = res
-                d_z, d_h0, d_c0 = native.backward_recurrence(
-                    p.recurrent_kernel, z, c_prev, None, None, *cts, zero_output=False)
+                d_z, d_h0, d_c0 = recurrence(
+                    p.recurrent_kernel, z, c_prev, None, None, *cts, zero_output=False
+                )
                 if not gemms:
-                    return d_z.sum(axis=(0, 1)), d_h0, d_c0  # as scan_jax: d_bias
+                    return d_z.sum(axis=(0, 1)), d_h0, d_c0  # d_bias keeps d_z alive
                 dims = (((0, 1), (0, 1)), ((), ()))
-                return (jax.lax.dot_general(xs, d_z, dims), jax.lax.dot_general(h_prev, d_z, dims),
-                        d_z.sum(axis=(0, 1)), d_z @ p.kernel.T, d_h0, d_c0)
+                return (
+                    jax.lax.dot_general(xs, d_z, dims),
+                    jax.lax.dot_general(h_prev, d_z, dims),
+                    d_z.sum(axis=(0, 1)),
+                    d_z @ p.kernel.T,
+                    d_h0,
+                    d_c0,
+                )
 
-            # fast._backward's reverse scan alone: the weight-gradient GEMMs are dead code here.
-            def scan_jax(p, xs, res, cts):
-                d_params, _, d_h0, d_c0 = fast._backward(p, xs, h0, c0, None, None, False, cfg, res, cts)
-                return d_params.bias, d_h0, d_c0
-
-            scan_jax = jax.jit(scan_jax)
-            bwd_nat = jax.jit(bwd_native)
-            scan_nat = jax.jit(lambda *a: bwd_native(*a, gemms=False))
+            bwd_jax = jax.jit(partial(backward, pure_recurrence))
+            bwd_nat = jax.jit(partial(backward, native.backward_recurrence))
+            scan_jax = jax.jit(partial(backward, pure_recurrence, gemms=False))
+            scan_nat = jax.jit(partial(backward, native.backward_recurrence, gemms=False))
 
             iters = args.iters or max(3, int(2e9 / (2 * T * B * (I + H) * 4 * H)))
 
@@ -123,8 +150,11 @@ def main() -> None:
             t_bn, t_sn = per_step(bwd_nat, p, xs, res, cts), per_step(scan_nat, p, xs, res, cts)
             t_sj = per_step(scan_jax, p, xs, res, cts)
             gflops = 2 * B * (I + H) * 4 * H / (t_fn * 1e-6) / 1e9
-            print(f"{name:8} {t_fj:9.2f} {t_fn:9.2f} {gflops:8.1f} {t_bj:9.2f} {t_bn:9.2f} "
-                  f"{t_sj:9.2f} {t_sn:9.2f}", flush=True)
+            print(
+                f"{name:8} {t_fj:9.2f} {t_fn:9.2f} {gflops:8.1f} {t_bj:9.2f} {t_bn:9.2f} "
+                f"{t_sj:9.2f} {t_sn:9.2f}",
+                flush=True,
+            )
             after = native._stats()
             print("         native calls:", {k: after[k] - before[k] for k in after})
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

@@ -202,7 +202,9 @@ def _stream_step_case() -> Case:
 # -- linen ----------------------------------------------------------------------------------------
 
 
-def _linen_case(name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO) -> Case:
+def _linen_case(
+    name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO
+) -> Case:
     """A linen module ``make(**impl_kwargs)``, differentiated w.r.t. its params, inputs and state."""
     module = make()
     variables = module.init(jax.random.key(0), _xs(), state, **call)
@@ -254,7 +256,9 @@ def _linen_rnn_case() -> Case:
     def run(impl: Any, tree: Any) -> Any:
         params, xs, state = tree
         if impl == "scan":  # the cell has no impl: the reference is the functional scan
-            out = jaxlstm.lstm(jl.get_params(params["cell"]), xs, state, reverse=True, keep_order=True, impl="scan")
+            out = jaxlstm.lstm(
+                jl.get_params(params["cell"]), xs, state, reverse=True, keep_order=True, impl="scan"
+            )
             return out.sequence, out.state.h, out.state.c
         (c, h), ys = rnn.apply({"params": params}, xs, initial_carry=state.to_flax_carry())
         return ys, h, c
@@ -265,7 +269,9 @@ def _linen_rnn_case() -> Case:
 # -- nnx ------------------------------------------------------------------------------------------
 
 
-def _nnx_case(name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO) -> Case:
+def _nnx_case(
+    name: str, make: Callable[..., Any], call: dict[str, Any], state: Any, impl: Any = AUTO
+) -> Case:
     """An NNX module ``make(**impl_kwargs)``, differentiated w.r.t. its ``nnx.Param``s, inputs, state."""
     from flax import nnx
 
@@ -347,7 +353,9 @@ CHUNKS = FastConfig(checkpoint_chunks=2)
 
 _FACTORIES: dict[str, Callable[[], Case]] = {
     "lstm": lambda: _lstm_case("lstm"),
-    "lstm_mask_reverse": lambda: _lstm_case("lstm_mask_reverse", mask=MASK, reverse=True, zero_output_for_mask=True),
+    "lstm_mask_reverse": lambda: _lstm_case(
+        "lstm_mask_reverse", mask=MASK, reverse=True, zero_output_for_mask=True
+    ),
     "lstm_lengths_reverse": lambda: _lstm_case(
         "lstm_lengths_reverse", lengths=LENGTHS, reverse=True, keep_order=True
     ),

@@ -49,7 +49,14 @@ SHAPES = [
     (2, 13, 9, 70),
 ]
 # (masks, zero_output): zero_output only matters where steps are not kept.
-MASK_CASES = [("none", False), ("keep", False), ("keep", True), ("valid", False), ("both", False), ("both", True)]
+MASK_CASES = [
+    ("none", False),
+    ("keep", False),
+    ("keep", True),
+    ("valid", False),
+    ("both", False),
+    ("both", True),
+]
 
 
 def _problem(T, B, I, H, masks="both", bias=True, seed=0):
@@ -100,7 +107,9 @@ def test_forward_matches_fast_path(shape, masks, zero_output):
 @needs_native
 def test_forward_without_bias_under_jit():
     W, U, _, xs, h0, c0, keep, valid = _problem(7, 5, 3, 20)
-    ref = fast._forward(LSTMParams(W, U, None, None), xs, h0, c0, keep, valid, False, fast.FastConfig(), False)
+    ref = fast._forward(
+        LSTMParams(W, U, None, None), xs, h0, c0, keep, valid, False, fast.FastConfig(), False
+    )
     run = jax.jit(lambda *a: native.forward(*a, zero_output=False, save=False)[:3])
     for a, e in zip(run(W, U, None, xs, h0, c0, keep, valid), ref[:3]):
         _close(a, e)
@@ -111,7 +120,11 @@ def test_forward_under_vmap():
     W, U, b, _, h0, c0, _, _ = _problem(4, 3, 5, 9)
     xs = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 3, 5)), jnp.float32)
     run = jax.vmap(lambda x: native.forward(W, U, b, x, h0, c0, None, None, zero_output=False, save=False)[0])
-    ref = jax.vmap(lambda x: fast._forward(LSTMParams(W, U, b, None), x, h0, c0, None, None, False, fast.FastConfig(), False)[0])
+    ref = jax.vmap(
+        lambda x: fast._forward(
+            LSTMParams(W, U, b, None), x, h0, c0, None, None, False, fast.FastConfig(), False
+        )[0]
+    )
     _close(run(xs), ref(xs))
 
 
@@ -155,7 +168,9 @@ def test_backward_recurrence_matches_vjp_of_scan(shape, masks, zero_output):
     rng = np.random.default_rng(2)
     cts = tuple(jnp.asarray(rng.normal(size=o.shape), jnp.float32) for o in outs)
     d_a, d_h0, d_c0 = vjp(cts)
-    _, _, _, (z, _, c_prev) = native.forward(W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=True)
+    _, _, _, (z, _, c_prev) = native.forward(
+        W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=True
+    )
     out = native.backward_recurrence(U, z, c_prev, keep, valid, *cts, zero_output=zero_output)
     for got, want in zip(out, (d_a, d_h0, d_c0)):
         assert got.shape == want.shape and got.dtype == jnp.float32
@@ -166,7 +181,9 @@ def test_backward_recurrence_matches_vjp_of_scan(shape, masks, zero_output):
 def test_backward_recurrence_on_fast_path_residuals_under_jit():
     """The residuals of fast._forward are accepted as they are (the lead's plug-in point)."""
     W, U, b, xs, h0, c0, keep, valid = _problem(9, 6, 4, 24)
-    _, _, _, (z, _, c_prev) = fast._forward(LSTMParams(W, U, b, None), xs, h0, c0, keep, valid, True, fast.FastConfig(), True)
+    _, _, _, (z, _, c_prev) = fast._forward(
+        LSTMParams(W, U, b, None), xs, h0, c0, keep, valid, True, fast.FastConfig(), True
+    )
     outs, vjp = jax.vjp(lambda a, h, c: _scan_reference(U, a, h, c, keep, valid, True), xs @ W + b, h0, c0)
     cts = tuple(jnp.ones_like(o) for o in outs)
     run = jax.jit(lambda *a: native.backward_recurrence(*a, zero_output=True))
@@ -186,7 +203,9 @@ def test_non_float32_is_a_clear_error():
         native.forward(W, U, b, xs.astype(jnp.bfloat16), h0, c0, None, None, zero_output=False, save=False)
     z = jnp.zeros((2, 2, 16), jnp.float16)
     with pytest.raises(ValueError, match="z has dtype float16"):
-        native.backward_recurrence(U, z, h0[None].repeat(2, 0), None, None, h0[None].repeat(2, 0), h0, c0, zero_output=False)
+        native.backward_recurrence(
+            U, z, h0[None].repeat(2, 0), None, None, h0[None].repeat(2, 0), h0, c0, zero_output=False
+        )
 
 
 @needs_native
@@ -227,7 +246,9 @@ def _child(env: dict) -> dict:
     full = {k: v for k, v in os.environ.items() if not k.startswith("JAXLSTM_NATIVE")}
     full.update({"PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})
     full.update({k: v for k, v in env.items() if v is not None})
-    run = subprocess.run([sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -317,6 +338,8 @@ _SHARD_CHILD = textwrap.dedent(
 @needs_native
 def test_forward_under_shard_map_over_the_batch_on_two_devices():
     env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", _SHARD_CHILD], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", _SHARD_CHILD], env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[-2:] == ["ok", "2"]

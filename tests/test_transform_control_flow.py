@@ -14,7 +14,9 @@ from _transform_cases import ALL, FORWARD, TRANSFORMS, WRAPPINGS, case, check, x
 
 CELLS = [("lstm", w, t) for w in ("scan", "cond") for t in ALL]
 CELLS += [("lstm", "while", t) for t in FORWARD]
-CELLS += [(n, w, t) for n in ("stacked_lstm", "nnx.LSTM") for w in ("scan", "cond") for t in ("linearize", "hvp")]
+CELLS += [
+    (n, w, t) for n in ("stacked_lstm", "nnx.LSTM") for w in ("scan", "cond") for t in ("linearize", "hvp")
+]
 
 
 @pytest.mark.parametrize("name, wrapping, transform", [pytest.param(*c, id="-".join(c)) for c in CELLS])
