@@ -1,0 +1,139 @@
+"""Every ``python`` code block of the documentation runs, so a docs example cannot rot.
+
+One test per page (``docs/**/*.md``): its blocks run in order in one namespace, as a
+reader would paste them. Blocks use small shapes and assert their own results against the real
+peers (Keras, PyTorch, Flax, Equinox), so a page that drifts from the library fails here.
+
+A block preceded by ``<!-- docs-test: needs FEATURE -->`` documents behaviour another branch is
+landing; while ``FEATURE`` is absent from this tree (``_ABSENT`` says how that is decided, from the
+library's own code rather than from running the block) the block must fail, and once it is present
+the block must pass like any other.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Callable
+
+import pytest
+from conftest import require
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = sorted((ROOT / "docs").rglob("*.md"))
+
+# A fence at the start of a line: ```python ... ```. Indented fences (inside lists or admonitions)
+# would be invisible to this test, so test_no_hidden_blocks refuses them.
+_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
+_NEEDS = re.compile(r"<!-- docs-test: needs ([\w-]+) -->\s*\Z")
+_PEERS = {"keras": "keras", "torch": "torch", "equinox": "equinox", "flax": "flax", "haiku": "haiku"}
+
+
+def _forward_mode_needs_scan() -> bool:
+    import jaxlstm.core
+
+    # The old fast path (a custom_vjp) switched to the scan when it saw forward-mode tracers.
+    return hasattr(jaxlstm.core, "_under_forward_mode")
+
+
+def _no_fastconfig_impl() -> bool:
+    import jaxlstm
+
+    return "FastConfig" not in (jaxlstm.lstm.__doc__ or "")
+
+
+_ABSENT: dict[str, Callable[[], bool]] = {
+    "forward-mode-through-jit": _forward_mode_needs_scan,
+    "impl-fastconfig": _no_fastconfig_impl,
+}
+
+
+def _blocks(page: pathlib.Path) -> list[tuple[int, str, str | None]]:
+    """(line, source, needed feature or None) for each python block of the page."""
+    text = page.read_text(encoding="utf-8")
+    out = []
+    for match in _BLOCK.finditer(text):
+        needs = _NEEDS.search(text[: match.start()])
+        out.append(
+            (text.count("\n", 0, match.start()) + 2, match.group(1), needs.group(1) if needs else None)
+        )
+    return out
+
+
+def test_pages_found() -> None:
+    names = {p.name for p in PAGES}
+    assert {"getting-started.md", "sequences.md", "transformations.md"} <= names
+    assert sum(len(_blocks(p)) for p in PAGES) >= 30
+
+
+def test_no_hidden_blocks() -> None:
+    for page in PAGES:
+        indented = re.findall(r"^[ \t]+```python", page.read_text(encoding="utf-8"), re.M)
+        assert not indented, f"{page.relative_to(ROOT)}: indented ```python fences are not executed"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_page_runs(page: pathlib.Path) -> None:
+    blocks = _blocks(page)
+    if not blocks:
+        return
+    source = "\n".join(src for _, src, _ in blocks)
+    for module, peer in _PEERS.items():
+        if re.search(rf"^\s*(import|from) {module}\b", source, re.M):
+            require(peer)
+    namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
+    where = page.relative_to(ROOT)
+    for line, src, needs in blocks:
+        code = compile(src, f"{where}:{line}", "exec")
+        if needs is not None:
+            assert needs in _ABSENT, f"{where}:{line}: unknown docs-test feature {needs!r}"
+            if _ABSENT[needs]():
+                with pytest.raises(Exception):  # noqa: B017 - any failure: the feature is not here yet
+                    exec(code, namespace)
+                continue
+        exec(code, namespace)
+
+
+_PUBLIC = [
+    "jaxlstm",
+    "jaxlstm.fast",
+    "jaxlstm.cudnn",
+    "jaxlstm.linen",
+    "jaxlstm.nnx",
+    "jaxlstm.checkpoint",
+    "jaxlstm.sharding",
+    "jaxlstm.plot",
+    *(f"jaxlstm.interop.{m}" for m in ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")),
+]
+
+
+def _reference_directives() -> dict[str, set[str] | None]:
+    """Module -> the member names its ``::: module`` directive renders (None: all public ones)."""
+    out: dict[str, set[str] | None] = {}
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        for match in re.finditer(r"^::: ([\w.]+)\n((?:    .*\n)*)", text, re.M):
+            members = re.search(r"members: \[(.*?)\]", match.group(2))
+            out[match.group(1)] = (
+                None if members is None else {m.strip() for m in members.group(1).split(",")}
+            )
+    return out
+
+
+def test_api_reference_covers_every_public_name() -> None:
+    """Every name in a public module's ``__all__`` has an entry in the generated API reference."""
+    import importlib
+
+    documented = _reference_directives()
+    modules = {name: importlib.import_module(name) for name in documented}
+    missing = []
+    for public in _PUBLIC:
+        module = importlib.import_module(public)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not any(
+                getattr(mod, name, None) is obj and (members is None or name in members)
+                for mod, members in ((modules[m], documented[m]) for m in documented)
+            ):
+                missing.append(f"{public}.{name}")
+    assert not missing, f"not in docs/api/*.md: {missing}"
