@@ -1,6 +1,6 @@
 """Every ``python`` code block of the documentation runs, so a docs example cannot rot.
 
-One test per page (``docs/**/*.md``): its blocks run in order in one namespace, as a
+One test per page (``docs/**/*.md`` and ``README.md``): its blocks run in order in one namespace, as a
 reader would paste them. Blocks use small shapes and assert their own results against the real
 peers (Keras, PyTorch, Flax, Equinox), so a page that drifts from the library fails here.
 
@@ -20,7 +20,7 @@ import pytest
 from conftest import require
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "docs").rglob("*.md"))
+PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 
 # A fence at the start of a line: ```python ... ```. Indented fences (inside lists or admonitions)
 # would be invisible to this test, so test_no_hidden_blocks refuses them.
@@ -62,7 +62,7 @@ def _blocks(page: pathlib.Path) -> list[tuple[int, str, str | None]]:
 
 def test_pages_found() -> None:
     names = {p.name for p in PAGES}
-    assert {"getting-started.md", "sequences.md", "transformations.md"} <= names
+    assert {"getting-started.md", "sequences.md", "transformations.md", "README.md"} <= names
     assert sum(len(_blocks(p)) for p in PAGES) >= 30
 
 

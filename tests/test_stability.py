@@ -33,7 +33,7 @@ def test_saturated_gates_stay_finite(dtype) -> None:
     assert finite(grads)
 
 
-# Documented tolerances of low-precision compute against float32 (README, "Guarantees").
+# Documented tolerances of low-precision compute against float32 (docs/guarantees.md).
 LOW_PRECISION_ATOL = {jnp.bfloat16: 2e-2, jnp.float16: 2e-3}
 
 
