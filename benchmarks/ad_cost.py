@@ -51,9 +51,13 @@ def main() -> None:
     ap.add_argument("--shapes", default="small,medium,long,large")
     ap.add_argument("--budget", type=float, default=1.0)
     a = ap.parse_args()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average before: "
-          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
-    print("\n| shape | forward ms | train step ms | jvp ms | HVP ms | jvp / forward | HVP / forward | HVP / train step |")
+    print(
+        f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average before: "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
+    print(
+        "\n| shape | forward ms | train step ms | jvp ms | HVP ms | jvp / forward | HVP / forward | HVP / train step |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for shape in a.shapes.split(","):
         t = measure(shape, a.budget)

@@ -50,8 +50,16 @@ def cpu_name() -> str:
 
 def run_worker(impl: str, task: str, budget: float, min_reps: int) -> dict | None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, str(HERE / "worker.py"), impl, task, "--budget", str(budget),
-           "--min-reps", str(min_reps)]
+    cmd = [
+        sys.executable,
+        str(HERE / "worker.py"),
+        impl,
+        task,
+        "--budget",
+        str(budget),
+        "--min-reps",
+        str(min_reps),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if proc.returncode != 0:
         print(f"  {impl} {task}: FAILED\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -94,8 +102,11 @@ def render(results, impls, tasks, gemm, meta) -> str:
         f"it is fastest). GFLOP/s and % of GEMM peak are {ours}'s, counting forward 2·T·B·(I+H)·4H "
         "and training 3x that.",
         "",
-        "| shape (B/T/I/H) | mode | " + " | ".join(impls) + " | "
-        + " | ".join(f"ratio {r}" for r in rated) + " | GFLOP/s | % peak |",
+        "| shape (B/T/I/H) | mode | "
+        + " | ".join(impls)
+        + " | "
+        + " | ".join(f"ratio {r}" for r in rated)
+        + " | GFLOP/s | % peak |",
         "|---|---|" + "---|" * (len(impls) + len(rated) + 2),
     ]
     for task in tasks:
@@ -148,8 +159,9 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="markdown file (full runs default to RESULTS.md)")
     a = ap.parse_args()
     impls = a.impls.split(",")
-    tasks = (a.shapes.split(",") if a.shapes else
-             ["small", "medium", "stream"] if a.quick else [*SHAPES, "stream"])
+    tasks = (
+        a.shapes.split(",") if a.shapes else ["small", "medium", "stream"] if a.quick else [*SHAPES, "stream"]
+    )
     budget = a.budget if a.budget is not None else (0.5 if a.quick else 1.0)
     min_reps = 5 if a.quick else 7
     rounds = a.rounds if a.rounds is not None else (1 if a.quick else 2)
@@ -157,11 +169,12 @@ def main() -> None:
 
     meta = {
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "load_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "versions": ", ".join(f"{p} {md.version(p)}" for p in PACKAGES if _installed(p)) + f", python {platform.python_version()}",
+        "versions": ", ".join(f"{p} {md.version(p)}" for p in PACKAGES if _installed(p))
+        + f", python {platform.python_version()}",
     }
     t_start = time.time()
     gemm = {}

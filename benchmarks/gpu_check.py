@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import jaxlstm
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from worker import SHAPES  # noqa: E402
+from worker import SHAPES
 
 
 def numerics() -> dict:
@@ -30,7 +30,9 @@ def numerics() -> dict:
     params = params._replace(bias=jax.random.normal(jax.random.key(1), (4 * H,)))
     xs = jax.random.normal(jax.random.key(2), (B, T, I))
     lengths = jax.random.randint(jax.random.key(3), (B,), 1, T + 1).at[0].set(T)
-    state = jaxlstm.LSTMState(h=jax.random.normal(jax.random.key(4), (B, H)), c=jax.random.normal(jax.random.key(5), (B, H)))
+    state = jaxlstm.LSTMState(
+        h=jax.random.normal(jax.random.key(4), (B, H)), c=jax.random.normal(jax.random.key(5), (B, H))
+    )
     weights = jax.random.normal(jax.random.key(6), (B, T, H))
 
     def loss(p, impl):
@@ -41,9 +43,15 @@ def numerics() -> dict:
     with jax.default_matmul_precision("highest"):
         (_, ref), g_ref = jax.value_and_grad(lambda p: loss(p, "scan"), has_aux=True)(params)
         (_, got), g_got = jax.value_and_grad(lambda p: loss(p, "cudnn"), has_aux=True)(params)
-    for name, a, b in [("sequence", ref.sequence, got.sequence), ("h", ref.state.h, got.state.h), ("c", ref.state.c, got.state.c)]:
+    for name, a, b in [
+        ("sequence", ref.sequence, got.sequence),
+        ("h", ref.state.h, got.state.h),
+        ("c", ref.state.c, got.state.c),
+    ]:
         report[name] = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
-    for name, a, b in zip(("d_kernel", "d_recurrent_kernel", "d_bias"), jax.tree.leaves(g_ref), jax.tree.leaves(g_got)):
+    for name, a, b in zip(
+        ("d_kernel", "d_recurrent_kernel", "d_bias"), jax.tree.leaves(g_ref), jax.tree.leaves(g_got)
+    ):
         report[name] = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
     return report
 
@@ -65,6 +73,7 @@ def speed() -> dict:
         xs = jax.random.normal(jax.random.key(1), (B, T, I))
         row = {}
         for impl in ("cudnn", "auto", "scan"):
+
             def run(p, x, impl=impl):
                 o = jaxlstm.lstm(p, x, impl=impl)
                 return o.sequence, o.state.h, o.state.c

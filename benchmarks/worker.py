@@ -4,7 +4,7 @@ The driver (``bench.py``) starts one of these per implementation and shape, so i
 share a process (they would fight over threads, caches and allocators) and each reports its own
 peak RSS. Prints one JSON object on the last line of stdout.
 
-IMPL: jaxlstm[:impl|:Ndev|:vjp] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2), where
+IMPL: jaxlstm[:impl|:Ndev] | flax | flax-optimized | equinox | keras | torch[:threads] (default 2), where
 ``jaxlstm:2dev`` runs with the CPU as 2 XLA host devices and the batch split over them.  TASK: a shape name from
 ``SHAPES``, ``stream`` (single-step latency) or ``gemm`` (the single-GEMM peak).
 """
@@ -18,7 +18,8 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -79,16 +80,12 @@ def _jax_block(out):
 
 def build_jaxlstm(variant: str, B, T, I, H):
     import jax
+
     import jaxlstm
 
     params = jaxlstm.init(jax.random.PRNGKey(0), I, H)
     x = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
     devices = _devices(variant)
-    if variant == "vjp":  # the previous custom_vjp differentiation, for the A/B (benchmarks/_legacy_vjp.py)
-        import _legacy_vjp
-
-        _legacy_vjp.install()
-        variant = ""
     kwargs = {} if not variant or devices else {"impl": variant}
 
     def run(p, x):
@@ -288,13 +285,13 @@ def bench_gemm(impl: str, budget) -> dict:
 
             torch.set_num_threads(2)
             a, b = torch.randn(n, n), torch.randn(n, n)
-            r = time_it(lambda: torch.mm(a, b), budget, 5, 1000)
+            r = time_it(lambda: torch.mm(a, b), budget, 5, 1000)  # noqa: B023 - timed now
         else:
             import jax
 
             a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
             mm = jax.jit(lambda a, b: a @ b)
-            r = time_it(lambda: mm(a, a).block_until_ready(), budget, 5, 1000)
+            r = time_it(lambda: mm(a, a).block_until_ready(), budget, 5, 1000)  # noqa: B023 - timed now
         best = max(best, 2 * n**3 / (r["median_ms"] * 1e-3) / 1e9)
     return {"gflops": best}
 

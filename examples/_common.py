@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ class Dense(NamedTuple):
     bias: jax.Array
 
     @staticmethod
-    def init(key: jax.Array, fan_in: int, fan_out: int) -> "Dense":
+    def init(key: jax.Array, fan_in: int, fan_out: int) -> Dense:
         kernel = jax.nn.initializers.glorot_uniform()(key, (fan_in, fan_out), jnp.float32)
         return Dense(kernel, jnp.zeros((fan_out,), jnp.float32))
 
@@ -99,7 +100,9 @@ def fit(
                 metrics = evaluate(state.params)
                 history.eval_steps.append(step + 1)
                 history.evals.append(metrics)
-                bar.set_postfix(loss=f"{history.losses[-1]:.4f}", **{k: f"{v:.4f}" for k, v in metrics.items()})
+                bar.set_postfix(
+                    loss=f"{history.losses[-1]:.4f}", **{k: f"{v:.4f}" for k, v in metrics.items()}
+                )
                 if checkpoint_path:
                     checkpoint.save(checkpoint_path, state)
                 if done(metrics):
@@ -135,8 +138,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: Any) -> No
     add("--checkpoint", type=output_file(".npz"), help="save here; resume from it if it exists")
     add("--plot", type=output_file(".png"), help="save the training curve here")
     add("--no-progress", action="store_true", help="no progress bar")
-    add("--cpu-devices", type=positive_int, default=None,
-        help="run the CPU as this many devices (jax_num_cpu_devices); the step is split over them")
+    add(
+        "--cpu-devices",
+        type=positive_int,
+        default=None,
+        help="run the CPU as this many devices (jax_num_cpu_devices); the step is split over them",
+    )
 
 
 def parse(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> argparse.Namespace:

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
-import jaxlstm  # noqa: E402
+import jaxlstm
 
 BASELINE_MSE = 1 / 6  # variance of the sum of two independent U[0, 1] values
 
@@ -79,7 +79,7 @@ def loss_fn(model: Model, xs: jax.Array, ys: jax.Array) -> jax.Array:
     return jnp.mean((predict(model, xs) - ys) ** 2)
 
 
-def make_optimizer(config: Config) -> "optax.GradientTransformation":  # noqa: F821
+def make_optimizer(config: Config) -> optax.GradientTransformation:  # noqa: F821
     import optax
 
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.learning_rate))

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
-import jaxlstm  # noqa: E402
+import jaxlstm
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,12 @@ def train(config: Config = Config(), *, checkpoint: Optional[str] = None, progre
 def main(argv: Optional[list[str]] = None) -> Result:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = Config()
-    parser.add_argument("--target", type=_common.positive_float, default=defaults.target_accuracy,
-                        help="stop once the test accuracy reaches this (default: run all steps)")
+    parser.add_argument(
+        "--target",
+        type=_common.positive_float,
+        default=defaults.target_accuracy,
+        help="stop once the test accuracy reaches this (default: run all steps)",
+    )
     _common.add_training_arguments(parser, defaults)
     args = _common.parse(parser, argv)
     if args.target > 1:

@@ -4,12 +4,16 @@ One pure function advances the LSTM by one step (``step``); ``lstm`` scans it ov
 and batches it with ``vmap``. Parameters and states are NamedTuple pytrees in Keras layout.
 """
 
-from . import checkpoint, plot, sharding  # submodules; matplotlib loads only when plot draws
-from . import interop  # lazy: each peer is imported only when one of its converters runs
+# Submodules: matplotlib loads only when plot draws; interop imports each peer only when one of its
+# converters runs.
+from . import checkpoint as checkpoint
+from . import interop as interop
+from . import plot as plot
+from . import sharding as sharding
 from .activations import ACTIVATIONS, hard_sigmoid
+from .bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
 from .core import init, lstm, step, zero_state
 from .pytrees import BidirectionalParams, LSTMOutput, LSTMParams, LSTMState
-from .bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
 from .stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state
 from .streaming import stream_chunk, stream_state, stream_step
 

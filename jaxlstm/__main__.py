@@ -56,9 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"   loss = {float(value):.6f}")
     for name, g in g_params._asdict().items():
         if g is not None:
-            print(f"   d loss / d params.{name:<16} shape {list(g.shape)}  norm {float(jnp.linalg.norm(g)):.6f}")
-    print(f"   d loss / d initial_state.h     shape {list(g_initial.h.shape)}  norm {float(jnp.linalg.norm(g_initial.h)):.6f}")
-    print(f"   d loss / d initial_state.c     shape {list(g_initial.c.shape)}  norm {float(jnp.linalg.norm(g_initial.c)):.6f}")
+            print(
+                f"   d loss / d params.{name:<16} shape {list(g.shape)}  norm {float(jnp.linalg.norm(g)):.6f}"
+            )
+    print(
+        f"   d loss / d initial_state.h     shape {list(g_initial.h.shape)}  norm {float(jnp.linalg.norm(g_initial.h)):.6f}"
+    )
+    print(
+        f"   d loss / d initial_state.c     shape {list(g_initial.c.shape)}  norm {float(jnp.linalg.norm(g_initial.c)):.6f}"
+    )
     if args.plot:
         from jaxlstm.plot import plot_states
 

@@ -7,7 +7,8 @@ probability ``rate``, ``1 / (1 - rate)`` otherwise, so the expected value is unc
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

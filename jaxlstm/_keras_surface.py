@@ -7,7 +7,8 @@ only own parameters, RNGs and the kept state; everything they compute goes throu
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -161,7 +162,9 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
     if not isinstance(carry, (tuple, list)):
         raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__}")
     if len(carry) != 2:
-        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__} of length {len(carry)}")
+        raise TypeError(
+            f"carry: expected Flax's (c, h) pair, found {type(carry).__name__} of length {len(carry)}"
+        )
     expected = (*shape[:-1], units)
     for value, name in zip(carry, ("carry[0] (c)", "carry[1] (h)")):
         checks.float_array(value, name)

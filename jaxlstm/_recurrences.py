@@ -17,16 +17,18 @@ pass (``U``, the pre-activations ``zs`` and the state ``c_prev`` each step start
   program transposable into the fast backward); the derivative with respect to the residuals, needed
   only for second and higher order, is the JVP of the pure-JAX reference below;
 * batching: a vmapped axis is folded into the batch axis B (vmap of the reference if ``U`` is batched);
-* lowering: the pure-JAX reference scan, on every platform. A native kernel is another lowering of the
-  same primitive, never another API.
+* lowering: the pure-JAX reference scan, on every platform; with ``native=True`` the cotangent lowers
+  to the native CPU kernel (``jaxlstm.native``) instead: another lowering of the same primitive, never
+  another API.
 
 Imports jax only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -170,15 +172,25 @@ def _time_major_flags(has_keep: bool, has_valid: bool) -> list[bool]:
     return [None, True, True] + [True] * (has_keep + has_valid) + [True, False, False]
 
 
-def _define(name: str, reference: Callable, seq_width: Callable[[int], int]) -> Primitive:
+def _define(
+    name: str, reference: Callable, seq_width: Callable[[int], int], native: Optional[Callable] = None
+) -> Primitive:
+    """A linear recurrence primitive computing ``reference`` (or ``native``, when asked for and given)."""
     prim = Primitive(name)
     prim.multiple_results = True
 
-    def impl(*args, has_keep, has_valid, zero_output, unroll):
+    def pure(*args, has_keep, has_valid, zero_output, unroll, native_kernel):
+        del native_kernel
         return reference(*_split(args, has_keep, has_valid), zero_output=zero_output, unroll=unroll)
 
-    def abstract_eval(*avals, has_keep, has_valid, zero_output, unroll):
-        del zero_output, unroll
+    def impl(*args, has_keep, has_valid, zero_output, unroll, native_kernel):
+        if native_kernel and native is not None:
+            return native(*_split(args, has_keep, has_valid), zero_output=zero_output)
+        return pure(*args, has_keep=has_keep, has_valid=has_valid, zero_output=zero_output, unroll=unroll,
+                    native_kernel=False)
+
+    def abstract_eval(*avals, has_keep, has_valid, zero_output, unroll, native_kernel):
+        del zero_output, unroll, native_kernel
         recurrent, _, _, _, _, seq, h, c = _split(avals, has_keep, has_valid)
         steps, batch = seq.shape[:2]
         units = recurrent.shape[0]
@@ -192,12 +204,22 @@ def _define(name: str, reference: Callable, seq_width: Callable[[int], int]) -> 
     prim.def_impl(impl)
     prim.def_abstract_eval(abstract_eval)
     mlir.register_lowering(prim, mlir.lower_fun(impl, multiple_results=True))
-    prim.reference = impl  # the pure-JAX function the primitive computes, flat operands
+    prim.reference = pure  # the pure-JAX function the primitive computes, flat operands
     return prim
 
 
+def _native_cotangent(recurrent_kernel, zs, c_prev, keep, valid, ct_ys, ct_hT, ct_cT, *, zero_output):
+    from . import native  # only when asked for: the extension is optional
+
+    return native.backward_recurrence(
+        recurrent_kernel, zs, c_prev, keep, valid, ct_ys, ct_hT, ct_cT, zero_output=zero_output
+    )
+
+
 _tangent_p = _define("jaxlstm_tangent_recurrence", tangent_scan, lambda units: units)
-_cotangent_p = _define("jaxlstm_cotangent_recurrence", cotangent_scan, lambda units: 4 * units)
+_cotangent_p = _define(
+    "jaxlstm_cotangent_recurrence", cotangent_scan, lambda units: 4 * units, native=_native_cotangent
+)
 
 
 def _jvp(prim: Primitive, primals, tangents, **params):
@@ -259,7 +281,11 @@ def _batch(prim: Primitive, args, dims, *, has_keep, has_valid, **params):
     seq, h, c = prim.bind(*folded, **params)
     batch = h.shape[0] // size
     return (
-        (seq.reshape(seq.shape[0], size, batch, *seq.shape[2:]), h.reshape(size, batch, -1), c.reshape(size, batch, -1)),
+        (
+            seq.reshape(seq.shape[0], size, batch, *seq.shape[2:]),
+            h.reshape(size, batch, -1),
+            c.reshape(size, batch, -1),
+        ),
         (1, 0, 0),
     )
 
@@ -272,7 +298,9 @@ batching.primitive_batchers[_tangent_p] = partial(_batch, _tangent_p)
 batching.primitive_batchers[_cotangent_p] = partial(_batch, _cotangent_p)
 
 
-def _bind(prim: Primitive, recurrent_kernel, zs, c_prev, keep, valid, seq, h, c, *, zero_output, unroll):
+def _bind(
+    prim: Primitive, recurrent_kernel, zs, c_prev, keep, valid, seq, h, c, *, zero_output, unroll, native=False
+):
     operands = _flat(recurrent_kernel, zs, c_prev, keep, valid, seq, h, c)
     # One varying type for every per-batch operand under shard_map, so the outputs have it too.
     operands[1:] = vary_like(operands[1:], operands)
@@ -283,12 +311,16 @@ def _bind(prim: Primitive, recurrent_kernel, zs, c_prev, keep, valid, seq, h, c,
             has_valid=valid is not None,
             zero_output=bool(zero_output),
             unroll=unroll,
+            native_kernel=bool(native),
         )
     )
 
 
 tangent = partial(_bind, _tangent_p)
-tangent.__doc__ = "``tangent_scan`` as the primitive (same arguments): forward mode's recurrence."
+tangent.__doc__ = (
+    "``tangent_scan`` as the primitive (same arguments; ``native=True`` makes its transpose run the "
+    "native kernel): forward mode's recurrence."
+)
 cotangent = partial(_bind, _cotangent_p)
 cotangent.__doc__ = "``cotangent_scan`` as the primitive (same arguments): reverse mode's recurrence."
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, Union
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,8 @@ ACTIVATIONS: dict[str, Activation] = {
     "softsign": jax.nn.soft_sign,
     "elu": jax.nn.elu,
     "selu": jax.nn.selu,
-    "gelu": partial(jax.nn.gelu, approximate=False),  # Keras's "gelu" is exact; jax's default is tanh-approximate
+    # Keras's "gelu" is exact; jax's default is tanh-approximate.
+    "gelu": partial(jax.nn.gelu, approximate=False),
     "silu": jax.nn.silu,
     "swish": jax.nn.silu,
 }

@@ -12,11 +12,16 @@ Dtypes numpy cannot name in a ``.npz`` (bfloat16, float8...) are stored as same-
 integers and viewed back, so nothing is rounded. Typed PRNG keys (``jax.random.key``) are stored as
 their key data and rewrapped with their implementation. Writes go to a temporary file that is then
 renamed over ``path``, so a run killed mid-save leaves the previous checkpoint intact.
+
+A file ``restore`` cannot read (truncated, corrupt or crafted: sizes it does not hold, pickled object
+arrays, metadata over 4 MiB of JSON or nested over 100 levels) raises ``InvalidFileError``, a
+``ValueError`` naming the file, before anything it claims is allocated.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Any, TypeVar
@@ -24,7 +29,9 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 
-__all__ = ["save", "restore"]
+from .interop._safe_files import InvalidFileError, load_json_object, read_npz, reading, refuse
+
+__all__ = ["save", "restore", "InvalidFileError"]
 
 T = TypeVar("T")
 
@@ -99,42 +106,37 @@ def restore(path: str | os.PathLike, like: T) -> T:
         Place them with ``jaxlstm.sharding.replicate`` (or ``jax.device_put``) for sharded runs.
 
     Raises:
-        ValueError: not a jaxlstm checkpoint, or its leaf paths, shapes or dtypes differ from ``like``.
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (a ``ValueError``) not a jaxlstm checkpoint, or truncated, corrupt or crafted.
+        ValueError: its leaf paths, shapes or dtypes differ from ``like`` (the message names the file).
     """
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if _META not in data.files:
-            raise ValueError(f"path: {os.fspath(path)!r} is not a jaxlstm checkpoint (no metadata)")
-        metadata = json.loads(data[_META].tobytes().decode())
-        if metadata.get("format") != _FORMAT:
-            raise ValueError(f"path: expected format {_FORMAT!r}, found {metadata.get('format')!r}")
-        stored = {f"leaf_{i}": data[f"leaf_{i}"] for i in range(len(metadata["leaves"]))}
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path!r}")
+    with reading(path, "jaxlstm checkpoint"):
+        treedef_text, entries, arrays = _read(path)
+    where = f"path: {path!r}: "
 
     paths, templates, treedef = _paths_and_leaves(like)
-    entries = metadata["leaves"]
     saved_paths = [e["path"] for e in entries]
-    if saved_paths != paths or metadata["treedef"] != str(treedef):
+    if saved_paths != paths or treedef_text != str(treedef):
         missing = ", ".join(p for p in paths if p not in saved_paths) or "none"
         extra = ", ".join(p for p in saved_paths if p not in paths) or "none"
         detail = f"leaves only in like: {missing}; only in the checkpoint: {extra}"
         if missing == extra == "none":  # same leaves, different containers or order
-            detail = f"checkpoint {metadata['treedef']}, like {treedef}"
-        raise ValueError(f"like: its structure differs from the checkpoint's ({detail})")
+            detail = f"checkpoint {treedef_text[:1000]}, like {treedef}"
+        raise ValueError(f"{where}like: its structure differs from the checkpoint's ({detail})")
 
     leaves = []
-    for i, (entry, template) in enumerate(zip(entries, templates)):
-        name, dtype = entry["path"], jax.numpy.dtype(entry["dtype"])
-        array = stored[f"leaf_{i}"]
-        if array.dtype != dtype:
-            array = array.view(dtype)  # stored as raw unsigned ints of the same width
-        array = array.reshape(entry["shape"])
+    for entry, template, array in zip(entries, templates, arrays):
+        name, dtype = entry["path"], array.dtype
         shape = array.shape
         if "key_impl" in entry:
             # Key data has trailing axes (2 for threefry) that the key array itself hides.
-            trailing = jax.random.key_data(jax.random.key(0, impl=entry["key_impl"])).ndim
-            shape = shape[: len(shape) - trailing]
+            shape = shape[: len(shape) - entry["key_ndim"]]
         if tuple(np.shape(template)) != shape:
             raise ValueError(
-                f"like{name}: expected shape {list(np.shape(template))} (from like), "
+                f"{where}like{name}: expected shape {list(np.shape(template))} (from like), "
                 f"the checkpoint has {list(shape)}"
             )
         want = getattr(template, "dtype", None)
@@ -144,7 +146,9 @@ def restore(path: str | os.PathLike, like: T) -> T:
             found = dtype.name
             matches = want is None or (not _is_key(template) and jax.numpy.dtype(want) == dtype)
         if not matches:
-            raise ValueError(f"like{name}: expected dtype {want} (from like), the checkpoint has {found}")
+            raise ValueError(
+                f"{where}like{name}: expected dtype {want} (from like), the checkpoint has {found}"
+            )
         if isinstance(template, (np.ndarray, np.generic)):
             leaves.append(array)  # numpy in, numpy out: no silent int64 -> int32 on the way
         elif "key_impl" in entry:
@@ -152,3 +156,51 @@ def restore(path: str | os.PathLike, like: T) -> T:
         else:
             leaves.append(jax.numpy.asarray(array))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
+    """The saved treedef (its text), the leaves' metadata entries and their arrays (dtype and shape
+    restored), after checking that the file's metadata and arrays agree."""
+    data = read_npz(path, "jaxlstm checkpoint")
+    if _META not in data:
+        refuse(path, "is not a jaxlstm checkpoint (no metadata)")
+    metadata = load_json_object(data[_META].tobytes(), path, "checkpoint metadata")
+    if metadata.get("format") != _FORMAT:
+        refuse(
+            path,
+            f"is not a jaxlstm checkpoint: expected format {_FORMAT!r}, found {str(metadata.get('format'))[:100]!r}",
+        )
+    entries, treedef = metadata.get("leaves"), metadata.get("treedef")
+    if not isinstance(entries, list) or not isinstance(treedef, str):
+        refuse(path, "has malformed checkpoint metadata (leaves must be a list, treedef a string)")
+    arrays = []
+    for i, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and isinstance(entry.get("dtype"), str)
+            and isinstance(entry.get("shape"), list)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"])
+            and isinstance(entry.get("key_impl", ""), str)
+        ):
+            refuse(path, f"has malformed checkpoint metadata for leaf {i}: {str(entry)[:200]}")
+        if f"leaf_{i}" not in data:
+            refuse(path, f"lists leaf {i} ({entry['path'][:200]}) but holds no array leaf_{i}")
+        dtype = np.dtype(jax.numpy.dtype(entry["dtype"]))
+        if dtype.hasobject or dtype.kind not in _NATIVE_KINDS + "cV" or dtype.fields is not None:
+            refuse(path, f"has leaf {i} of dtype {entry['dtype']!r} (numeric arrays only)")
+        array = data[f"leaf_{i}"]
+        if array.dtype != dtype:
+            if array.dtype.kind != "u" or array.dtype.itemsize != dtype.itemsize:
+                refuse(path, f"has leaf {i} stored as {array.dtype}, which does not hold {dtype}")
+            array = array.view(dtype)  # stored as raw unsigned ints of the same width
+        if array.size != math.prod(entry["shape"]):
+            refuse(
+                path, f"has leaf {i} of {array.size} elements, its metadata says shape {entry['shape'][:10]}"
+            )
+        array = array.reshape(entry["shape"])
+        if "key_impl" in entry:
+            # the impl is looked up by name among jax's registered PRNG implementations
+            entry["key_ndim"] = jax.random.key_data(jax.random.key(0, impl=entry["key_impl"])).ndim
+        arrays.append(array)
+    return treedef, entries, arrays

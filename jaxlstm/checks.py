@@ -6,7 +6,8 @@ Messages name the argument, what was expected and what was found.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,7 +43,9 @@ def prng_key(key: Any, name: str = "key") -> None:
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
             if key.shape == ():
                 return
-            raise ValueError(f"{name}: expected one PRNG key of shape (), found keys of shape {fmt(key.shape)}")
+            raise ValueError(
+                f"{name}: expected one PRNG key of shape (), found keys of shape {fmt(key.shape)}"
+            )
         if _dtype(key) == np.uint32 and _shape(key) == (2,):
             return
         found = f"an array of shape {fmt(_shape(key))} and dtype {_dtype(key)}"
@@ -136,7 +139,9 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
         value = getattr(p, field)
         if value is not None:
             if not (hasattr(value, "shape") and hasattr(value, "dtype")):
-                raise TypeError(f"{name}.{field}: expected an array (jax or numpy), found {type(value).__name__}")
+                raise TypeError(
+                    f"{name}.{field}: expected an array (jax or numpy), found {type(value).__name__}"
+                )
             float_array(value, f"{name}.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
     if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
@@ -254,18 +259,26 @@ def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
             )
 
 
-IMPLS = ("auto", "scan", "cudnn")
+IMPLS = ("auto", "scan", "cudnn", "native")
 
 
 def impl(value: Any, name: str = "impl") -> Any:
-    """An implementation choice: ``"auto"``, ``"scan"``, ``"cudnn"`` or a ``jaxlstm.fast.FastConfig``."""
+    """An implementation choice: ``"auto"``, ``"scan"``, ``"cudnn"``, a ``jaxlstm.fast.FastConfig``, or
+    ``"native"`` (returned as ``FastConfig(native=True)``)."""
     if isinstance(value, FastConfig):
-        if isinstance(value.checkpoint_chunks, bool) or not isinstance(value.checkpoint_chunks, (int, np.integer)) \
-                or value.checkpoint_chunks < 0:
+        if (
+            isinstance(value.checkpoint_chunks, bool)
+            or not isinstance(value.checkpoint_chunks, (int, np.integer))
+            or value.checkpoint_chunks < 0
+        ):
             raise ValueError(
                 f"{name}: FastConfig.checkpoint_chunks must be an int >= 0, found {value.checkpoint_chunks!r}"
             )
         return value
+    if isinstance(value, str) and value == "native":
+        return FastConfig(native=True)
     if isinstance(value, str) and value in IMPLS:
         return value
-    raise ValueError(f"{name}: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found {value!r}")
+    raise ValueError(
+        f"{name}: expected 'auto', 'scan', 'cudnn', 'native' or a jaxlstm.fast.FastConfig, found {value!r}"
+    )

@@ -12,8 +12,9 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -162,8 +163,7 @@ def step(
     x_shape = np.shape(x_t)
     if len(x_shape) < 1 or x_shape[-1] != input_size:
         raise ValueError(
-            f"x_t: expected shape [{input_size}] (one time step of one example), "
-            f"found {checks.fmt(x_shape)}"
+            f"x_t: expected shape [{input_size}] (one time step of one example), found {checks.fmt(x_shape)}"
         )
     batch_shape = x_shape[:-1]
     checks.state(state, batch_shape, units, out, name="state")
@@ -302,8 +302,10 @@ def _lstm(
     if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
         out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
-    if impl != "scan" and recurrent_dropout_mask is None and fast.supports(
-        params, activation, recurrent_activation
+    if (
+        impl != "scan"
+        and recurrent_dropout_mask is None
+        and fast.supports(params, activation, recurrent_activation)
     ):
         out = _fast_flat(
             params,
@@ -311,7 +313,9 @@ def _lstm(
             flat_state,
             flat_mask,
             flat_lengths,
-            config=impl if isinstance(impl, fast.FastConfig) else fast.default_config(steps, n, features, units),
+            config=impl
+            if isinstance(impl, fast.FastConfig)
+            else fast.default_config(steps, n, features, units),
             reverse=reverse,
             keep_order=keep_order,
             zero_output_for_mask=zero_output_for_mask,
@@ -496,7 +500,7 @@ def lstm(
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
     if isinstance(impl, fast.FastConfig):
-        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl)
+        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl, dtype)
     if impl == "cudnn":
         cudnn.check_supported(
             params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
@@ -525,6 +529,7 @@ def _check_fast_supported(
     recurrent_activation: Activation,
     recurrent_dropout_mask: Optional[jax.Array],
     config: fast.FastConfig,
+    dtype: Any,
 ) -> None:
     """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
     if params.projection is not None:
@@ -533,6 +538,23 @@ def _check_fast_supported(
         reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif recurrent_dropout_mask is not None:
         reason = "recurrent_dropout_mask: not supported by the fast path"
+    elif config.native:
+        _check_native_supported(dtype)
+        return
     else:
         return
-    raise ValueError(f"impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")
+    raise ValueError(f"jaxlstm: impl={config!r}: {reason}; use impl='auto' (the reference scan runs it)")
+
+
+def _check_native_supported(dtype: Any) -> None:
+    from . import native  # only when asked for: the extension is optional
+
+    if not native.available():
+        reason = f"the native kernels are unavailable: {native.why_unavailable()}"
+    elif jnp.dtype(dtype) != jnp.float32:
+        reason = f"dtype: float32 only (found {jnp.dtype(dtype).name})"
+    elif jax.default_backend() != "cpu":
+        reason = f"the native kernels run on CPU, and jax's default backend is {jax.default_backend()!r}"
+    else:
+        return
+    raise ValueError(f"jaxlstm: impl='native': {reason}; use impl='auto'")

@@ -19,7 +19,8 @@ Imports jax and numpy only.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional, cast
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +84,9 @@ def unpack_reference(
     from jax.experimental import rnn
 
     input_size = xs.shape[-1]
-    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(weights, input_size, hidden_size, num_layers, bidirectional)
+    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
+        weights, input_size, hidden_size, num_layers, bidirectional
+    )
     return rnn.lstm_ref(
         xs, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, input_size, hidden_size, num_layers, 0.0, bidirectional
     )
@@ -109,14 +112,28 @@ def lstm(
     else:
         h0, c0 = initial_state.h[None], initial_state.c[None]
     seq_lengths = jnp.full((batch,), steps, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
-    ys, h_n, c_n = rnn.lstm(
-        xs, h0, c0, pack(params), seq_lengths,  # params are in xs's dtype (core.lstm cast them)
-        input_size=input_size, hidden_size=units, num_layers=1, dropout=0.0, bidirectional=False,
+    # jax.experimental.rnn.lstm is a custom_vjp function, untyped: it returns (y, h_n, c_n).
+    ys, h_n, c_n = cast(
+        tuple[jax.Array, jax.Array, jax.Array],
+        rnn.lstm(
+            xs,
+            h0,
+            c0,
+            pack(params),
+            seq_lengths,  # params are in xs's dtype (core.lstm cast them)
+            input_size=input_size,
+            hidden_size=units,
+            num_layers=1,
+            dropout=0.0,
+            bidirectional=False,
+        ),
     )
     return LSTMOutput(sequence=ys, state=LSTMState(h=h_n[0], c=c_n[0]))
 
 
-def check_supported(params: LSTMParams, activation, recurrent_activation, mask, reverse, rd_mask, dtype) -> None:
+def check_supported(
+    params: LSTMParams, activation, recurrent_activation, mask, reverse, rd_mask, dtype
+) -> None:
     """Raise a ValueError naming what ``impl='cudnn'`` cannot compute here (including: no CUDA GPU).
 
     ``dtype`` is the computation dtype; only float32 is allowed until a GPU run has checked others.
@@ -124,17 +141,19 @@ def check_supported(params: LSTMParams, activation, recurrent_activation, mask, 
     checks_failed = [
         (jnp.dtype(dtype) != jnp.float32, f"dtype: float32 only (found {jnp.dtype(dtype).name})"),
         (params.projection is not None, "params: cuDNN's LSTM has no projection (proj_size)"),
-        (activation is not jnp.tanh or recurrent_activation is not jax.nn.sigmoid,
-         "activation: cuDNN's LSTM computes sigmoid gates and tanh activations only"),
+        (
+            activation is not jnp.tanh or recurrent_activation is not jax.nn.sigmoid,
+            "activation: cuDNN's LSTM computes sigmoid gates and tanh activations only",
+        ),
         (mask is not None, "mask: cuDNN takes lengths (right padding), not a mask"),
         (bool(reverse), "reverse: not supported with impl='cudnn'"),
         (rd_mask is not None, "recurrent_dropout_mask: not supported with impl='cudnn'"),
     ]
     for failed, message in checks_failed:
         if failed:
-            raise ValueError(f"impl='cudnn': {message}; use impl='auto'")
+            raise ValueError(f"jaxlstm: impl='cudnn': {message}; use impl='auto'")
     if not available():
         raise ValueError(
-            f"impl='cudnn': needs a CUDA GPU, and jax's default backend is {jax.default_backend()!r}; "
+            f"jaxlstm: impl='cudnn': needs a CUDA GPU, and jax's default backend is {jax.default_backend()!r}; "
             "use impl='auto'"
         )

@@ -1,4 +1,4 @@
-"""Fast path for whole sequences: a time-major batched scan with a hand-written backward pass.
+"""Fast path for whole sequences: a time-major batched scan with hand-written derivative rules.
 
 ``core._lstm`` (a ``vmap`` of a per-example ``lax.scan``) stays the reference; this module computes the
 same function for the common configuration (sigmoid/tanh gates, no projection) and is tested against it.
@@ -8,17 +8,21 @@ fused GEMM ``[x_t, h] @ [W; U]``, or the input projection ``xs @ W`` hoisted out
 measured slower on XLA:CPU, see benchmarks/RESULTS.md) and the gate nonlinearities. When
 differentiated, each step also stores its gate pre-activations ``z_t`` and the state it starts from.
 
-Backward (``jax.custom_vjp``), split the way cuDNN splits backward-data from backward-weights:
+Derivatives (``jax.custom_jvp``): the tangent of a step is linear, ``dz_t = dx_t W + x_t dW + h_{t-1} dU
++ db + dh_{t-1} U``. All but the last term are hoisted out of the loop as GEMMs over all ``T*B`` rows
+(``_recurrences.project``); the rest is one linear recurrence over ``(dh, dc)`` (``_recurrences.tangent``).
+Reverse mode is JAX's transpose of that rule, split the way cuDNN splits backward-data from
+backward-weights:
 
-* a reverse scan carries ``(dh, dc)`` and emits the pre-activation gate gradients ``dz_t [B, 4H]``; its
-  only GEMM per step is ``dz_t @ U^T``;
-* the weight gradients are then single large GEMMs over all ``T*B`` rows:
+* the recurrence's transpose (``_recurrences.cotangent``, a primitive registered as the tangent's
+  transpose) carries ``(dh, dc)`` backwards and emits the pre-activation gradients ``dz_t [B, 4H]``;
+  its only GEMM per step is ``dz_t @ U^T``;
+* the hoisted GEMMs transpose into the weight gradients over all ``T*B`` rows:
   ``[dW; dU] = [X, H_prev]^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
 
 Plain autodiff of the scan instead accumulates ``dW``/``dU`` one ``B``-row GEMM per step inside the loop.
-
-``custom_vjp`` functions cannot be differentiated in forward mode (``jax.jvp``/``jacfwd``); ``core.lstm``
-uses the reference scan when it sees forward-mode tracers, and ``impl="scan"`` always does.
+Forward mode (``jvp``, ``linearize``, ``jacfwd``), higher orders and every nesting with ``jit``,
+``vmap``, ``checkpoint``, control flow and ``shard_map`` differentiate this rule like any JAX code.
 
 ``checkpoint_chunks``: runs the sequence as ``n`` chunks under ``jax.checkpoint``, so training keeps only
 the ``n`` chunk-boundary states plus one chunk's residuals: O(T/n + n) memory, O(sqrt(T)) for
@@ -36,7 +40,6 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-
 from jax.custom_derivatives import SymbolicZero
 
 from . import _recurrences
@@ -57,12 +60,16 @@ class FastConfig(NamedTuple):
             ``x_t @ W + h @ U``.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
+        native: run the forward scan and the backward recurrence with the native CPU kernels
+            (``jaxlstm.native``; float32 on CPU, ``jaxlstm.lstm(impl="native")``); the derivative
+            rules stay the same, forward-mode tangents and higher orders run in pure JAX.
     """
 
     hoist_input: bool = False
     fuse_gemm: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
+    native: bool = False
 
 
 def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
@@ -78,11 +85,7 @@ def default_config(steps: int, batch: int, input_size: int, units: int) -> FastC
 
 def supports(params: LSTMParams, activation, recurrent_activation) -> bool:
     """Whether the fast path computes this configuration (else use the reference scan)."""
-    return (
-        params.projection is None
-        and activation is jnp.tanh
-        and recurrent_activation is jax.nn.sigmoid
-    )
+    return params.projection is None and activation is jnp.tanh and recurrent_activation is jax.nn.sigmoid
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,6 +99,31 @@ def _forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save
     Returns ``(ys [T, B, H], h_T, c_T, residuals)``; residuals (pre-activations ``[T, B, 4H]``,
     h and c states ``[T, B, H]``) only when ``save``.
     """
+    if cfg.native:
+        return _native_forward(params, xs, h0, c0, keep, valid, zero_output, save)
+    return _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(6, 7))
+def _native_forward(params, xs, h0, c0, keep, valid, zero_output, save):
+    from . import native  # only when asked for: the extension is optional
+
+    return native.forward(
+        params.kernel, params.recurrent_kernel, params.bias, xs, h0, c0, keep, valid, zero_output=zero_output, save=save
+    )
+
+
+@_native_forward.defjvp
+def _native_forward_jvp(zero_output, save, primals, tangents):
+    # Only reached by derivatives of the derivative rules (higher order): the kernel has no tangent,
+    # the pure-JAX scan computes the same function.
+    def scan(*args):
+        return _scan_forward(*args, zero_output, FastConfig(), save)
+
+    return jax.jvp(scan, primals, tangents)
+
+
+def _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save: bool):
     kernel, recurrent, bias = params.kernel, params.recurrent_kernel, params.bias
     if cfg.hoist_input:
         step_in = xs @ kernel
@@ -164,12 +192,7 @@ def _input_tangent(params, xs, h_prev, d_params, d_xs):
         terms.append(_recurrences.project(h_prev, d_params.recurrent_kernel))
     if params.bias is not None and not _is_zero(d_params.bias):
         terms.append(jnp.broadcast_to(d_params.bias, (*xs.shape[:2], d_params.bias.shape[-1])))
-    if not terms:
-        return None
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
+    return sum(terms[1:], terms[0]) if terms else None
 
 
 def _zeros_if_symbolic(t, like):
@@ -192,7 +215,9 @@ def _sequence_jvp(zero_output, cfg, primals, tangents):
     """
     params, xs, h0, c0, keep, valid = primals
     d_params, d_xs, d_h0, d_c0, _, _ = tangents
-    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(params, xs, h0, c0, keep, valid, zero_output, cfg, save=True)
+    ys, h_T, c_T, (zs, h_prev, c_prev) = _forward(
+        params, xs, h0, c0, keep, valid, zero_output, cfg, save=True
+    )
     dz_in = _input_tangent(params, xs, h_prev, d_params, d_xs)
     if dz_in is None:
         dz_in = jnp.zeros_like(zs)
@@ -207,6 +232,7 @@ def _sequence_jvp(zero_output, cfg, primals, tangents):
         _zeros_if_symbolic(d_c0, c0),
         zero_output=zero_output,
         unroll=cfg.unroll,
+        native=cfg.native,
     )
     return (ys, h_T, c_T), (d_ys, d_hT, d_cT)
 

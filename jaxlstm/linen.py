@@ -12,7 +12,8 @@ turns one back into linen variables. The math is the core's: the layer calls ``c
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -24,7 +25,7 @@ from ._dropout import sequence_masks
 from ._keras_surface import InitializerLike, StateLike
 from .activations import ActivationLike
 from .linen_layers import Bidirectional, StackedLSTM, layer_params, layer_variables
-from .pytrees import LSTMParams, LSTMState
+from .pytrees import LSTMParams
 
 __all__ = ["LSTM", "LSTMCell", "get_params", "to_variables", "STATE_COLLECTION"]
 __all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]  # linen_layers.py

@@ -18,7 +18,8 @@ functional pytree::
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import flax.linen as nn
 import jax

@@ -11,7 +11,8 @@ layer calls ``core.lstm``, the cell ``core.step``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from ._dropout import sequence_masks
 from ._keras_surface import InitializerLike, StateLike
 from .activations import ActivationLike
 from .nnx_layers import Bidirectional, StackedLSTM
-from .pytrees import LSTMParams, LSTMState
+from .pytrees import LSTMParams
 
 __all__ = ["LSTM", "LSTMCell", "KeptState"]
 __all__ += ["Bidirectional", "StackedLSTM"]  # nnx_layers.py
@@ -192,7 +193,7 @@ class LSTM(_KerasWeights, nnx.Module):
             self.kept_state = KeptState(None)
 
     @classmethod
-    def from_params(cls, params: LSTMParams, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> "LSTM":
+    def from_params(cls, params: LSTMParams, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> LSTM:
         """A layer holding ``params`` (``options`` as in the constructor). ``rngs`` is needed only
         for dropout; without it, pass ``rngs=`` to the call when dropping."""
         input_size, units, _ = checks.params(params)
@@ -268,7 +269,9 @@ class LSTM(_KerasWeights, nnx.Module):
         if isinstance(rngs, nnx.RngStream):
             return rngs()
         if not isinstance(rngs, jax.Array):
-            raise TypeError(f"rngs: expected nnx.Rngs, an nnx.RngStream or a PRNG key, found {type(rngs).__name__}")
+            raise TypeError(
+                f"rngs: expected nnx.Rngs, an nnx.RngStream or a PRNG key, found {type(rngs).__name__}"
+            )
         return rngs
 
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:

@@ -194,7 +194,7 @@ class Bidirectional(nnx.Module):
         self.weights.set_params(params, "params")
 
     @classmethod
-    def from_params(cls, params: BidirectionalParams, **options: Any) -> "Bidirectional":
+    def from_params(cls, params: BidirectionalParams, **options: Any) -> Bidirectional:
         """A module holding ``params`` (``options`` as in the constructor, less sizes and rngs)."""
         if not isinstance(params, BidirectionalParams):
             raise TypeError(f"params: expected BidirectionalParams, found {type(params).__name__}")
@@ -325,7 +325,7 @@ class StackedLSTM(nnx.Module):
             layer.set_params(new, f"params[{index}]")
 
     @classmethod
-    def from_params(cls, params: tuple, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> "StackedLSTM":
+    def from_params(cls, params: tuple, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> StackedLSTM:
         """A stack of equal-width layers holding ``params`` (e.g. from ``init_stack`` or a converter);
         ``options`` as in the constructor, less the sizes. ``rngs`` is needed only for dropout."""
         if (

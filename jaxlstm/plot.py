@@ -12,7 +12,8 @@ caller's pyplot backend and state are left alone. ``import jaxlstm`` stays light
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +96,9 @@ def plot_states(
             for unit in range(values.shape[-1]):
                 color = colors[unit % len(colors)]
                 ax.plot(t, values[row, :, unit], marker=".", color=color, label=f"unit {unit}")
-                ax.plot(t[-1], values[row, -1, unit], marker="*", markersize=14, color=color, linestyle="none")
+                ax.plot(
+                    t[-1], values[row, -1, unit], marker="*", markersize=14, color=color, linestyle="none"
+                )
             ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
             ax.set_ylabel(f"sequence {row}\n{symbol}")
             if row == 0:

@@ -74,7 +74,7 @@ class LSTMState(NamedTuple):
         return (self.c, self.h)
 
     @classmethod
-    def from_flax_carry(cls, carry: tuple[jax.Array, jax.Array]) -> "LSTMState":
+    def from_flax_carry(cls, carry: tuple[jax.Array, jax.Array]) -> LSTMState:
         c, h = carry
         return cls(h=h, c=c)
 

@@ -31,7 +31,8 @@ examples would change a mean loss; drop the remainder, or pad and weight the los
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -40,7 +41,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 __all__ = ["batch_mesh", "shard_batch", "replicate", "data_parallel", "batch_parallel"]
 
 
-def batch_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = "batch") -> Mesh:
+def batch_mesh(
+    devices: Optional[Sequence[jax.Device]] = None,  # pyright: ignore[reportInvalidTypeForm] (jax: Device = _xc.Device)
+    axis_name: str = "batch",
+) -> Mesh:
     """A one-axis ``Mesh`` over ``devices`` (default: all devices of all processes)."""
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
@@ -93,8 +97,8 @@ def shard_batch(batch: Any, mesh: Mesh, axis_name: str = "batch", *, name: str =
         ``NamedSharding(mesh, P(axis_name))``.
 
     Raises:
-        ValueError: a leaf has no leading axis, or the global batch is not a multiple of the number
-        of devices on ``axis_name``.
+        ValueError: a leaf has no leading axis, or the global batch is not a multiple of the
+            number of devices on ``axis_name``.
     """
     devices = _axis_size(mesh, axis_name)
     sharding = NamedSharding(mesh, PartitionSpec(axis_name))
@@ -162,7 +166,7 @@ def data_parallel(
 
     # Explicit in_shardings: one compiled program whether an argument arrives fresh from the host,
     # restored from a checkpoint, or as the previous step's output.
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def jitted(batch: frozenset[int], count: int) -> Callable[..., Any]:
         in_shardings = tuple(split if i in batch else replicated for i in range(count))
         return jax.jit(
@@ -222,7 +226,9 @@ def batch_parallel(
         for i in sorted(batch):
             for path, leaf in jax.tree_util.tree_leaves_with_path(args[i]):
                 _global_batch(f"args[{i}]{jax.tree_util.keystr(path)}", leaf, devices, axis_name)
-        in_specs = tuple(PartitionSpec(axis_name) if i in batch else PartitionSpec() for i in range(len(args)))
+        in_specs = tuple(
+            PartitionSpec(axis_name) if i in batch else PartitionSpec() for i in range(len(args))
+        )
         split = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec(axis_name))
         return split(*args)
 

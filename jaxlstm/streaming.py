@@ -12,8 +12,9 @@ A bidirectional layer needs the whole sequence before its first output, so it ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp

@@ -7,9 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from conftest import require
 
 import jaxlstm
-from conftest import require
 
 KERAS_ATOL = 1e-5
 CORE_ATOL = 1e-6

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-import jaxlstm
-
 from _random_layers import random_bidirectional
 from conftest import require
+
+import jaxlstm
 
 ATOL = RTOL = 1e-5
 BATCH, STEPS, FEATURES, UNITS = 3, 6, 4, 5

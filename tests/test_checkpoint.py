@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jaxlstm
 from _examples import ROOT, load_example
 from conftest import require
+
+import jaxlstm
 from jaxlstm import checkpoint
+
 
 def raw(leaf: jax.Array) -> np.ndarray:
     """The bits of a leaf, keys included, for exact comparison."""
@@ -68,15 +69,24 @@ def test_restore_errors(tmp_path: Path) -> None:
     tree = mixed_tree()
     path = tmp_path / "state.npz"
     checkpoint.save(path, tree)
-    with pytest.raises(ValueError, match=r"structure differs .*only in like: none; only in the checkpoint: \['step'\]\)"):
+    with pytest.raises(
+        ValueError, match=r"structure differs .*only in like: none; only in the checkpoint: \['step'\]\)"
+    ):
         checkpoint.restore(path, {k: v for k, v in tree.items() if k != "step"})
-    with pytest.raises(ValueError, match=r"like\['half'\]: expected shape \[6\] \(from like\), the checkpoint has \[5\]"):
+    with pytest.raises(
+        ValueError, match=r"like\['half'\]: expected shape \[6\] \(from like\), the checkpoint has \[5\]"
+    ):
         checkpoint.restore(path, {**tree, "half": jnp.zeros(6, jnp.bfloat16)})
-    with pytest.raises(ValueError, match=r"like\['half'\]: expected dtype float32 \(from like\), the checkpoint has bfloat16"):
+    with pytest.raises(
+        ValueError, match=r"like\['half'\]: expected dtype float32 \(from like\), the checkpoint has bfloat16"
+    ):
         checkpoint.restore(path, {**tree, "half": jnp.zeros(5, jnp.float32)})
     with pytest.raises(ValueError, match=r"only in like: \['none'\]"):  # an array where None was saved
         checkpoint.restore(path, {**tree, "none": jnp.zeros(2)})
-    with pytest.raises(ValueError, match=r"structure differs from the checkpoint.s \(checkpoint PyTreeDef\(\[\*\]\), like PyTreeDef\(\(\*,\)\)\)"):  # list vs tuple
+    with pytest.raises(
+        ValueError,
+        match=r"structure differs from the checkpoint.s \(checkpoint PyTreeDef\(\[\*\]\), like PyTreeDef\(\(\*,\)\)\)",
+    ):  # list vs tuple
         checkpoint.save(path, [jnp.zeros(2)])
         checkpoint.restore(path, (jnp.zeros(2),))
     other = tmp_path / "other.npz"
@@ -101,16 +111,36 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     shutil.copy(resumed, tmp_path / "step20.npz")
 
     cli = [
-        sys.executable, str(ROOT / "examples" / "adding_problem.py"), "--steps", "40", "--seed", "3",
-        "--seq-len", "10", "--units", "8", "--batch-size", "16", "--eval-every", "10",
-        "--learning-rate", "0.01", "--target-mse", "1e-12", "--checkpoint", str(resumed), "--no-progress",
+        sys.executable,
+        str(ROOT / "examples" / "adding_problem.py"),
+        "--steps",
+        "40",
+        "--seed",
+        "3",
+        "--seq-len",
+        "10",
+        "--units",
+        "8",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "10",
+        "--learning-rate",
+        "0.01",
+        "--target-mse",
+        "1e-12",
+        "--checkpoint",
+        str(resumed),
+        "--no-progress",
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     resuming = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         # Meanwhile, here: 40 steps without a break.
         straight = tmp_path / "straight.npz"
-        result = adding.train(dataclasses.replace(config, max_steps=40), checkpoint=str(straight), progress=False)
+        result = adding.train(
+            dataclasses.replace(config, max_steps=40), checkpoint=str(straight), progress=False
+        )
         assert result.steps == 40
         out, err = resuming.communicate(timeout=300)
     finally:
@@ -140,13 +170,33 @@ def test_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path: P
 
     def cli(steps: int) -> list[str]:
         return [
-            sys.executable, str(ROOT / "examples" / "adding_problem.py"), "--steps", str(steps), "--seed", "3",
-            "--seq-len", "10", "--units", "8", "--batch-size", "16", "--eval-every", "10",
-            "--learning-rate", "0.01", "--target-mse", "1e-12", "--checkpoint", str(killed), "--no-progress",
+            sys.executable,
+            str(ROOT / "examples" / "adding_problem.py"),
+            "--steps",
+            str(steps),
+            "--seed",
+            "3",
+            "--seq-len",
+            "10",
+            "--units",
+            "8",
+            "--batch-size",
+            "16",
+            "--eval-every",
+            "10",
+            "--learning-rate",
+            "0.01",
+            "--target-mse",
+            "1e-12",
+            "--checkpoint",
+            str(killed),
+            "--no-progress",
         ]
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    victim = subprocess.Popen(cli(1_000_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    victim = subprocess.Popen(
+        cli(1_000_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         deadline = time.monotonic() + 240
         while not killed.exists():

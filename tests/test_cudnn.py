@@ -32,9 +32,13 @@ def test_one_layer_matches_the_cudnn_reference(use_bias: bool) -> None:
     params = jaxlstm.init(jax.random.key(0), I, H, use_bias=use_bias)
     if use_bias:
         params = params._replace(bias=jax.random.normal(jax.random.key(2), (4 * H,)))
-    state = jaxlstm.LSTMState(h=jax.random.normal(jax.random.key(3), (B, H)), c=jax.random.normal(jax.random.key(4), (B, H)))
+    state = jaxlstm.LSTMState(
+        h=jax.random.normal(jax.random.key(3), (B, H)), c=jax.random.normal(jax.random.key(4), (B, H))
+    )
     ours = jaxlstm.lstm(params, XS, state, lengths=LENGTHS)
-    ys, h_n, c_n = cudnn.unpack_reference(cudnn.pack(params), XS, state.h[None], state.c[None], LENGTHS, hidden_size=H)
+    ys, h_n, c_n = cudnn.unpack_reference(
+        cudnn.pack(params), XS, state.h[None], state.c[None], LENGTHS, hidden_size=H
+    )
     valid = _valid(LENGTHS)
     np.testing.assert_allclose(jnp.where(valid, ys, 0), ours.sequence, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(h_n[0], ours.state.h, rtol=1e-5, atol=1e-6)
@@ -66,7 +70,9 @@ def test_pack_is_differentiable_and_routes_gradients_to_the_right_weights() -> N
 
     def reference(p):
         zeros = jnp.zeros((1, B, H))
-        ys, _, _ = cudnn.unpack_reference(cudnn.pack(p), XS, zeros, zeros, jnp.full((B,), T, jnp.int32), hidden_size=H)
+        ys, _, _ = cudnn.unpack_reference(
+            cudnn.pack(p), XS, zeros, zeros, jnp.full((B,), T, jnp.int32), hidden_size=H
+        )
         return jnp.sum(ys * weights)
 
     expected, found = jax.grad(ours)(params), jax.grad(reference)(params)
@@ -90,9 +96,15 @@ def test_impl_cudnn_says_what_it_cannot_do() -> None:
     params = jaxlstm.init(jax.random.key(0), I, H)
     mask = jnp.ones((B, T), bool)
     cases = [
-        (dict(mask=mask), "impl='cudnn': mask: cuDNN takes lengths (right padding), not a mask; use impl='auto'"),
+        (
+            dict(mask=mask),
+            "impl='cudnn': mask: cuDNN takes lengths (right padding), not a mask; use impl='auto'",
+        ),
         (dict(reverse=True), "impl='cudnn': reverse: not supported with impl='cudnn'; use impl='auto'"),
-        (dict(activation="relu"), "impl='cudnn': activation: cuDNN's LSTM computes sigmoid gates and tanh activations only"),
+        (
+            dict(activation="relu"),
+            "impl='cudnn': activation: cuDNN's LSTM computes sigmoid gates and tanh activations only",
+        ),
         (dict(dtype=jnp.bfloat16), "impl='cudnn': dtype: float32 only (found bfloat16); use impl='auto'"),
     ]
     for kwargs, message in cases:
@@ -101,10 +113,13 @@ def test_impl_cudnn_says_what_it_cannot_do() -> None:
     with pytest.raises(ValueError, match=re.escape("impl='cudnn': params: cuDNN's LSTM has no projection")):
         jaxlstm.lstm(jaxlstm.init(jax.random.key(0), I, H, proj_size=2), XS, impl="cudnn")
     if jax.default_backend() != "gpu":
-        with pytest.raises(ValueError, match=re.escape("impl='cudnn': needs a CUDA GPU, and jax's default backend is 'cpu'")):
+        with pytest.raises(
+            ValueError, match=re.escape("impl='cudnn': needs a CUDA GPU, and jax's default backend is 'cpu'")
+        ):
             jaxlstm.lstm(params, XS, impl="cudnn")
     with pytest.raises(
-        ValueError, match=re.escape("impl: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found 'cuda'")
+        ValueError,
+        match=re.escape("impl: expected 'auto', 'scan', 'cudnn' or a jaxlstm.fast.FastConfig, found 'cuda'"),
     ):
         jaxlstm.lstm(params, XS, impl="cuda")
 

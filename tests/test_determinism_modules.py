@@ -23,7 +23,7 @@ def test_linen_same_key_same_bits_with_and_without_jit() -> None:
     layer = jl.LSTM(H, **DROPOUT)
     variables = layer.init(jax.random.key(0), X, deterministic=True)
     assert_same_bits(variables, layer.init(jax.random.key(0), X, deterministic=True))
-    run = lambda v, x, k: layer.apply(v, x, deterministic=False, rngs={"dropout": k})  # noqa: E731
+    run = lambda v, x, k: layer.apply(v, x, deterministic=False, rngs={"dropout": k})
     key = jax.random.key(1)
     eager = run(variables, X, key)
     assert_same_bits(eager, run(variables, X, key))

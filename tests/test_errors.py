@@ -94,7 +94,9 @@ def test_key_errors(make) -> None:
         make(0, 4, 3)
     with pytest.raises(TypeError, match=re.escape(expected + "an array of shape [2] and dtype float32")):
         make(jnp.zeros(2), 4, 3)
-    with pytest.raises(ValueError, match=re.escape("key: expected one PRNG key of shape (), found keys of shape [3]")):
+    with pytest.raises(
+        ValueError, match=re.escape("key: expected one PRNG key of shape (), found keys of shape [3]")
+    ):
         make(jax.random.split(jax.random.key(0), 3), 4, 3)
     # Both key flavours are accepted, and the same seed gives the same parameters.
     typed, raw = make(jax.random.key(7), 4, 3), make(jax.random.PRNGKey(7), 4, 3)

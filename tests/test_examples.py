@@ -11,7 +11,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from _examples import ROOT, load_example
 from conftest import require
 
@@ -44,10 +43,23 @@ def test_adding_batches_follow_the_task(adding) -> None:
 
 def test_adding_problem_t20_learns(adding, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     curve = tmp_path / "adding.png"
-    result = adding.main([
-        "--seq-len", "20", "--steps", "600", "--eval-every", "50", "--target-mse", "0.05",
-        "--seed", "0", "--no-progress", "--plot", str(curve),
-    ])
+    result = adding.main(
+        [
+            "--seq-len",
+            "20",
+            "--steps",
+            "600",
+            "--eval-every",
+            "50",
+            "--target-mse",
+            "0.05",
+            "--seed",
+            "0",
+            "--no-progress",
+            "--plot",
+            str(curve),
+        ]
+    )
     assert result.reached and result.test_mse < 0.05, result
     assert result.steps <= 600
     assert result.history.evals[0]["test_mse"] > 0.1  # it started near the baseline
@@ -95,13 +107,25 @@ def test_cpu_devices_train_the_same(adding) -> None:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "adding_problem.py"), *args, "--no-progress", "--cpu-devices", "2"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "adding_problem.py"),
+            *args,
+            "--no-progress",
+            "--cpu-devices",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "(2 cpu device(s))" in done.stdout
     two = float(re.search(r"\(MSE ([0-9.]+),", done.stdout).group(1))
-    one = adding.train(adding.Config(seq_len=20, max_steps=30, eval_every=10, target_mse=1e-9, seed=0), progress=False)
+    one = adding.train(
+        adding.Config(seq_len=20, max_steps=30, eval_every=10, target_mse=1e-9, seed=0), progress=False
+    )
     assert one.steps == 30 and abs(two - one.test_mse) <= 2e-4, (two, one.test_mse)
 
 
@@ -109,7 +133,10 @@ def test_cpu_devices_after_jax_started_is_a_clear_error(adding, capsys: pytest.C
     jax.devices()  # this process's backend is up: the device count can no longer change
     with pytest.raises(SystemExit):
         adding.main(["--cpu-devices", "2"])
-    assert "argument --cpu-devices: jax_num_cpu_devices config should be updated before backends" in capsys.readouterr().err
+    assert (
+        "argument --cpu-devices: jax_num_cpu_devices config should be updated before backends"
+        in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         adding.main(["--cpu-devices", "0"])
     assert "argument --cpu-devices: expected a positive integer, found 0" in capsys.readouterr().err

@@ -101,7 +101,9 @@ def test_matches_reference(data, name):
 def test_two_batch_axes_broadcast_state_no_bias():
     params, xs, _ = _data(batch_shape=(2, 3), use_bias=False)
     state = LSTMState(h=jnp.full((H,), 0.2), c=jnp.full((3, H), -0.1))  # broadcasts to [2, 3, H]
-    fast_result, ref_result = _vjp_both(params, xs, state, mask=jnp.broadcast_to(jnp.arange(T) % 3 != 1, (2, 3, T)))
+    fast_result, ref_result = _vjp_both(
+        params, xs, state, mask=jnp.broadcast_to(jnp.arange(T) % 3 != 1, (2, 3, T))
+    )
     _assert_close(fast_result, ref_result)
 
 
@@ -176,7 +178,9 @@ def test_forward_mode_through_jit_equals_reverse_mode(data):
 def test_remat_memory_is_sublinear():
     """Training memory at T=4096: checkpointed chunks keep far fewer activations than a full store."""
     steps, batch, units = 4096, 4, 32
-    params = jaxlstm.LSTMParams(jnp.zeros((8, 4 * units)), jnp.zeros((units, 4 * units)), jnp.zeros(4 * units))
+    params = jaxlstm.LSTMParams(
+        jnp.zeros((8, 4 * units)), jnp.zeros((units, 4 * units)), jnp.zeros(4 * units)
+    )
     xs = jnp.zeros((steps, batch, 8))
     zero = jnp.zeros((batch, units))
 

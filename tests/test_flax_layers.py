@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jaxlstm
 from _random_layers import random_bidirectional, random_lstm
 from conftest import require
+
+import jaxlstm
 
 ATOL = RTOL = 1e-6
 BATCH, STEPS, FEATURES, UNITS, PROJ = 3, 6, 4, 5, 3
@@ -76,9 +76,9 @@ def test_linen_dropout_and_init() -> None:
     np.testing.assert_allclose(
         model.apply(variables, XS, deterministic=True).sequence, plain, atol=ATOL, rtol=RTOL
     )
-    dropped = lambda seed: model.apply(
-        variables, XS, deterministic=False, rngs={"dropout": jax.random.key(seed)}
-    ).sequence
+    dropped = lambda seed: (
+        model.apply(variables, XS, deterministic=False, rngs={"dropout": jax.random.key(seed)}).sequence
+    )
     np.testing.assert_array_equal(dropped(1), dropped(1))
     assert np.abs(np.asarray(dropped(1)) - np.asarray(plain)).max() > 1e-3
     with pytest.raises(ValueError, match="deterministic: dropout=0.5 needs"):

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import require
+
 import jaxlstm
 from jaxlstm import LSTMParams
 
@@ -33,7 +33,9 @@ def _eqx_run(cell, xs, reverse):
             h, c = cell(x_t, carry)
             return (h, c), h
 
-        (h, c), ys = jax.lax.scan(body, (jnp.zeros(cell.hidden_size), jnp.zeros(cell.hidden_size)), x, reverse=reverse)
+        (h, c), ys = jax.lax.scan(
+            body, (jnp.zeros(cell.hidden_size), jnp.zeros(cell.hidden_size)), x, reverse=reverse
+        )
         return ys, h, c
 
     return jax.vmap(one)(xs)
@@ -67,7 +69,10 @@ def test_equinox_cell_matches_and_round_trips(use_bias, reverse):
     np.testing.assert_allclose(out.state.h, h_ref, **TOL)
     np.testing.assert_allclose(out.state.c, c_ref, **TOL)
 
-    for back in (je.to_equinox(params), je.to_equinox(params, eqx.nn.LSTMCell(I, H, use_bias=use_bias, key=jax.random.PRNGKey(9)))):
+    for back in (
+        je.to_equinox(params),
+        je.to_equinox(params, eqx.nn.LSTMCell(I, H, use_bias=use_bias, key=jax.random.PRNGKey(9))),
+    ):
         assert isinstance(back, eqx.nn.LSTMCell)
         np.testing.assert_allclose(run(back, X, reverse)[0], ys_ref, **TOL)
 
@@ -80,7 +85,9 @@ def test_equinox_errors():
         return eqx.filter_eval_shape(cls, *args, key=jax.random.PRNGKey(0), **kwargs)
 
     params = LSTMParams(np.zeros((I, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H))
-    with pytest.raises(ValueError, match=r"params.kernel \(transposed\): expected shape \[12, 5\], found \[12, 4\]"):
+    with pytest.raises(
+        ValueError, match=r"params.kernel \(transposed\): expected shape \[12, 5\], found \[12, 4\]"
+    ):
         je.to_equinox(params, shaped(eqx.nn.LSTMCell, I + 1, H))
     with pytest.raises(ValueError, match="the cell has use_bias=False"):
         je.to_equinox(params, shaped(eqx.nn.LSTMCell, I, H, use_bias=False))
@@ -98,7 +105,9 @@ def _haiku_fn(hk, reverse, stacked):
         else:
             core = hk.LSTM(H, name="lstm")
         # Haiku's unroll is time-major.
-        ys, state = hk.dynamic_unroll(core, jnp.swapaxes(xs, 0, 1), core.initial_state(xs.shape[0]), reverse=reverse)
+        ys, state = hk.dynamic_unroll(
+            core, jnp.swapaxes(xs, 0, 1), core.initial_state(xs.shape[0]), reverse=reverse
+        )
         return jnp.swapaxes(ys, 0, 1), state
 
     return hk.without_apply_rng(hk.transform(forward))
@@ -116,7 +125,9 @@ def test_haiku_lstm_matches_and_round_trips(reverse):
 
     params = jh.from_haiku(hk_params)
     # Haiku adds 1 to the forget gate at call time; jaxlstm holds it in the bias.
-    np.testing.assert_allclose(params.bias[H : 2 * H], hk_params["lstm/linear"]["b"][2 * H : 3 * H] + 1.0, **TOL)
+    np.testing.assert_allclose(
+        params.bias[H : 2 * H], hk_params["lstm/linear"]["b"][2 * H : 3 * H] + 1.0, **TOL
+    )
     out = jaxlstm.lstm(params, X, reverse=reverse, keep_order=reverse)
     np.testing.assert_allclose(out.sequence, ys_ref, **TOL)
     np.testing.assert_allclose(out.state.h, state_ref.hidden, **TOL)
@@ -139,7 +150,9 @@ def test_haiku_deep_rnn_stack_matches_and_round_trips():
     with pytest.raises(ValueError, match=r"params hold 2 Haiku LSTMs \['lstm', 'lstm_top'\]"):
         jh.from_haiku(hk_params)
     # another Linear (say an MLP's) is not mistaken for an LSTM
-    one = jh.from_haiku({"mlp/linear": {"w": np.zeros((3, 5)), "b": np.zeros(5)}, "lstm/linear": hk_params["lstm/linear"]})
+    one = jh.from_haiku(
+        {"mlp/linear": {"w": np.zeros((3, 5)), "b": np.zeros(5)}, "lstm/linear": hk_params["lstm/linear"]}
+    )
     np.testing.assert_array_equal(one.kernel, jh.from_haiku(hk_params, module="lstm").kernel)
     stack = tuple(jh.from_haiku(hk_params, module=n) for n in names)
     out = jaxlstm.stacked_lstm(stack, X)

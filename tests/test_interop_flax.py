@@ -56,7 +56,9 @@ def test_linen_rnn_matches_and_round_trips(cell_name, reverse):
 def test_linen_bidirectional_matches_and_round_trips():
     import flax.linen as nn
 
-    bi = nn.Bidirectional(nn.RNN(nn.LSTMCell(H)), nn.RNN(nn.OptimizedLSTMCell(H), reverse=True, keep_order=True))
+    bi = nn.Bidirectional(
+        nn.RNN(nn.LSTMCell(H)), nn.RNN(nn.OptimizedLSTMCell(H), reverse=True, keep_order=True)
+    )
     variables = _random_variables(bi, seed=2)
     apply = jax.jit(bi.apply)
     y_ref = apply(variables, X)

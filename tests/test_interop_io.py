@@ -8,7 +8,6 @@ import zipfile
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import require
 
 from jaxlstm import BidirectionalParams, LSTMParams

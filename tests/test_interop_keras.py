@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import require
+
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
@@ -37,7 +37,7 @@ def _x(seed=0):
 
 @pytest.mark.parametrize("go_backwards, use_bias", [(False, True), (True, False)])
 def test_lstm_layer_matches_keras_and_round_trips(keras, jk, go_backwards, use_bias):
-    make = lambda: keras.layers.LSTM(  # noqa: E731
+    make = lambda: keras.layers.LSTM(
         3, return_sequences=True, return_state=True, go_backwards=go_backwards, use_bias=use_bias
     )
     x = _x()
@@ -67,7 +67,11 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tm
 
     def make():
         return keras.Sequential(
-            [keras.Input((T, I)), L.Bidirectional(L.LSTM(3, return_sequences=True)), L.LSTM(2, return_sequences=True)]
+            [
+                keras.Input((T, I)),
+                L.Bidirectional(L.LSTM(3, return_sequences=True)),
+                L.LSTM(2, return_sequences=True),
+            ]
         )
 
     x = _x(1)
@@ -97,23 +101,34 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tm
             np.testing.assert_array_equal(jk.to_keras_weights(a)[0], jk.to_keras_weights(b)[0])
             np.testing.assert_array_equal(jk.to_keras_weights(a)[-1], jk.to_keras_weights(b)[-1])
     # get_weights() lists convert too
-    assert isinstance(jk.from_keras_weights(model.layers[0].get_weights(), bidirectional=True), BidirectionalParams)
+    assert isinstance(
+        jk.from_keras_weights(model.layers[0].get_weights(), bidirectional=True), BidirectionalParams
+    )
     np.testing.assert_array_equal(jk.to_keras_weights(stack[0])[3], model.layers[0].get_weights()[3])
 
 
 def test_keras_activation_names_mean_what_keras_means(keras, jk):
     # "gelu" in Keras is the exact erf form; jax.nn.gelu defaults to the tanh approximation (4e-4 off).
     x = _x(2)
-    layer = keras.layers.LSTM(3, activation="gelu", recurrent_activation="hard_sigmoid", return_sequences=True)
+    layer = keras.layers.LSTM(
+        3, activation="gelu", recurrent_activation="hard_sigmoid", return_sequences=True
+    )
     layer(x)
     _randomize(layer, seed=4)
     cfg = jk.layer_config(layer)
-    out = jaxlstm.lstm(jk.from_keras(layer), x, activation=cfg["activation"], recurrent_activation=cfg["recurrent_activation"])
+    out = jaxlstm.lstm(
+        jk.from_keras(layer),
+        x,
+        activation=cfg["activation"],
+        recurrent_activation=cfg["recurrent_activation"],
+    )
     np.testing.assert_allclose(out.sequence, np.asarray(layer(x)), **TOL)
 
 
 def test_bad_weights_name_the_tensor(keras, jk):
-    with pytest.raises(ValueError, match=r"weights\[1\] \(recurrent_kernel\): expected shape \[3, 12\], found \[4, 12\]"):
+    with pytest.raises(
+        ValueError, match=r"weights\[1\] \(recurrent_kernel\): expected shape \[3, 12\], found \[4, 12\]"
+    ):
         jk.from_keras_weights([np.zeros((4, 12)), np.zeros((4, 12)), np.zeros(12)])
     with pytest.raises(ValueError, match="expected 3 arrays"):
         jk.from_keras_weights([np.zeros((4, 12))])

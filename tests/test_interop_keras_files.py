@@ -14,8 +14,8 @@ import zipfile
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import require
+
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
@@ -43,7 +43,13 @@ def tf_out():
 def test_seed_lstm_matches_tensorflow(kf, tf_out, fmt):
     path = os.path.join(HERE, f"seed_{fmt}")
     (layer,) = kf.list_layers(path)
-    assert (layer.name, layer.kind, layer.input_size, layer.units, layer.use_bias) == ("seed_lstm", "LSTM", 4, 2, True)
+    assert (layer.name, layer.kind, layer.input_size, layer.units, layer.use_bias) == (
+        "seed_lstm",
+        "LSTM",
+        4,
+        2,
+        True,
+    )
     assert (layer.config is not None) == (fmt in WITH_CONFIG)
     if layer.config is not None:
         assert layer.config["return_sequences"] and layer.config["return_state"]
@@ -89,7 +95,9 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
     y2 = jaxlstm.bidirectional(stack[1], y1, mask=mask, **encoder[1]).sequence
     np.testing.assert_allclose(y2, tf_out["stack_encoder_2"], **TOL)
     # The two encoders as one stack, with stacked_lstm's own defaults (Keras's, per layer kind).
-    np.testing.assert_allclose(jaxlstm.stacked_lstm(stack[:2], x, mask=mask).sequence, tf_out["stack_encoder_2"], **TOL)
+    np.testing.assert_allclose(
+        jaxlstm.stacked_lstm(stack[:2], x, mask=mask).sequence, tf_out["stack_encoder_2"], **TOL
+    )
     state = jaxlstm.lstm(stack[2], y2, mask=mask, **options[2]).state
     np.testing.assert_allclose(state.h, tf_out["stack_tail"], **TOL)
 
@@ -118,7 +126,9 @@ def test_legacy_nested_model_layers_match_tensorflow(kf, fmt):
         out = dict(f)
     layers = kf.list_layers(path)
     assert [(l.name, l.kind, l.input_size, l.units) for l in layers] == [
-        ("inner/first", "LSTM", 4, 3), ("inner/bi", "Bidirectional", 3, 2), ("top", "LSTM", 2, 2),
+        ("inner/first", "LSTM", 4, 3),
+        ("inner/bi", "Bidirectional", 3, 2),
+        ("top", "LSTM", 2, 2),
     ]
     assert all((l.config is not None) == (fmt == "tfkeras2.h5") for l in layers)
     first, bi, top = kf.load_layers(path)
@@ -138,7 +148,9 @@ def test_legacy_nested_model_layers_match_tensorflow(kf, fmt):
 
 
 def test_missing_layer_name_lists_names_present(kf):
-    with pytest.raises(ValueError, match=r"no LSTM layer named 'decoder'.*\['encoder_1', 'encoder_2', 'tail'\]"):
+    with pytest.raises(
+        ValueError, match=r"no LSTM layer named 'decoder'.*\['encoder_1', 'encoder_2', 'tail'\]"
+    ):
         kf.load_layer(os.path.join(HERE, "stack_keras3.keras"), "decoder")
     with pytest.raises(ValueError, match=r"\['seed_lstm'\]"):
         kf.load_layer(os.path.join(HERE, "seed_tfkeras2.weights-only.h5"), "lstm")
@@ -171,7 +183,9 @@ def test_shape_mismatch_names_the_tensor(kf, tmp_path):
     with h5py.File(bad, "r+") as f:
         del f["layers/lstm/cell/vars/2"]
         f["layers/lstm/cell/vars/2"] = np.zeros(7, np.float32)
-    with pytest.raises(ValueError, match=r"layers/lstm/cell/vars/2 \(bias\): expected shape \[8\], found \[7\]"):
+    with pytest.raises(
+        ValueError, match=r"layers/lstm/cell/vars/2 \(bias\): expected shape \[8\], found \[7\]"
+    ):
         kf.load_layer(bad, "seed_lstm")
 
 
@@ -184,5 +198,8 @@ def test_config_units_disagreeing_with_weights_is_refused(kf, tmp_path):
             if item == "config.json":
                 data = data.replace(b'"units": 2', b'"units": 5')
             zout.writestr(item, data)
-    with pytest.raises(ValueError, match=r"layers/lstm/cell/vars/0 \(kernel\): expected shape \[4, 20\] \(config of 'seed_lstm' says units=5\), found \[4, 8\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"layers/lstm/cell/vars/0 \(kernel\): expected shape \[4, 20\] \(config of 'seed_lstm' says units=5\), found \[4, 8\]",
+    ):
         kf.load_layer(dst, "seed_lstm")

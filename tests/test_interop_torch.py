@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from conftest import require
+
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
 
@@ -75,7 +75,9 @@ def test_packed_lengths_match_jaxlstm_lengths(torch, jt):
     module = _randomize(torch, torch.nn.LSTM(I, 3, batch_first=True, bidirectional=True), seed=7)
     x = np.random.default_rng(1).normal(size=(B, T, I)).astype(np.float32)
     lengths = np.array([5, 2, 4])
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(
+        torch.from_numpy(x), torch.from_numpy(lengths), batch_first=True, enforce_sorted=False
+    )
     with torch.no_grad():
         y_packed, (h_ref, c_ref) = module(packed)
     y_ref, _ = torch.nn.utils.rnn.pad_packed_sequence(y_packed, batch_first=True, total_length=T)
@@ -150,7 +152,9 @@ def test_pickle_disguised_as_pt_is_refused_without_running_it(torch, jt, tmp_pat
     path = tmp_path / "weights.pt"
     with open(path, "wb") as f:
         pickle.dump({"weight_ih_l0": _Payload()}, f)
-    with pytest.raises(ValueError, match=r"not a readable weights-only PyTorch file.*nothing from it was executed"):
+    with pytest.raises(
+        ValueError, match=r"not a readable weights-only PyTorch file.*nothing from it was executed"
+    ):
         jt.load_torch_file(path)
     assert EXECUTED == []
     # the same payload inside torch.save's zip format is refused too

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require
 
 import jaxlstm
-from conftest import require
 
 ATOL = 1e-5
 
@@ -78,9 +78,7 @@ def test_mask_matches_keras(go_backwards: bool, zero_output_for_mask: bool) -> N
     mask[1, :3] = False  # left padding
     mask[2, ::2] = False  # holes
     mask[3, :] = False  # a fully masked row: state stays initial
-    ours = jaxlstm.lstm(
-        params, x, mask=mask, reverse=go_backwards, zero_output_for_mask=zero_output_for_mask
-    )
+    ours = jaxlstm.lstm(params, x, mask=mask, reverse=go_backwards, zero_output_for_mask=zero_output_for_mask)
     assert_same(layer(x, mask=mask), ours)
     unmasked = jaxlstm.lstm(params, x, reverse=go_backwards)
     assert not np.allclose(ours.sequence[:3], unmasked.sequence[:3], atol=1e-3)

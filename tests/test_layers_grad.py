@@ -6,10 +6,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _random_layers import random_bidirectional
 from jax.test_util import check_grads
 
 import jaxlstm
-from _random_layers import random_bidirectional
 
 
 def test_check_grads_stacked_bidirectional() -> None:

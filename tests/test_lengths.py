@@ -9,9 +9,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from _random_layers import random_bidirectional, random_lstm
 
 import jaxlstm
-from _random_layers import random_bidirectional, random_lstm
 
 ATOL = RTOL = 1e-5
 BATCH, STEPS, FEATURES, UNITS = (2, 3), 5, 3, 4
@@ -97,7 +97,7 @@ def test_traced_lengths_outside_range_count_as_clamped(model, impl) -> None:
     clamped = np.clip(wild, 0, STEPS)
     plain = jaxlstm.init(jax.random.key(4), FEATURES, UNITS)  # no projection: the fast path too
     for reverse in (False, True):
-        run = jax.jit(lambda lengths: jaxlstm.lstm(plain, xs, lengths=lengths, reverse=reverse, impl=impl))
+        run = jax.jit(lambda lengths: jaxlstm.lstm(plain, xs, lengths=lengths, reverse=reverse, impl=impl))  # noqa: B023
         _assert_trees_close(run(wild), run(clamped))
     run = jax.jit(lambda lengths: jaxlstm.stacked_lstm(params, xs, initial, lengths=lengths))
     _assert_trees_close(run(wild), jaxlstm.stacked_lstm(params, xs, initial, lengths=clamped))

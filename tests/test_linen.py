@@ -7,22 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import serialization
-
-import jaxlstm
 from conftest import require
+from flax import serialization
 from flax_cases import (
     CORE_ATOL,
     KERAS_ATOL,
     RETURN_COMBOS,
-    assert_dropped_fraction,
     as_list,
+    assert_dropped_fraction,
     assert_same_outputs,
     input_keep_pattern,
     keras_layer,
     recurrent_keep_pattern,
     synthetic_task,
 )
+
+import jaxlstm
 from jaxlstm import LSTMState
 from jaxlstm.linen import LSTM, STATE_COLLECTION, LSTMCell, get_params, to_variables
 
@@ -171,7 +171,7 @@ def test_input_dropout_one_mask_per_sequence():
 
     @jax.jit
     def grad_xs(key):
-        loss = lambda x: layer.apply(variables, x, deterministic=False, rngs={"dropout": key}).sum()  # noqa: E731
+        loss = lambda x: layer.apply(variables, x, deterministic=False, rngs={"dropout": key}).sum()
         return jax.grad(loss)(xs)
 
     patterns = [input_keep_pattern(grad_xs(jax.random.key(k))) for k in (2, 3)]
@@ -295,7 +295,7 @@ def test_nn_scan_over_layers(data):
     stacked = variables["params"]["LSTM_0"]
     ref = xs
     for layer in range(3):
-        ref = jaxlstm.lstm(get_params(jax.tree_util.tree_map(lambda a: a[layer], stacked)), ref).sequence
+        ref = jaxlstm.lstm(get_params(jax.tree_util.tree_map(lambda a: a[layer], stacked)), ref).sequence  # noqa: B023
     np.testing.assert_allclose(out, ref, atol=CORE_ATOL, rtol=0)
 
 

@@ -6,10 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx, serialization
-
-import jaxlstm
 from conftest import require
+from flax import nnx, serialization
 from flax_cases import (
     CORE_ATOL,
     KERAS_ATOL,
@@ -20,6 +18,8 @@ from flax_cases import (
     keras_layer,
     synthetic_task,
 )
+
+import jaxlstm
 from jaxlstm import LSTMState
 from jaxlstm import linen as jlinen
 from jaxlstm.nnx import LSTM, KeptState, LSTMCell
@@ -256,7 +256,7 @@ def test_nnx_scan_over_layers(data):
     out = forward(xs, stack)
     ref = xs
     for layer in range(3):
-        ref = jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a[layer], stack.params), ref).sequence
+        ref = jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a[layer], stack.params), ref).sequence  # noqa: B023
     np.testing.assert_allclose(out, ref, atol=CORE_ATOL, rtol=0)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import require
 
 import jaxlstm
-from conftest import require
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -5,13 +5,10 @@ The reference is an independent float64 NumPy loop, not the library's own step.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
+from conftest import require
 
 import jaxlstm
-from conftest import require
 
 hypothesis = require("hypothesis")
 st = require("hypothesis.strategies")
@@ -29,11 +26,13 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def numpy_lstm(params, xs, h, c, valid=None, *, zero_output_for_mask=False):
     """One sequence, float64, forward order. valid [T] bool: False keeps the state (Keras mask)."""
-    k, r = np.float64(params.kernel), np.float64(params.recurrent_kernel)
-    b = 0.0 if params.bias is None else np.float64(params.bias)
-    h, c = np.float64(h), np.float64(c)
+    # np.asarray, not np.float64(...): NumPy 2.0 turns a one-element array into a scalar there.
+    f64 = lambda a: np.asarray(a, np.float64)
+    k, r = f64(params.kernel), f64(params.recurrent_kernel)
+    b = 0.0 if params.bias is None else f64(params.bias)
+    h, c = f64(h), f64(c)
     ys = []
-    for t, x in enumerate(np.float64(xs)):
+    for t, x in enumerate(f64(xs)):
         zi, zf, zc, zo = np.split(x @ k + h @ r + b, 4)
         c_new = sigmoid(zf) * c + sigmoid(zi) * np.tanh(zc)
         h_new = sigmoid(zo) * np.tanh(c_new)
@@ -83,7 +82,9 @@ def test_scan_equals_loop_reference(problem, use_mask, zero_output_for_mask) -> 
     h0, c0 = states_or_zeros(params, xs, state)
     for idx in np.ndindex(*batch_shape):
         valid = None if mask is None else mask[idx]
-        ys, h, c = numpy_lstm(params, xs[idx], h0[idx], c0[idx], valid, zero_output_for_mask=zero_output_for_mask)
+        ys, h, c = numpy_lstm(
+            params, xs[idx], h0[idx], c0[idx], valid, zero_output_for_mask=zero_output_for_mask
+        )
         np.testing.assert_allclose(out.sequence[idx], ys, atol=ATOL, rtol=ATOL)
         np.testing.assert_allclose(out.state.h[idx], h, atol=ATOL, rtol=ATOL)
         np.testing.assert_allclose(out.state.c[idx], c, atol=ATOL, rtol=ATOL)
@@ -137,7 +138,9 @@ def test_lengths_equal_slicing_each_sequence(problem, reverse) -> None:
 def test_chunked_streaming_equals_one_pass(problem, data) -> None:
     params, xs, state, _ = problem
     steps = xs.shape[-2]
-    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(steps - 1, 1)), max_size=2)))) if steps > 1 else []
+    cuts = (
+        sorted(set(data.draw(st.lists(st.integers(1, max(steps - 1, 1)), max_size=2)))) if steps > 1 else []
+    )
     whole = jaxlstm.lstm(params, xs, state)
     pieces, carried = [], state
     for start, stop in zip([0, *cuts], [*cuts, steps]):

@@ -17,7 +17,6 @@ import sys
 import textwrap
 
 import pytest
-
 from _examples import ROOT
 
 TWO_DEVICES = textwrap.dedent(

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jaxlstm
 from _examples import ROOT
 from conftest import require
+
+import jaxlstm
 from jaxlstm import sharding
 
 FOUR_DEVICES = textwrap.dedent(
@@ -147,7 +147,9 @@ def test_one_device_runs_unchanged_and_errors_are_clear() -> None:
         sharding.data_parallel(loss, mesh, axis_name="data")
     with pytest.raises(ValueError, match="batch_argnums: 5 is out of range for 2 arguments"):
         sharding.data_parallel(loss, mesh, batch_argnums=5)(params, xs)
-    with pytest.raises(ValueError, match=r"batch\['lr'\]: expected an array with a leading batch axis, found a scalar"):
+    with pytest.raises(
+        ValueError, match=r"batch\['lr'\]: expected an array with a leading batch axis, found a scalar"
+    ):
         sharding.shard_batch({"lr": 0.1}, mesh)
     with pytest.raises(ValueError, match="devices: expected at least one device, found none"):
         sharding.batch_mesh([])
@@ -193,7 +195,10 @@ def test_multi_process_data_parallel_after_distributed_initialize() -> None:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", TWO_PROCESSES, str(i), port],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for i in range(2)
     ]
@@ -226,7 +231,9 @@ def test_batch_parallel_on_one_device_equals_lstm_and_checks_its_arguments() -> 
     np.testing.assert_allclose(out.sequence, expected.sequence, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(out.state.c, expected.state.c, rtol=1e-6, atol=1e-7)
 
-    with pytest.raises(ValueError, match=r"args\[1\]\.h: expected an array with a leading batch axis, found a scalar"):
+    with pytest.raises(
+        ValueError, match=r"args\[1\]\.h: expected an array with a leading batch axis, found a scalar"
+    ):
         sharding.batch_parallel(lambda p, s: s, mesh)(params, jaxlstm.LSTMState(h=jnp.float32(0), c=xs))
     with pytest.raises(ValueError, match="batch_argnums: 2 is out of range for 2 arguments"):
         sharding.batch_parallel(lambda p, x: x, mesh, batch_argnums=2)(params, xs)

@@ -33,7 +33,7 @@ def test_saturated_gates_stay_finite(dtype) -> None:
     assert finite(grads)
 
 
-# Documented tolerances of low-precision compute against float32 (README, "Guarantees").
+# Documented tolerances of low-precision compute against float32 (docs/guarantees.md).
 LOW_PRECISION_ATOL = {jnp.bfloat16: 2e-2, jnp.float16: 2e-3}
 
 
@@ -90,7 +90,7 @@ def test_same_shapes_trace_once_values_never_retrace() -> None:
         core._lstm.clear_cache()
         for i in range(4):
             jaxlstm.lstm(P, xs + i, mask=mask.at[0, i].set(False))
-            jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a * (1 + i), P), xs, mask=mask)
+            jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a * (1 + i), P), xs, mask=mask)  # noqa: B023
         assert len(traces) == 1
         jaxlstm.lstm(P, xs[:2], mask=mask[:2])  # a new shape traces again
         assert len(traces) == 2

@@ -6,10 +6,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-
-import jaxlstm
 from _random_layers import random_bidirectional, random_lstm
 from conftest import require
+
+import jaxlstm
 
 ATOL = RTOL = 1e-5
 BATCH, STEPS, FEATURES, UNITS = 3, 6, 4, 5
@@ -92,9 +92,11 @@ def test_dropout_flags(xs) -> None:
     plain = jaxlstm.stacked_lstm(params, xs).sequence
     inference = jaxlstm.stacked_lstm(params, xs, dropout=0.5, deterministic=True).sequence
     np.testing.assert_array_equal(inference, plain)
-    run = lambda seed: jaxlstm.stacked_lstm(
-        params, xs, dropout=0.5, deterministic=False, key=jax.random.PRNGKey(seed)
-    ).sequence
+    run = lambda seed: (
+        jaxlstm.stacked_lstm(
+            params, xs, dropout=0.5, deterministic=False, key=jax.random.PRNGKey(seed)
+        ).sequence
+    )
     first, again, other = run(0), run(0), run(1)
     np.testing.assert_array_equal(first, again)
     assert np.abs(np.asarray(first) - np.asarray(plain)).max() > 1e-3

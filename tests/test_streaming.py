@@ -5,9 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from _random_layers import random_bidirectional, random_lstm
 
 import jaxlstm
-from _random_layers import random_bidirectional, random_lstm
 
 ATOL = RTOL = 1e-5
 BATCH, STEPS, FEATURES, UNITS = 3, 10, 4, 5

@@ -11,11 +11,10 @@ import functools
 import jax
 import numpy as np
 import pytest
+from conftest import require
 
 import jaxlstm
 from jaxlstm import BidirectionalParams, LSTMParams
-
-from conftest import require
 
 # PyTorch's CPU kernel notes that oneDNN lacks projections and falls back to its own loop: harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
@@ -33,7 +32,7 @@ def _from_torch(module) -> tuple:
     for layer in range(module.num_layers):
         directions = []
         for suffix in suffixes:
-            get = lambda name: getattr(module, f"{name}_l{layer}{suffix}").detach().numpy()
+            get = lambda name: getattr(module, f"{name}_l{layer}{suffix}").detach().numpy()  # noqa: B023
             # PyTorch's gate order i, f, g, o is Keras's i, f, c, o: only transposes are needed.
             directions.append(
                 LSTMParams(
@@ -56,7 +55,7 @@ CONFIGS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _make_case(name: str):
     """A torch LSTM, our copy of its weights, inputs (batch, time, features) and an initial state."""
     torch = require("torch")

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see the submodules; at run time they load on first access
+    from . import equinox, flax, haiku, io, keras, keras_files, torch
 
 _SUBMODULES = ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")
 
-__all__ = list(_SUBMODULES)
+__all__ = ["keras", "keras_files", "torch", "flax", "equinox", "haiku", "io"]  # = _SUBMODULES
 
 
 def __getattr__(name: str) -> ModuleType:

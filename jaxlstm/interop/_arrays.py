@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from .. import checks
 from ..pytrees import BidirectionalParams, LayerParams, LSTMParams
-
 
 
 class MissingWeightError(KeyError, ValueError):
@@ -26,7 +26,7 @@ def numpy(x: Any, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     try:
         return np.asarray(x)
-    except Exception as exc:  # noqa: BLE001 - report which tensor could not be read
+    except Exception as exc:
         raise TypeError(f"{name}: expected an array, found {type(x).__name__}") from exc
 
 
@@ -104,8 +104,10 @@ def as_stack(params: Any, name: str = "params") -> tuple[LayerParams, ...]:
     """One layer's params or a stack (tuple/list of per-layer params) as a tuple."""
     if isinstance(params, (LSTMParams, BidirectionalParams)):
         return (params,)
-    if isinstance(params, (tuple, list)) and params and all(
-        isinstance(p, (LSTMParams, BidirectionalParams)) for p in params
+    if (
+        isinstance(params, (tuple, list))
+        and params
+        and all(isinstance(p, (LSTMParams, BidirectionalParams)) for p in params)
     ):
         return tuple(params)
     raise TypeError(

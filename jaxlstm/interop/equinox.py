@@ -48,18 +48,26 @@ def to_equinox(params: LSTMParams, cell: Optional[Any] = None) -> Any:
         raise TypeError(f"cell: expected equinox.nn.LSTMCell or None, found {type(cell).__name__}")
     if cell is None:
         cell = eqx.nn.LSTMCell(
-            p.input_size, p.units, use_bias=p.bias is not None, dtype=p.kernel.dtype, key=jax.random.PRNGKey(0)
+            p.input_size,
+            p.units,
+            use_bias=p.bias is not None,
+            dtype=p.kernel.dtype,
+            key=jax.random.PRNGKey(0),
         )
     if (cell.bias is None) != (p.bias is None):
         raise ValueError(
             f"params.bias: the cell has use_bias={cell.bias is not None}, params.bias is "
             f"{'None' if p.bias is None else 'set'}"
         )
-    w_ih = jnp.asarray(expect_shape(np.asarray(p.kernel).T, np.shape(cell.weight_ih), "params.kernel (transposed)"))
-    w_hh = jnp.asarray(
-        expect_shape(np.asarray(p.recurrent_kernel).T, np.shape(cell.weight_hh), "params.recurrent_kernel (transposed)")
+    w_ih = jnp.asarray(
+        expect_shape(np.asarray(p.kernel).T, np.shape(cell.weight_ih), "params.kernel (transposed)")
     )
-    if p.bias is None:
+    w_hh = jnp.asarray(
+        expect_shape(
+            np.asarray(p.recurrent_kernel).T, np.shape(cell.weight_hh), "params.recurrent_kernel (transposed)"
+        )
+    )
+    if p.bias is None or cell.bias is None:  # both or neither, checked above
         return eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh), cell, (w_ih, w_hh))
     bias = jnp.asarray(expect_shape(p.bias, np.shape(cell.bias), "params.bias"))
     return eqx.tree_at(lambda c: (c.weight_ih, c.weight_hh, c.bias), cell, (w_ih, w_hh, bias))

@@ -13,7 +13,8 @@ NNX's ``OptimizedLSTMCell`` stores fused ``dense_i`` / ``dense_h``. Flax's carry
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,10 @@ def _cell_from_linen(tree: Mapping[str, Any], path: str) -> LSTMParams:
     kernels = [expect_rank(_leaf(tree, f"i{g}", "kernel", path), 2, f"{path}i{g}.kernel") for g in _GATES]
     input_size, units = kernels[0].shape
     kernels = [expect_shape(k, (input_size, units), f"{path}i{g}.kernel") for g, k in zip(_GATES, kernels)]
-    recurrent = [expect_shape(_leaf(tree, f"h{g}", "kernel", path), (units, units), f"{path}h{g}.kernel") for g in _GATES]
+    recurrent = [
+        expect_shape(_leaf(tree, f"h{g}", "kernel", path), (units, units), f"{path}h{g}.kernel")
+        for g in _GATES
+    ]
     biases = [expect_shape(_leaf(tree, f"h{g}", "bias", path), (units,), f"{path}h{g}.bias") for g in _GATES]
     return to_params(np.concatenate(kernels, 1), np.concatenate(recurrent, 1), np.concatenate(biases))
 
@@ -124,7 +128,10 @@ def from_nnx(cell: Any) -> LayerParams:
     (dense_i, dense_h), also inside an ``nnx.RNN``; an ``nnx.Bidirectional`` of two gives
     ``BidirectionalParams``."""
     if hasattr(cell, "forward_rnn") and hasattr(cell, "backward_rnn"):
-        return BidirectionalParams(from_nnx(cell.forward_rnn), from_nnx(cell.backward_rnn))
+        return BidirectionalParams(
+            lstm_params(from_nnx(cell.forward_rnn), "cell.forward_rnn"),
+            lstm_params(from_nnx(cell.backward_rnn), "cell.backward_rnn"),
+        )
     if hasattr(cell, "cell") and not hasattr(cell, "hi") and not hasattr(cell, "dense_h"):
         cell = cell.cell  # nnx.RNN
     if hasattr(cell, "dense_i") and hasattr(cell, "dense_h"):
@@ -150,7 +157,9 @@ def _nnx_updates(params: Any, cell: Any, name: str) -> list[tuple[Any, Any, str]
 
     if hasattr(cell, "forward_rnn") and hasattr(cell, "backward_rnn"):
         if not isinstance(params, BidirectionalParams):
-            raise TypeError(f"{name}: an nnx.Bidirectional needs BidirectionalParams, found {type(params).__name__}")
+            raise TypeError(
+                f"{name}: an nnx.Bidirectional needs BidirectionalParams, found {type(params).__name__}"
+            )
         return _nnx_updates(params.forward, cell.forward_rnn, f"{name}.forward") + _nnx_updates(
             params.backward, cell.backward_rnn, f"{name}.backward"
         )

@@ -11,7 +11,8 @@ has a bias and no projection; its state is ``LSTMState(hidden, cell)`` (= ``h``,
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def _linear(params: Mapping[str, Any], module: Optional[str]) -> tuple[str, Mapp
     if key not in params:
         raise MissingWeightError(f"module: no {key!r} in params; LSTMs present: {lstms}")
     if not isinstance(params[key], Mapping):
-        raise TypeError(f"params: expected {key} to be a mapping with 'w' and 'b', found {type(params[key]).__name__}")
+        raise TypeError(
+            f"params: expected {key} to be a mapping with 'w' and 'b', found {type(params[key]).__name__}"
+        )
     # an explicitly named module is checked by shape below, with messages that name the tensor
     return key + ".", params[key]
 
@@ -86,12 +89,16 @@ def from_haiku(params: Mapping[str, Any], module: Optional[str] = None) -> LSTMP
     """
     path, linear = _linear(params, module)
     if "w" not in linear:
-        raise MissingWeightError(f"params: missing {path}w (haiku.LSTM's [input_size + units, 4*units] weight)")
+        raise MissingWeightError(
+            f"params: missing {path}w (haiku.LSTM's [input_size + units, 4*units] weight)"
+        )
     w = expect_rank(linear["w"], 2, f"{path}w")
     units = gate_width(w, 1, f"{path}w")
     input_size = w.shape[0] - units
     if input_size < 1:
-        raise ValueError(f"{path}w: expected shape [input_size + {units}, {4 * units}], found {list(w.shape)}")
+        raise ValueError(
+            f"{path}w: expected shape [input_size + {units}, {4 * units}], found {list(w.shape)}"
+        )
     if "b" not in linear:
         raise MissingWeightError(f"params: missing {path}b (haiku.LSTM always has a bias)")
     b = expect_shape(linear["b"], (4 * units,), f"{path}b")

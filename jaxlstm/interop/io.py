@@ -4,14 +4,18 @@ One file holds the tensors and a JSON description of the params' structure (LSTM
 BidirectionalParams or a stack of them) plus any JSON config you pass (units, activations, ...):
 
 * ``.safetensors``: safetensors tensors; the JSON lives in the header's metadata.
-* ``.npz``: ``numpy.savez`` of the tensors; the JSON is a uint8 array named ``__jaxlstm__``. Read with
-  ``np.load(allow_pickle=False)``, so nothing in a file can execute code.
+* ``.npz``: ``numpy.savez`` of the tensors; the JSON is a uint8 array named ``__jaxlstm__``. Read
+  without pickle (object arrays are refused), so nothing in a file can execute code.
 
 Arrays come back bit-identical, dtype and all (bfloat16 and other ml_dtypes included: stored as
 raw bits, their dtype named in the header).
 
     save("model.safetensors", params, config={"activation": "tanh"})
     params, config = load("model.safetensors")
+
+A file ``load`` cannot use (truncated, corrupt, crafted, or not written by ``save``) raises
+``InvalidFileError``, a ``ValueError`` naming the file; the header is limited to 4 MiB of JSON
+nested at most 100 levels.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import numpy as np
 
 from ..pytrees import BidirectionalParams, LSTMParams
 from ._arrays import layer_params, lstm_params, numpy
+from ._safe_files import InvalidFileError, check_safetensors, load_json_object, read_npz, reading, refuse
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "InvalidFileError"]
 
 FORMAT = "jaxlstm"
 VERSION = 1
@@ -54,7 +59,10 @@ def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
     def layer(p: Any, prefix: str) -> dict[str, Any]:
         if isinstance(p, BidirectionalParams):
             layer_params(p, _label(prefix))
-            return {"forward": one(p.forward, prefix + "forward."), "backward": one(p.backward, prefix + "backward.")}
+            return {
+                "forward": one(p.forward, prefix + "forward."),
+                "backward": one(p.backward, prefix + "backward."),
+            }
         return {"lstm": one(p, prefix)}
 
     if isinstance(params, (LSTMParams, BidirectionalParams)):
@@ -74,16 +82,21 @@ def _storable(a: np.ndarray) -> np.ndarray:
     return a.view(np.dtype(f"uint{8 * a.dtype.itemsize}"))
 
 
-def _dtype(name: str) -> np.dtype:
+def _dtype(name: Any) -> np.dtype:
     import jax.numpy as jnp  # knows the ml_dtypes names (bfloat16, float8_*)
 
-    return np.dtype(jnp.dtype(name))
+    if not isinstance(name, str):
+        raise ValueError(f"dtype name {name!r} is not a string")
+    dtype = np.dtype(jnp.dtype(name))
+    if dtype.hasobject or dtype.kind not in "biufcV" or dtype.fields is not None:
+        raise ValueError(f"dtype {name!r} is not a numeric dtype")
+    return dtype
 
 
 def _rebuild(structure: Any, tensors: dict[str, np.ndarray]) -> Any:
     def one(names: dict[str, Optional[str]]) -> LSTMParams:
         if set(names) != set(LSTMParams._fields):
-            raise ValueError(f"file: malformed jaxlstm structure, fields {sorted(names)}")
+            raise ValueError(f"file: malformed jaxlstm structure, fields {sorted(map(str, names))[:10]}")
         values = {}
         for field, name in names.items():
             if name is None:
@@ -114,7 +127,13 @@ def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] 
     structure = _describe(params, tensors)
     dtypes = {k: a.dtype.name for k, a in tensors.items()}
     tensors = {k: _storable(a) for k, a in tensors.items()}
-    header = {"format": FORMAT, "version": VERSION, "params": structure, "dtypes": dtypes, "config": config or {}}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "params": structure,
+        "dtypes": dtypes,
+        "config": config or {},
+    }
     try:
         text = json.dumps(header)
     except TypeError as exc:
@@ -136,41 +155,45 @@ def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
 
     The params hold numpy arrays, bit-identical to the saved ones (dtype included; converting to jax
     arrays would silently turn float64 into float32 unless x64 is enabled).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (a ``ValueError``) the file is not one ``save`` wrote, or is truncated,
+            corrupt or crafted, or its tensors do not form valid params.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file {path!r}")
     if path.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(path, framework="numpy") as f:
-                text = (f.metadata() or {}).get(_META)
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise ValueError(f"path: {path!r} is not a readable safetensors file: {exc}") from exc
+        what = "safetensors file"
     elif path.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                tensors = {k: f[k] for k in f.files}
-        except (ValueError, OSError, EOFError) as exc:
-            raise ValueError(f"path: {path!r} is not a readable pickle-free .npz file: {exc}") from exc
-        blob = tensors.pop(_META, None)
-        text = None if blob is None else blob.tobytes().decode("utf-8")
+        what = "pickle-free .npz file"
     else:
         raise ValueError(f"path: expected a name ending in .safetensors or .npz, found {path!r}")
+    with reading(path, what):
+        return _load(path, what)
+
+
+def _load(path: str, what: str) -> tuple[Any, dict[str, Any]]:
+    if what == "safetensors file":
+        from safetensors import safe_open
+
+        check_safetensors(path)
+        with safe_open(path, framework="numpy") as f:
+            text = (f.metadata() or {}).get(_META)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    else:
+        tensors = read_npz(path, what)
+        blob = tensors.pop(_META, None)
+        text = None if blob is None else blob.tobytes()
     if text is None:
-        raise ValueError(f"path: {path!r} was not written by jaxlstm.interop.io.save (no {_META} header)")
-    try:
-        header = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"path: {path!r} has a malformed {_META} header (not JSON: {exc})") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"path: {path!r} has a malformed {_META} header (a JSON {type(header).__name__})")
+        refuse(path, f"was not written by jaxlstm.interop.io.save (no {_META} header)")
+    header = load_json_object(text, path, f"{_META} header")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise ValueError(
-            f"path: {path!r} has format {header.get('format')!r} version {header.get('version')!r}, "
-            f"expected {FORMAT!r} version {VERSION}"
+        refuse(
+            path,
+            f"has format {str(header.get('format'))[:100]!r} version {str(header.get('version'))[:100]!r}, "
+            f"expected {FORMAT!r} version {VERSION}",
         )
     try:
         for k, name in header.get("dtypes", {}).items():
@@ -178,10 +201,12 @@ def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
                 tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
         params = _rebuild(header["params"], tensors)
         config = header["config"]
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"path: {path!r} has a malformed jaxlstm structure ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InvalidFileError(
+            f"path: {path!r} has a malformed jaxlstm structure ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from exc
     # The tensors must make valid params: a hand-edited or foreign file must not load silently.
-    label = f"{os.path.basename(path)}: params"
+    label = f"{path}: params"
     single = isinstance(params, (LSTMParams, BidirectionalParams))
     for k, layer in enumerate((params,) if single else params):
         layer_params(layer, label if single else f"{label}[{k}]")

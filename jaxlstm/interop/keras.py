@@ -10,7 +10,8 @@ only asked for ``get_weights`` / ``set_weights`` and its config attributes.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,9 @@ def from_keras_weights(
         ``LSTMParams``, or ``BidirectionalParams`` when ``bidirectional``.
     """
     if not isinstance(weights, (list, tuple)):
-        raise TypeError(f"weights: expected a list of arrays (a layer's get_weights()), found {type(weights).__name__}")
+        raise TypeError(
+            f"weights: expected a list of arrays (a layer's get_weights()), found {type(weights).__name__}"
+        )
     weights = list(weights)
     layers = 2 if bidirectional else 1
     if use_bias is None:
@@ -95,7 +98,9 @@ def _is_bidirectional(layer: Any) -> bool:
 
 def _check_lstm_layer(layer: Any, name: str) -> None:
     if not hasattr(layer, "get_weights") or not hasattr(layer, "units"):
-        raise TypeError(f"{name}: expected a keras.layers.LSTM or Bidirectional(LSTM), found {type(layer).__name__}")
+        raise TypeError(
+            f"{name}: expected a keras.layers.LSTM or Bidirectional(LSTM), found {type(layer).__name__}"
+        )
     if not getattr(layer, "built", True):
         raise ValueError(f"{name}: layer {layer.name!r} is not built; call it on an input first")
 
@@ -106,7 +111,8 @@ def from_keras(layer: Any) -> LayerParams:
     if _is_bidirectional(layer):
         _check_lstm_layer(layer.forward_layer, "layer.forward_layer")
         return BidirectionalParams(
-            forward=from_keras(layer.forward_layer), backward=from_keras(layer.backward_layer)
+            forward=lstm_params(from_keras(layer.forward_layer), "layer.forward_layer"),
+            backward=lstm_params(from_keras(layer.backward_layer), "layer.backward_layer"),
         )
     _check_lstm_layer(layer, "layer")
     return from_keras_weights(layer.get_weights(), use_bias=bool(layer.use_bias))
@@ -120,7 +126,9 @@ def to_keras(params: LayerParams, layer: Any) -> Any:
     """
     if _is_bidirectional(layer):
         if not isinstance(params, BidirectionalParams):
-            raise TypeError(f"params: a Bidirectional layer needs BidirectionalParams, found {type(params).__name__}")
+            raise TypeError(
+                f"params: a Bidirectional layer needs BidirectionalParams, found {type(params).__name__}"
+            )
         to_keras(params.forward, layer.forward_layer)
         to_keras(params.backward, layer.backward_layer)
         return layer

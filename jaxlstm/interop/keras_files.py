@@ -15,24 +15,47 @@ Formats:
     params = load_layer("model.keras", "encoder")  # LSTMParams or BidirectionalParams
     out = jaxlstm.lstm(params, x, **lstm_options(layers[0].config))
 
-Only arrays are read; nothing in a file is executed.
+Only arrays are read; nothing in a file is executed. A file that cannot be read (truncated, corrupt
+or crafted: sizes it does not hold, links to other files, zip names leaving the archive, a config
+over 4 MiB or nested over 100 levels) raises ``InvalidFileError``, a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
 import io as _io
-import json
 import os
 import re
 import zipfile
-from typing import Any, Iterator, NamedTuple, Optional
-
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Optional
 
 from .. import checks
 from ..pytrees import BidirectionalParams, LSTMParams
 from ._arrays import LayerParams, expect_rank, expect_shape, to_params
+from ._safe_files import (
+    MAX_METADATA_BYTES,
+    InvalidFileError,
+    check_hdf5_links,
+    load_json_object,
+    open_zip,
+    read_attr,
+    read_dataset,
+    read_member,
+    reading,
+    refuse,
+)
 
-__all__ = ["KerasLayer", "contents", "list_layers", "load_layer", "load_layers", "lstm_options"]
+__all__ = [
+    "InvalidFileError",
+    "KerasLayer",
+    "contents",
+    "list_layers",
+    "load_layer",
+    "load_layers",
+    "lstm_options",
+]
+
+_WHAT = "HDF5 / .keras file"
 
 
 class KerasLayer(NamedTuple):
@@ -64,64 +87,102 @@ class _Found(NamedTuple):
     weights: dict[str, dict[str, str]]  # direction ("" | "forward" | "backward") -> field -> dataset path
 
 
+class _Opened(NamedTuple):
+    file: Any  # h5py.File
+    config: Optional[dict[str, Any]]
+    path: str
+    size: int  # bytes of HDF5 data: no dataset in it can hold more
+
+
 def _natural(s: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def _open(path: str) -> tuple[Any, Optional[dict[str, Any]]]:
-    """An open ``h5py.File`` with the weights, and the model config when the file has one (with the
-    writer's Keras version under ``"keras_version"`` when known)."""
+def _open(path: str) -> _Opened:
+    """The open ``h5py.File`` with the weights, and the model config when the file has one (with the
+    writer's Keras version under ``"keras_version"`` when known). Call inside ``reading(path)``."""
     import h5py
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file {path!r}")
     config = None
+    keras3 = zipfile.is_zipfile(path)
+    if keras3:
+        with open_zip(path, _WHAT) as z:
+            names = z.namelist()
+            if "model.weights.h5" not in names:
+                shown = names if len(names) <= 20 else [*names[:20], f"... {len(names) - 20} more"]
+                refuse(path, f"is a zip without model.weights.h5 (found {shown}); not a .keras file")
+            if "config.json" in names:
+                config = load_json_object(
+                    read_member(z, "config.json", path, MAX_METADATA_BYTES), path, "config.json"
+                )
+                if "metadata.json" in names:
+                    meta = load_json_object(
+                        read_member(z, "metadata.json", path, MAX_METADATA_BYTES), path, "metadata.json"
+                    )
+                    version = meta.get("keras_version")
+                    config["keras_version"] = version if isinstance(version, str) else None
+            data = read_member(z, "model.weights.h5", path)
+        f, size = h5py.File(_io.BytesIO(data), "r"), len(data)
+    else:
+        f, size = h5py.File(path, "r"), os.path.getsize(path)
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-                if "model.weights.h5" not in names:
-                    raise ValueError(f"path: {path!r} is a zip without model.weights.h5 (found {names}); not a .keras file")
-                if "config.json" in names:
-                    config = json.loads(z.read("config.json"))
-                    if "metadata.json" in names:
-                        config["keras_version"] = json.loads(z.read("metadata.json")).get("keras_version")
-                data = z.read("model.weights.h5")
-            return h5py.File(_io.BytesIO(data), "r"), config
-        f = h5py.File(path, "r")
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"path: {path!r} is not a readable HDF5 / .keras file (truncated or corrupt?): {exc}") from exc
-    if "model_config" in f.attrs:
-        raw = f.attrs["model_config"]
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        if "keras_version" in f.attrs:
-            config["keras_version"] = _attr_str(f.attrs["keras_version"])
-    return f, config
+        check_hdf5_links(f, path)
+        raw = None if keras3 else read_attr(f, "model_config", path)  # legacy whole-model .h5
+        if raw is not None:
+            if not isinstance(raw, (bytes, str)):
+                refuse(path, f"has a model_config attribute that is not text ({type(raw).__name__})")
+            config = load_json_object(raw, path, "model_config")
+            version = read_attr(f, "keras_version", path)
+            if version is not None:
+                config["keras_version"] = _attr_str(version)
+        return _Opened(f, config, path, size)
+    except BaseException:
+        f.close()
+        raise
+
+
+def _names(obj: Any, attr: str, path: str) -> list[str]:
+    """An HDF5 attribute holding a list of names (``layer_names``, ``weight_names``)."""
+    raw = read_attr(obj, attr, path, [])
+    if (
+        isinstance(raw, (bytes, str))
+        or getattr(raw, "ndim", 1) != 1
+        or not all(isinstance(n, (str, bytes)) for n in raw)
+    ):
+        refuse(path, f"has a {attr} attribute that is not a list of names")
+    return [_attr_str(n) for n in raw]
 
 
 def _layer_configs(config: Any) -> dict[str, dict[str, Any]]:
     """Every LSTM / Bidirectional layer config in a model config, by layer name, in model order."""
     found: dict[str, dict[str, Any]] = {}
-
-    def walk(node: Any) -> None:
+    stack = [config]  # depth-first, children pushed in reverse: model order, without recursion
+    while stack:
+        node = stack.pop()
         if isinstance(node, dict):
             if node.get("class_name") in ("LSTM", "Bidirectional") and isinstance(node.get("config"), dict):
                 name = node["config"].get("name")
-                if name is not None and name not in found:
+                if isinstance(name, str) and name not in found:
                     found[name] = dict(node["config"], class_name=node["class_name"])
-                    return  # do not descend into a Bidirectional's wrapped layers
-            for value in node.values():
-                walk(value)
+                    continue  # do not descend into a Bidirectional's wrapped layers
+            stack.extend(reversed(list(node.values())))
         elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+            stack.extend(reversed(node))
     return found
 
 
 def _attr_str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _shape(f: Any, name: str) -> tuple[int, ...]:
+    """The shape of dataset ``name`` (read from its header; nothing is allocated)."""
+    import h5py
+
+    obj = f[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{name}: expected an HDF5 dataset, found a {type(obj).__name__}")
+    return obj.shape
 
 
 def _keras3_lstm(f: Any, group: str) -> Optional[dict[str, str]]:
@@ -140,15 +201,17 @@ def _keras3_lstm(f: Any, group: str) -> Optional[dict[str, str]]:
 
 def _looks_like_lstm(f: Any, paths: dict[str, str]) -> bool:
     """An LSTM's kernel is [I, 4H] with recurrent kernel [H, 4H] (a GRU's are 3H, a SimpleRNN's H)."""
-    k, r = f[paths["kernel"]].shape, f[paths["recurrent_kernel"]].shape
+    k, r = _shape(f, paths["kernel"]), _shape(f, paths["recurrent_kernel"])
     return len(k) == 2 and len(r) == 2 and k[1] == r[1] == 4 * r[0] and r[0] > 0
 
 
 def _is_bidirectional(f: Any, group: str) -> bool:
-    return bool(group) and all(_keras3_lstm(f, f"{group}/{side}") for side in ("forward_layer", "backward_layer"))
+    return bool(group) and all(
+        _keras3_lstm(f, f"{group}/{side}") for side in ("forward_layer", "backward_layer")
+    )
 
 
-def _scan_keras3(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
     """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a Keras 3 weights file."""
     groups: list[str] = []
     f.visit(lambda n: groups.append(n) if n.endswith("/vars") or n == "vars" else None)
@@ -157,7 +220,7 @@ def _scan_keras3(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]
         parent, _, last = group.rpartition("/")
         if not group or (last in ("forward_layer", "backward_layer") and _is_bidirectional(f, parent)):
             continue  # reported with its Bidirectional wrapper
-        name = _attr_str(f[vars_group].attrs.get("name", last))
+        name = _attr_str(read_attr(f[vars_group], "name", path, last))
         if _is_bidirectional(f, group):
             fwd, bwd = _keras3_lstm(f, f"{group}/forward_layer"), _keras3_lstm(f, f"{group}/backward_layer")
             yield name, group, {"forward": fwd, "backward": bwd}
@@ -182,7 +245,7 @@ def _legacy_owner(prefix: str) -> tuple[str, str]:
     return "/".join(parts), ""
 
 
-def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
     """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a legacy tf.keras ``.h5``.
 
     A top-level layer's group holds its own weights (``top/lstm_cell/kernel:0``). A nested model's
@@ -192,10 +255,9 @@ def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]
     """
     root = f["model_weights"] if "model_weights" in f else f
     prefix = "model_weights/" if "model_weights" in f else ""
-    for raw in root.attrs.get("layer_names", []):
-        group_name = _attr_str(raw)
+    for group_name in _names(root, "layer_names", path):
         owners: dict[str, dict[str, dict[str, str]]] = {}
-        for w in (_attr_str(w) for w in root[group_name].attrs.get("weight_names", [])):
+        for w in _names(root[group_name], "weight_names", path):
             m = _LEGACY_FIELD.match(w)
             if m is None:
                 continue  # not an LSTM weight (e.g. a BatchNormalization's moving_mean)
@@ -205,7 +267,8 @@ def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]
             if set(weights) not in ({""}, {"forward", "backward"}):
                 continue
             if all(
-                {"kernel", "recurrent_kernel"} <= set(d) and set(d) <= {"kernel", "recurrent_kernel", "bias"}
+                {"kernel", "recurrent_kernel"} <= set(d)
+                and set(d) <= {"kernel", "recurrent_kernel", "bias"}
                 and _looks_like_lstm(f, d)
                 for d in weights.values()
             ):
@@ -213,37 +276,60 @@ def _scan_legacy(f: Any) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]
                 yield name, prefix + group_name, weights
 
 
-def _scan(path: str) -> tuple[list[_Found], Any]:
-    f, config = _open(path)
+def _scan(path: str) -> tuple[list[_Found], _Opened]:
+    """The LSTM layers of the file, and the open file (close it). Call inside ``reading(path)``."""
+    opened = _open(path)
+    f, config = opened.file, opened.config
     try:
         legacy = "layer_names" in f.attrs or "model_weights" in f
-        entries = list(_scan_legacy(f) if legacy else _scan_keras3(f))
+        entries = list(_scan_legacy(f, path) if legacy else _scan_keras3(f, path))
         configs = _layer_configs(config) if config is not None else {}
         order = {n: k for k, n in enumerate(configs)}  # model order, as the config lists the layers
         keyed = []
         for name, group, weights in entries:
             first = next(iter(weights.values()))
-            kshape = f[first["kernel"]].shape
+            kshape = _shape(f, first["kernel"])
             kind = "Bidirectional" if "forward" in weights else "LSTM"
             # A nested layer ("<model>/<layer>") is in the config under its own name.
             config_name = name if name in configs else name.rsplit("/", 1)[-1]
             version = config.get("keras_version") if isinstance(config, dict) else None
             info = KerasLayer(
-                name, kind, kshape[0], kshape[1] // 4, "bias" in first, group, configs.get(config_name), version
+                name,
+                kind,
+                kshape[0],
+                kshape[1] // 4,
+                "bias" in first,
+                group,
+                configs.get(config_name),
+                version,
             )
             keyed.append((order.get(config_name, len(order)), _Found(info, weights)))
         keyed.sort(key=lambda pair: pair[0])  # stable: file order without a config
-        return [entry for _, entry in keyed], f
-    except Exception:
+        return [entry for _, entry in keyed], opened
+    except BaseException:
         f.close()
         raise
 
 
+def _file(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {path!r}")
+    return path
+
+
 def list_layers(path: str | os.PathLike) -> list[KerasLayer]:
     """The LSTM and Bidirectional(LSTM) layers in a Keras / tf.keras file, in model order when the
-    file has a config (else in file order)."""
-    found, f = _scan(os.fspath(path))
-    f.close()
+    file has a config (else in file order).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (a ``ValueError``) the file is not a readable Keras file.
+    """
+    path = _file(path)
+    with reading(path, _WHAT):
+        found, opened = _scan(path)
+        opened.file.close()
     return [e.info for e in found]
 
 
@@ -262,83 +348,110 @@ def contents(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, ...]]]:
     """
     import h5py
 
-    path = os.fspath(path)
-    f, _ = _open(path)
-    try:
-        out: dict[str, dict[str, tuple[int, ...]]] = {}
-        if "layer_names" in f.attrs or "model_weights" in f:
-            root = f["model_weights"] if "model_weights" in f else f
-            for raw in root.attrs.get("layer_names", []):
-                layer = _attr_str(raw)
-                names = [_attr_str(w) for w in root[layer].attrs.get("weight_names", [])]
-                if names:
-                    out[layer] = {w: tuple(root[layer][w].shape) for w in names}
-            return out
-        datasets: list[str] = []
-        f.visit(lambda n: datasets.append(n) if isinstance(f[n], h5py.Dataset) else None)
-        for d in sorted(datasets, key=_natural):
-            parts = d.split("/")
-            chain = []
-            for k in range(1, len(parts)):
-                group = "/".join(parts[:k])
-                if parts[k - 1] not in ("vars", "cell") and f"{group}/vars" in f:
-                    chain.append(_attr_str(f[f"{group}/vars"].attrs.get("name", parts[k - 1])))
-            out.setdefault("/".join(chain) or d.rsplit("/", 1)[0], {})[d] = tuple(f[d].shape)
+    path = _file(path)
+    with reading(path, _WHAT):
+        f = _open(path).file
+        try:
+            return _contents(f, path, h5py)
+        finally:
+            f.close()
+
+
+def _contents(f: Any, path: str, h5py: Any) -> dict[str, dict[str, tuple[int, ...]]]:
+    out: dict[str, dict[str, tuple[int, ...]]] = {}
+    if "layer_names" in f.attrs or "model_weights" in f:
+        root = f["model_weights"] if "model_weights" in f else f
+        prefix = "model_weights/" if "model_weights" in f else ""
+        for layer in _names(root, "layer_names", path):
+            names = _names(root[layer], "weight_names", path)
+            if names:
+                out[layer] = {w: tuple(_shape(f, f"{prefix}{layer}/{w}")) for w in names}
         return out
-    finally:
-        f.close()
+    datasets: list[str] = []
+    f.visit(lambda n: datasets.append(n) if isinstance(f[n], h5py.Dataset) else None)
+    for d in sorted(datasets, key=_natural):
+        parts = d.split("/")
+        chain = []
+        for k in range(1, len(parts)):
+            group = "/".join(parts[:k])
+            if parts[k - 1] not in ("vars", "cell") and f"{group}/vars" in f:
+                chain.append(_attr_str(read_attr(f[f"{group}/vars"], "name", path, parts[k - 1])))
+        out.setdefault("/".join(chain) or d.rsplit("/", 1)[0], {})[d] = tuple(f[d].shape)
+    return out
 
 
-def _read(f: Any, paths: dict[str, str], info: KerasLayer, label: str) -> LSTMParams:
-    kernel = expect_rank(f[paths["kernel"]][()], 2, _tensor_name(paths, "kernel"))
+def _read(opened: _Opened, paths: dict[str, str], info: KerasLayer, label: str) -> LSTMParams:
+    def dataset(field: str) -> Any:
+        return read_dataset(opened.file[paths[field]], opened.path, opened.size)
+
+    kernel = expect_rank(dataset("kernel"), 2, _tensor_name(paths, "kernel"))
     units = kernel.shape[1] // 4
     if info.config is not None:
-        cfg = info.config.get("layer", {}).get("config", info.config) if info.kind == "Bidirectional" else info.config
+        cfg = (
+            info.config.get("layer", {}).get("config", info.config)
+            if info.kind == "Bidirectional"
+            else info.config
+        )
         if "units" in cfg and cfg["units"] != units:
             raise ValueError(
                 f"{_tensor_name(paths, 'kernel')}: expected shape {checks.fmt((kernel.shape[0], 4 * cfg['units']))} "
                 f"(config of {label} says units={cfg['units']}), found {checks.fmt(kernel.shape)}"
             )
-    recurrent = expect_shape(f[paths["recurrent_kernel"]][()], (units, 4 * units), _tensor_name(paths, "recurrent_kernel"))
-    bias = expect_shape(f[paths["bias"]][()], (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
+    recurrent = expect_shape(
+        dataset("recurrent_kernel"), (units, 4 * units), _tensor_name(paths, "recurrent_kernel")
+    )
+    bias = (
+        expect_shape(dataset("bias"), (4 * units,), _tensor_name(paths, "bias")) if "bias" in paths else None
+    )
     return to_params(kernel, recurrent, bias)
 
 
-def _load(found: list[_Found], f: Any, name: str, path: str) -> LayerParams:
+def _entry(found: list[_Found], name: str, path: str) -> _Found:
     by_name = {e.info.name: e for e in found}
     if name not in by_name:
-        raise ValueError(f"name: no LSTM layer named {name!r} in {path!r}; LSTM layers present: {list(by_name)}")
-    entry = by_name[name]
+        raise ValueError(
+            f"name: no LSTM layer named {name!r} in {path!r}; LSTM layers present: {list(by_name)}"
+        )
+    return by_name[name]
+
+
+def _load(opened: _Opened, entry: _Found) -> LayerParams:
+    label = f"{entry.info.name!r}"
     if entry.info.kind == "Bidirectional":
         return BidirectionalParams(
-            forward=_read(f, entry.weights["forward"], entry.info, f"{name!r}"),
-            backward=_read(f, entry.weights["backward"], entry.info, f"{name!r}"),
+            forward=_read(opened, entry.weights["forward"], entry.info, label),
+            backward=_read(opened, entry.weights["backward"], entry.info, label),
         )
-    return _read(f, entry.weights[""], entry.info, f"{name!r}")
+    return _read(opened, entry.weights[""], entry.info, label)
 
 
 def load_layer(path: str | os.PathLike, name: str) -> LayerParams:
     """Params of the LSTM (``LSTMParams``) or Bidirectional(LSTM) (``BidirectionalParams``) layer
-    ``name``. A missing name raises ``ValueError`` listing the LSTM layers present."""
-    path = os.fspath(path)
-    found, f = _scan(path)
-    try:
-        return _load(found, f, name, path)
-    finally:
-        f.close()
+    ``name``.
+
+    Raises:
+        ValueError: no LSTM layer ``name`` (the message lists the LSTM layers present).
+        InvalidFileError: (a ``ValueError``) the file is not a readable Keras file, or its weights
+            do not form valid params.
+    """
+    return load_layers(path, [name])[0]
 
 
 def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> tuple[LayerParams, ...]:
-    """A stack: params of ``names`` (default: every LSTM layer, in model order when the file has a config)."""
-    path = os.fspath(path)
-    found, f = _scan(path)
+    """A stack: params of ``names`` (default: every LSTM layer, in model order when the file has a
+    config). Raises as ``load_layer``, and ``ValueError`` when the file has no LSTM layer."""
+    path = _file(path)
+    with reading(path, _WHAT):
+        found, opened = _scan(path)
     try:
         names = [e.info.name for e in found] if names is None else list(names)
         if not names:
             raise ValueError(f"path: no LSTM layers in {path!r}")
-        return tuple(_load(found, f, n, path) for n in names)
+        entries = [_entry(found, n, path) for n in names]
+        with reading(path, _WHAT):
+            return tuple(_load(opened, e) for e in entries)
     finally:
-        f.close()
+        opened.file.close()
 
 
 def _keras2_hard_sigmoid(x: Any) -> Any:

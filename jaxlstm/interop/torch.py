@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections import OrderedDict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +33,16 @@ from ._arrays import (
     numpy,
     to_params,
 )
+from ._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
 
-__all__ = ["from_torch", "to_torch", "from_torch_cell", "to_torch_cell", "load_torch_file"]
+__all__ = [
+    "from_torch",
+    "to_torch",
+    "from_torch_cell",
+    "to_torch_cell",
+    "load_torch_file",
+    "InvalidFileError",
+]
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
@@ -41,7 +51,9 @@ def _state_dict(sd: Any) -> Mapping[str, Any]:
     if hasattr(sd, "state_dict") and callable(sd.state_dict):  # a live nn.Module
         return sd.state_dict()
     if not isinstance(sd, Mapping):
-        raise TypeError(f"state_dict: expected a mapping of names to tensors or an nn.Module, found {type(sd).__name__}")
+        raise TypeError(
+            f"state_dict: expected a mapping of names to tensors or an nn.Module, found {type(sd).__name__}"
+        )
     return sd
 
 
@@ -146,7 +158,7 @@ def _put(sd: OrderedDict, p: LSTMParams, layer: int, suffix: str) -> None:
         sd[f"weight_hr_l{layer}{suffix}"] = _tensor(np.asarray(p.projection).T)
 
 
-def to_torch(params: Any) -> "OrderedDict[str, Any]":
+def to_torch(params: Any) -> OrderedDict[str, Any]:
     """A state_dict that ``nn.LSTM(..., num_layers=len(stack), bidirectional=..., proj_size=...,
     bias=..., batch_first=...).load_state_dict`` accepts.
 
@@ -155,7 +167,7 @@ def to_torch(params: Any) -> "OrderedDict[str, Any]":
     """
     stack = as_stack(params)
     bidirectional = isinstance(stack[0], BidirectionalParams)
-    for layer, p in enumerate(stack):
+    for p in stack:
         if isinstance(p, BidirectionalParams) != bidirectional:
             raise ValueError("params: PyTorch's nn.LSTM is bidirectional in every layer or in none")
     _check_torch_stack(stack, bidirectional)
@@ -209,7 +221,7 @@ def from_torch_cell(state_dict: Any, *, prefix: str = "") -> LSTMParams:
     return _direction(renamed, 0, "", None)
 
 
-def to_torch_cell(params: LSTMParams) -> "OrderedDict[str, Any]":
+def to_torch_cell(params: LSTMParams) -> OrderedDict[str, Any]:
     """A state_dict for ``nn.LSTMCell(input_size, units, bias=params.bias is not None)``."""
     p = lstm_params(params)
     if p.projection is not None:
@@ -219,12 +231,24 @@ def to_torch_cell(params: LSTMParams) -> "OrderedDict[str, Any]":
     return OrderedDict((k[: -len("_l0")], v) for k, v in sd.items())
 
 
-def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
+_PT_WHAT = "weights-only PyTorch file (nothing from it was executed)"
+
+
+def load_torch_file(path: str | os.PathLike) -> OrderedDict[str, Any]:
     """Read a state_dict from ``.safetensors`` (with safetensors) or a ``.pt``/``.pth`` file.
 
-    ``.pt`` files are opened with ``torch.load(weights_only=True)``, which refuses any pickle that
-    would build objects other than tensors and plain containers; such a file raises ``ValueError``
-    and nothing in it is executed.
+    ``.pt`` files must be in the zip format ``torch.save`` has written since PyTorch 1.6; they are
+    opened with ``torch.load(weights_only=True)``, which refuses any pickle that would build objects
+    other than tensors and plain containers, and nothing in them is executed. Older (non-zip) files
+    are refused without being unpickled: their loader allocates whatever storage sizes the file
+    claims before reading them (load such a file with ``torch.load`` yourself if you trust it, and
+    resave it with ``torch.save``). Every tensor must be a dense CPU tensor holding its own elements
+    (no stride-0 view claiming more elements than its storage has).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (a ``ValueError``) the file is not a readable weights-only PyTorch or
+            safetensors file: truncated, corrupt, crafted, or holding something other than tensors.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -232,21 +256,52 @@ def load_torch_file(path: str | os.PathLike) -> "OrderedDict[str, Any]":
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return OrderedDict(load_file(path))
-    import pickle
-
+        with reading(path, "safetensors file"):
+            check_safetensors(path)
+            obj: Any = load_file(path)
+            _check_tensors(obj, path)
+        return OrderedDict(obj)
     import torch
 
-    try:
+    with reading(path, _PT_WHAT):
+        if not zipfile.is_zipfile(path):
+            refuse(
+                path,
+                f"is not a readable {_PT_WHAT}: not in the zip format torch.save writes (PyTorch >= 1.6); "
+                "files in the legacy format are refused without unpickling them",
+            )
+        open_zip(path, _PT_WHAT).close()
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, TypeError) as exc:
-        raise ValueError(
-            f"path: {path!r} is not a readable weights-only PyTorch file (torch.load(weights_only=True) "
-            f"refused it; nothing from it was executed): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
-        raise ValueError(f"path: {path!r} holds a {type(obj).__name__}, expected a state_dict (a mapping of tensors)")
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
+        if hasattr(obj, "state_dict") or not isinstance(obj, Mapping):
+            refuse(path, f"holds a {type(obj).__name__}, expected a state_dict (a mapping of tensors)")
+        if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+            obj = obj["state_dict"]
+        _check_tensors(obj, path)
     return OrderedDict(obj)
+
+
+def _check_tensors(obj: Any, path: str) -> None:
+    """Every tensor in ``obj`` (walked without recursion) is a dense CPU tensor whose elements fit
+    in its storage: a view with stride 0 can claim 2^40 elements over 4 bytes, and the first
+    conversion (``numpy``, a sum, ``jnp.asarray``) would then allocate them all."""
+    import torch
+
+    stack, seen = [obj], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > 1_000_000:
+            refuse(path, "holds more than a million objects")
+        if isinstance(node, torch.Tensor):
+            if node.layout != torch.strided or node.device.type != "cpu" or node.is_quantized:
+                refuse(path, f"holds a {node.layout} tensor on {node.device} (dense CPU tensors only)")
+            if node.numel() * node.element_size() > node.untyped_storage().nbytes():
+                refuse(
+                    path,
+                    f"holds a tensor of shape {list(node.shape)} whose storage has only "
+                    f"{node.untyped_storage().nbytes()} bytes (overlapping or stride-0 views are refused)",
+                )
+        elif isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
