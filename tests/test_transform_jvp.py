@@ -29,6 +29,7 @@ def test_forward_mode(name: str, wrapping: str, transform: str) -> None:
     [
         pytest.param("cudnn", {}, id="cudnn"),  # no CUDA GPU here (skipped where there is one)
         pytest.param(FastConfig(checkpoint_chunks=2), {"activation": "relu"}, id="FastConfig-relu"),
+        pytest.param("native", {"dtype": jnp.float64}, id="native-float64"),  # float32 kernels only
     ],
 )
 def test_unrunnable_configuration_fails_with_jaxlstm_error(
@@ -38,7 +39,7 @@ def test_unrunnable_configuration_fails_with_jaxlstm_error(
     error naming the configuration and the fix, never with JAX's bare message."""
     if impl == "cudnn" and jax.default_backend() == "gpu":
         pytest.skip("cuDNN runs here: this checks the error where there is no CUDA GPU")
-    # float32: impl="cudnn" computes float32 only, and dtype is not what this checks.
+    # float32 data: impl="cudnn" computes float32 only, and dtype is not what the cudnn case checks.
     params = jaxlstm.init(jax.random.key(0), 2, 3)
     xs = jnp.ones((2, 3, 2), jnp.float32)
 
