@@ -62,7 +62,7 @@ SCRIPT = textwrap.dedent(
     CELLS = {
         # (test_shard_map.py checks grad of every entry point under shard_map)
         "lstm": ("linearize", "hvp"),
-        "lstm_chunks": ("linearize", "vjp"),
+        "lstm_chunks": ("vjp",),
         "stacked_lstm": ("jvp",),
     }
     report = {}
@@ -89,6 +89,6 @@ def test_shard_map_over_the_batch() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report) == 5, report
+    assert len(report) == 4, report
     failing = {cell: result for cell, result in report.items() if result != "ok"}
     assert not failing, json.dumps(failing, indent=1)
