@@ -7,7 +7,7 @@ one flat vector ``y`` (every output leaf, raveled), built once for the implement
 scan (``impl="scan"``). Flat vectors keep every derivative a plain matrix, so each transformation's
 expected value follows from three reference quantities computed once per case: ``y``, the Jacobian
 ``J`` and the Hessian ``Hs`` of the scalar ``<w, y>`` (``jvp = J t``, ``vjp = J^T w``,
-``hvp = Hs t``, ...). That is one compiled reference per case instead of one per test.
+``hvp = Hs t``, ...). That is one reference per case instead of one per test.
 
 Everything runs in float64 (1e-10 agreement), switched on per test by the ``x64`` fixture so that
 no other test file in the same worker sees it: ``jax.enable_x64`` is a context manager in jax 0.10,
@@ -420,32 +420,51 @@ HIGHER = ("hessian", "hvp", "grad_of_grad")
 ALL = FORWARD + REVERSE + HIGHER
 
 
-def _expected(name: str, y: jax.Array, jac: jax.Array, hess: jax.Array, t: jax.Array, w: jax.Array) -> Any:
+def _expected(c: Case, name: str, p: jax.Array, t: jax.Array, w: jax.Array) -> Any:
+    key = tuple(np.asarray(p).tolist())
+    y, jac = _jacobian(c.name, key)
     return {
-        "jvp": (y, jac @ t),
-        "linearize": (y, jac @ t),
-        "jacfwd": jac,
-        "jacrev": jac,
-        "vjp": (y, jac.T @ w),
-        "hessian": hess,
-        "hvp": (jac.T @ w, hess @ t),
-        "grad_of_grad": hess @ t,
-    }[name]
+        "jvp": lambda: (y, jac @ t),
+        "linearize": lambda: (y, jac @ t),
+        "jacfwd": lambda: jac,
+        "jacrev": lambda: jac,
+        "vjp": lambda: (y, jac.T @ w),
+        "hessian": lambda: _hessian(c.name, key),
+        "hvp": lambda: (jac.T @ w, _hessian_times(c.name, key, tuple(np.asarray(t).tolist()))),
+        "grad_of_grad": lambda: _hessian_times(c.name, key, tuple(np.asarray(t).tolist())),
+    }[name]()
 
 
 @functools.cache
-def _reference_fn(name: str) -> Callable[[jax.Array, jax.Array], tuple]:
-    """The case's reference ``(y, J, Hs)`` at a point, compiled once per case and x64 setting."""
+def _jacobian(name: str, p: tuple[float, ...]) -> tuple[jax.Array, jax.Array]:
+    """The reference ``(y, J)`` at the point ``p`` (a tuple, to be a cache key)."""
     c = case(name)
     f = c.flat(c.reference_impl)
+    # Eagerly, op by op: each op compiles once per shape and serves every case after it, where a
+    # jitted reference would compile a new program per case (and per xdist worker).
+    with jax.disable_jit():
+        return f(jnp.asarray(p)), jax.jacfwd(f)(jnp.asarray(p))
 
-    # Forward over forward: the same Hessian as jax.hessian's forward over reverse, compiled in half
-    # the time (no residual stacking, no transposed loop).
-    @jax.jit
-    def reference(p: jax.Array, w: jax.Array) -> tuple:
-        return f(p), jax.jacfwd(f)(p), jax.jacfwd(jax.jacfwd(_loss(f, w)))(p)
 
-    return reference
+def _reference_loss(name: str) -> Callable[[jax.Array], jax.Array]:
+    c = case(name)
+    return _loss(c.flat(c.reference_impl), cotangent(c.size_out))
+
+
+@functools.cache
+def _hessian(name: str, p: tuple[float, ...]) -> jax.Array:
+    """The reference Hessian of ``<w, y>`` at ``p``, forward over forward (JAX's own autodiff of the
+    pure-JAX scan, in a different order from jax.hessian's forward over reverse)."""
+    with jax.disable_jit():
+        return jax.jacfwd(jax.jacfwd(_reference_loss(name)))(jnp.asarray(p))
+
+
+@functools.cache
+def _hessian_times(name: str, p: tuple[float, ...], t: tuple[float, ...]) -> jax.Array:
+    """The reference ``Hs t`` at ``p``: one forward-over-reverse product, a fraction of the whole
+    Hessian's ops (what the hvp and grad_of_grad cells need)."""
+    with jax.disable_jit():
+        return jax.jvp(jax.grad(_reference_loss(name)), (jnp.asarray(p),), (jnp.asarray(t),))[1]
 
 
 def points(c: Case) -> jax.Array:
@@ -520,12 +539,11 @@ def compute(c: Case, transform: str, wrapping: str, f: Optional[Flat] = None, ba
 
 def expected(c: Case, transform: str, batched: bool = False) -> Any:
     """The reference value of ``compute(c, transform, ..., batched)``."""
-    reference = _reference_fn(c.name)
     w = cotangent(c.size_out)
     if not batched:
-        return _expected(transform, *reference(c.point, w), tangent(c.point.size), w)
+        return _expected(c, transform, c.point, tangent(c.point.size), w)
     at = [
-        _expected(transform, *reference(p, w), t, w)
+        _expected(c, transform, p, t, w)
         for p, t in zip(points(c), (tangent(c.point.size), tangent(c.point.size, -2.0)))
     ]
     return jax.tree.map(lambda *a: jnp.stack(a), *at)
@@ -548,39 +566,85 @@ def check(name: str, transform: str, wrapping: str, batched: bool = False) -> No
 
 
 # ----------------------------------------------------------------------------------------------
-# The selective product (each test file parametrizes over its part)
+# The selective product (each test file takes its part)
 # ----------------------------------------------------------------------------------------------
+#
+# Each cell compiles at least one transformed program (~1-3 s of XLA on CPU), so the product is
+# chosen, not full: every transformation with no wrapping, under jit_inside (what inspecting tracer
+# types could not see) and under vmap for jaxlstm.lstm, the others where they differ in mechanism
+# (checkpoint: partial evaluation; control flow: the call inside a loop or branch); a
+# configuration's or entry point's forward (linearize), reverse (vjp) and second-order (hvp) cells.
 
-#: jaxlstm.lstm: every transformation under every wrapping (control flow: test_transform_control_flow).
-LSTM_WRAPPINGS = ("none", "jit_outside", "jit_inside", "checkpoint", "checkpoint_dots")
-#: Other lstm configurations (mask, lengths, reverse, FastConfig chunks): the wrapping that used to
-#: hide forward mode from the entry point.
-CONFIG_CASES = ("lstm_mask_reverse", "lstm_lengths_reverse", "lstm_chunks")
-#: Every other entry point: every transformation with no wrapping, and under jit_inside.
-ENTRY_CASES = (
-    "bidirectional",
-    "stacked_lstm",
-    "stream_chunk",
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    wrapping: str
+    transform: str
+    batched: bool = False
+
+    @property
+    def id(self) -> str:
+        return "-".join((self.name, self.wrapping, ("vmap_" if self.batched else "") + self.transform))
+
+
+def _cells(names: Any, wrappings: Any, transforms: Any, batched: bool = False) -> list[Cell]:
+    one = lambda x: (x,) if isinstance(x, str) else tuple(x)  # noqa: E731
+    return [Cell(n, w, t, batched) for n in one(names) for w in one(wrappings) for t in one(transforms)]
+
+
+MODULES = (
     "linen.LSTM",
-    "linen.LSTM_chunks",
     "linen.StackedLSTM",
     "linen.Bidirectional",
     "nnx.LSTM",
-    "nnx.LSTM_chunks",
     "nnx.StackedLSTM",
     "nnx.Bidirectional",
 )
-#: Entry points that are plain JAX whatever the implementation (one step of core.step at a time):
-#: a few transformations, to show the whole surface composes.
+FUNCTIONS = ("bidirectional", "stacked_lstm", "stream_chunk")
+#: Entry points that are plain JAX whatever the implementation (core.step one step at a time).
 STEP_CASES = ("stream_step", "linen.RNN(LSTMCell)", "nnx.RNN(LSTMCell)")
-STEP_TRANSFORMS = ("linearize", "jacfwd", "hvp")
+CONTROL_FLOW = ("scan", "cond", "while")
+
+CELLS: list[Cell] = [
+    # jaxlstm.lstm
+    *_cells("lstm", "none", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad")),
+    *_cells("lstm", "jit_inside", ALL),
+    *_cells("lstm", "jit_inside", ALL, batched=True),
+    *_cells("lstm", "jit_outside", ("jvp", "vjp", "hvp")),
+    *_cells("lstm", "checkpoint", ("linearize", "vjp", "grad_of_grad")),
+    *_cells("lstm", "checkpoint_dots", ("linearize", "hvp")),
+    *_cells("lstm", "checkpoint_nothing", "vjp"),
+    *_cells("lstm", "scan", ("linearize", "vjp", "hvp")),
+    *_cells("lstm", "cond", ("linearize", "vjp", "hvp")),
+    *_cells("lstm", "while", FORWARD),  # forward mode only: see test_transform_control_flow
+    # lstm configurations: mask, lengths, reverse; FastConfig(checkpoint_chunks) on batch-major inputs
+    *_cells("lstm_mask_reverse", "none", ("linearize", "vjp", "hvp")),
+    *_cells("lstm_lengths_reverse", "jit_inside", ("linearize", "vjp", "hvp")),
+    *_cells("lstm_chunks", "jit_inside", ("jvp", "linearize", "vjp", "hvp", "grad_of_grad")),
+    *_cells("lstm_chunks", "none", ("linearize", "vjp"), batched=True),
+    *_cells("lstm_chunks", "scan", "linearize"),
+    # the other entry points (second order where the entry point composes several lstm calls)
+    *_cells(FUNCTIONS, "none", ("linearize", "vjp")),
+    *_cells(FUNCTIONS, "jit_inside", "jacfwd"),
+    *_cells("stacked_lstm", "none", "hvp"),
+    *_cells(MODULES, "none", "linearize"),
+    *_cells("linen.LSTM", "none", "hvp"),
+    *_cells(("linen.Bidirectional", "nnx.LSTM"), "none", "vjp"),
+    *_cells(("linen.LSTM_chunks", "nnx.LSTM_chunks"), "none", "linearize"),
+    *_cells(STEP_CASES, "none", "linearize"),
+    *_cells("nnx.LSTM", "none", "jvp", batched=True),
+    *_cells("nnx.LSTM", "cond", "linearize"),
+]
 
 
-def matrix(transforms: tuple[str, ...]) -> list[Any]:
-    """``(case, wrapping, transform)`` params for ``transforms``: the full product for ``lstm``,
-    ``none``/``jit_inside`` for the other entry points and configurations."""
-    cells = [("lstm", w, t) for w in LSTM_WRAPPINGS for t in transforms]
-    cells += [(n, "jit_inside", t) for n in CONFIG_CASES for t in transforms]
-    cells += [(n, w, t) for n in ENTRY_CASES for w in ("none", "jit_inside") for t in transforms]
-    cells += [(n, "none", t) for n in STEP_CASES for t in transforms if t in STEP_TRANSFORMS]
-    return [pytest.param(*cell, id="-".join(cell)) for cell in cells]
+def matrix(
+    transforms: tuple[str, ...] = ALL, *, batched: bool = False, control_flow: bool = False
+) -> list[Any]:
+    """pytest params ``(name, wrapping, transform)`` of the cells with these transformations, vmapped
+    or not, inside control flow or not."""
+    return [
+        pytest.param(c.name, c.wrapping, c.transform, id=c.id)
+        for c in CELLS
+        if c.transform in transforms and c.batched == batched and (c.wrapping in CONTROL_FLOW) == control_flow
+    ]

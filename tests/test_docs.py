@@ -53,8 +53,6 @@ def test_page_runs(page: pathlib.Path) -> None:
     where = page.relative_to(ROOT)
     for line, src in blocks:
         exec(compile(src, f"{where}:{line}", "exec"), namespace)
-                continue
-        exec(code, namespace)
 
 
 _PUBLIC = [

@@ -10,16 +10,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
-from _transform_cases import ALL, FORWARD, TRANSFORMS, WRAPPINGS, case, check, x64  # noqa: F401
-
-CELLS = [("lstm", w, t) for w in ("scan", "cond") for t in ALL]
-CELLS += [("lstm", "while", t) for t in FORWARD]
-CELLS += [
-    (n, w, t) for n in ("stacked_lstm", "nnx.LSTM") for w in ("scan", "cond") for t in ("linearize", "hvp")
-]
+from _transform_cases import TRANSFORMS, WRAPPINGS, case, check, matrix, x64  # noqa: F401
 
 
-@pytest.mark.parametrize("name, wrapping, transform", [pytest.param(*c, id="-".join(c)) for c in CELLS])
+@pytest.mark.parametrize("name, wrapping, transform", matrix(control_flow=True))
 def test_control_flow_around_the_call(name: str, wrapping: str, transform: str) -> None:
     check(name, transform, wrapping)
 

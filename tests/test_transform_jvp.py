@@ -14,6 +14,7 @@ import pytest
 from _transform_cases import FORWARD, TRANSFORMS, WRAPPINGS, check, matrix, x64  # noqa: F401
 
 import jaxlstm
+from jaxlstm.fast import FastConfig
 
 
 @pytest.mark.parametrize("name, wrapping, transform", matrix(FORWARD))
@@ -21,22 +22,33 @@ def test_forward_mode(name: str, wrapping: str, transform: str) -> None:
     check(name, transform, wrapping)
 
 
-@pytest.mark.parametrize("transform", ["jvp", "linearize", "jacfwd", "jacrev"])
+@pytest.mark.parametrize("transform", ["jvp", "vjp"])
 @pytest.mark.parametrize("wrapping", ["none", "jit_inside"])
-def test_unavailable_impl_fails_with_jaxlstm_error(transform: str, wrapping: str) -> None:
-    """A configuration that cannot run (impl="cudnn" without a CUDA GPU) fails at trace time with
-    jaxlstm's own error naming the configuration and the fix, never JAX's bare message."""
-    if jax.default_backend() == "gpu":
-        pytest.skip("cuDNN is available here: this checks the error without a CUDA GPU")
+@pytest.mark.parametrize(
+    "impl, options",
+    [
+        pytest.param("cudnn", {}, id="cudnn"),  # no CUDA GPU here (skipped where there is one)
+        pytest.param(FastConfig(checkpoint_chunks=2), {"activation": "relu"}, id="FastConfig-relu"),
+        pytest.param("native", {"dtype": jnp.float64}, id="native-float64"),  # float32 kernels only
+    ],
+)
+def test_unrunnable_configuration_fails_with_jaxlstm_error(
+    impl: object, options: dict, transform: str, wrapping: str
+) -> None:
+    """A configuration that cannot run fails while tracing the transformation with jaxlstm's own
+    error naming the configuration and the fix, never with JAX's bare message."""
+    if impl == "cudnn" and jax.default_backend() == "gpu":
+        pytest.skip("cuDNN runs here: this checks the error where there is no CUDA GPU")
+    # float32 data: impl="cudnn" computes float32 only, and dtype is not what the cudnn case checks.
     params = jaxlstm.init(jax.random.key(0), 2, 3)
-    xs = jnp.ones((2, 3, 2))
+    xs = jnp.ones((2, 3, 2), jnp.float32)
 
     def f(p: jax.Array) -> jax.Array:
-        return jaxlstm.lstm(params, xs * p[0], impl="cudnn").sequence.ravel()
+        return jaxlstm.lstm(params, xs * p[0], impl=impl, **options).sequence.ravel()
 
-    g = WRAPPINGS[wrapping](f, 18)
+    one = jnp.ones(1, jnp.float32)
     with pytest.raises(ValueError) as error:
-        TRANSFORMS[transform](g, jnp.ones(1), jnp.ones(1), jnp.ones(18))
+        TRANSFORMS[transform](WRAPPINGS[wrapping](f, 18), one, one, jnp.ones(18, jnp.float32))
     message = str(error.value)
     assert "jaxlstm" in message, message
-    assert "impl='cudnn'" in message and "impl='auto'" in message, message
+    assert f"impl={impl!r}" in message and "impl='auto'" in message, message

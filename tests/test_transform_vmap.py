@@ -4,13 +4,9 @@ path equals the reference scan at each point in float64 (issue 12). See ``_trans
 from __future__ import annotations
 
 import pytest
-from _transform_cases import ALL, ENTRY_CASES, check, x64  # noqa: F401
-
-CELLS = [("lstm", w, t) for w in ("none", "jit_inside") for t in ALL]
-CELLS += [("lstm_chunks", "jit_inside", t) for t in ALL]
-CELLS += [(n, "none", "hvp") for n in ENTRY_CASES]
+from _transform_cases import check, matrix, x64  # noqa: F401
 
 
-@pytest.mark.parametrize("name, wrapping, transform", [pytest.param(*c, id="-".join(c)) for c in CELLS])
+@pytest.mark.parametrize("name, wrapping, transform", matrix(batched=True))
 def test_vmap_of_transformation(name: str, wrapping: str, transform: str) -> None:
     check(name, transform, wrapping, batched=True)
