@@ -212,8 +212,8 @@ class StackedLSTM(_Options):
             ``dropout > 0`` (as ``flax.linen.Dropout``).
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
-        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias, unroll, dtype,
-            param_dtype, impl: as in ``Bidirectional``.
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
+            ``Bidirectional``; so are unroll, dtype, param_dtype and impl.
 
     Call: ``(inputs [..., T, I], initial_state=None, *, mask=None, lengths=None,
     deterministic=None)`` -> ``StackOutput`` (per-layer states; ``torch_state`` gives h_n / c_n).

@@ -145,8 +145,9 @@ class Bidirectional(nnx.Module):
         in_features: I. units: H. proj_size: P for projected outputs (PyTorch ``proj_size``), or None.
         merge_mode: ``"concat"``, ``"sum"``, ``"mul"``, ``"ave"`` or None (the pair).
         zero_output_for_mask: masked steps output zeros (Keras Bidirectional's behaviour).
-        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias, unroll, dtype,
-            param_dtype, impl: as in ``jaxlstm.nnx.LSTM``; ``projection_initializer`` for ``[H, P]``.
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
+            ``jaxlstm.nnx.LSTM``, and so are unroll, dtype, param_dtype and impl;
+            ``projection_initializer`` for ``[H, P]``.
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream).
 
     Call: ``(inputs [..., T, I], initial_state=None, *, mask=None, lengths=None)`` ->
@@ -252,8 +253,8 @@ class StackedLSTM(nnx.Module):
         deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it).
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
-        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias, unroll, dtype,
-            param_dtype: as in ``Bidirectional``.
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
+            ``Bidirectional``; so are unroll, dtype, param_dtype and impl.
         rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
         rngs: ``nnx.Rngs`` for the initialisers (``params``) and dropout.
 
