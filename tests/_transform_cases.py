@@ -610,8 +610,8 @@ CELLS: list[Cell] = [
     # jaxlstm.lstm
     *_cells("lstm", "none", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad")),
     *_cells("lstm", "jit_inside", ALL),
-    *_cells("lstm", "jit_inside", ALL, batched=True),
-    *_cells("lstm", "jit_outside", ("jvp", "vjp", "hvp")),
+    *_cells("lstm", "jit_inside", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad"), batched=True),
+    *_cells("lstm", "jit_outside", ("jvp", "hvp")),
     *_cells("lstm", "checkpoint", ("linearize", "vjp", "grad_of_grad")),
     *_cells("lstm", "checkpoint_dots", ("linearize", "hvp")),
     *_cells("lstm", "checkpoint_nothing", "vjp"),
@@ -626,14 +626,13 @@ CELLS: list[Cell] = [
     *_cells("lstm_chunks", "scan", "linearize"),
     # the other entry points (second order where the entry point composes several lstm calls)
     *_cells(FUNCTIONS, "none", ("linearize", "vjp")),
-    *_cells(FUNCTIONS, "jit_inside", "jacfwd"),
+    *_cells("stacked_lstm", "jit_inside", "jacfwd"),
     *_cells("stacked_lstm", "none", "hvp"),
     *_cells(MODULES, "none", "linearize"),
     *_cells("linen.LSTM", "none", "hvp"),
-    *_cells(("linen.Bidirectional", "nnx.LSTM"), "none", "vjp"),
+    *_cells("nnx.LSTM", "none", "vjp"),
     *_cells(("linen.LSTM_chunks", "nnx.LSTM_chunks"), "none", "linearize"),
     *_cells(STEP_CASES, "none", "linearize"),
-    *_cells("nnx.LSTM", "none", "jvp", batched=True),
     *_cells("nnx.LSTM", "cond", "linearize"),
 ]
 

@@ -18,8 +18,7 @@ def test_control_flow_around_the_call(name: str, wrapping: str, transform: str) 
     check(name, transform, wrapping)
 
 
-@pytest.mark.parametrize("transform", ["vjp", "hvp"])
-def test_while_loop_reverse_mode_is_jax_limit(transform: str) -> None:
+def test_while_loop_reverse_mode_is_jax_limit() -> None:
     """Reverse mode through a while_loop around lstm fails exactly as it does around plain jnp code."""
     c = case("lstm")
 
@@ -29,7 +28,7 @@ def test_while_loop_reverse_mode_is_jax_limit(transform: str) -> None:
     errors = []
     for f in (c.f, plain):
         with pytest.raises(Exception) as error:
-            TRANSFORMS[transform](WRAPPINGS["while"](f, c.size_out), c.point, c.point, jnp.ones(c.size_out))
+            TRANSFORMS["vjp"](WRAPPINGS["while"](f, c.size_out), c.point, c.point, jnp.ones(c.size_out))
         errors.append((type(error.value), str(error.value)))
     assert errors[0] == errors[1]
     assert "Reverse-mode differentiation does not work for lax.while_loop" in errors[0][1]

@@ -48,22 +48,16 @@ SCRIPT = textwrap.dedent(
         kw = tc.impl_kwargs(impl)
         return jaxlstm.lstm(params, xs, state, mask=mask, lengths=lengths, reverse=True, **kw)
 
-    def stacked(impl, params, xs, state, mask, lengths):
-        return jaxlstm.stacked_lstm(params, xs, state, lengths=lengths, **tc.impl_kwargs(impl))
-
     one = (tc._params(0), tc._xs(), tc._state(10))
     factories = {
         "lstm": sharded("lstm", lstm, one),
         "lstm_chunks": sharded("lstm_chunks", lstm_chunks, one, tc.CHUNKS),
-        "stacked_lstm": sharded(
-            "stacked_lstm", stacked, ((tc._params(0), tc._bi_params(2, tc.H)), tc._xs(), (tc._state(10), tc._bi_state(20)))
-        ),
     }
     CELLS = {
-        # (test_shard_map.py checks grad of every entry point under shard_map)
+        # (test_shard_map.py checks grad of every entry point under shard_map; the other entry
+        # points call lstm, so forward and second order through lstm stand for them here)
         "lstm": ("linearize", "hvp"),
-        "lstm_chunks": ("vjp",),
-        "stacked_lstm": ("jvp",),
+        "lstm_chunks": ("linearize",),
     }
     report = {}
     for name, factory in factories.items():
@@ -91,6 +85,6 @@ def test_shard_map_over_the_batch() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report) == 4, report
+    assert len(report) == 3, report
     failing = {cell: result for cell, result in report.items() if result != "ok"}
     assert not failing, json.dumps(failing, indent=1)
