@@ -610,7 +610,9 @@ CELLS: list[Cell] = [
     # jaxlstm.lstm
     *_cells("lstm", "none", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad")),
     *_cells("lstm", "jit_inside", ALL),
-    *_cells("lstm", "jit_inside", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad"), batched=True),
+    *_cells(
+        "lstm", "jit_inside", ("jvp", "linearize", "vjp", "hessian", "hvp", "grad_of_grad"), batched=True
+    ),
     *_cells("lstm", "jit_outside", ("jvp", "hvp")),
     *_cells("lstm", "checkpoint", ("linearize", "vjp", "grad_of_grad")),
     *_cells("lstm", "checkpoint_dots", ("linearize", "hvp")),

@@ -119,7 +119,9 @@ def test_impl_cudnn_says_what_it_cannot_do() -> None:
             jaxlstm.lstm(params, XS, impl="cudnn")
     with pytest.raises(
         ValueError,
-        match=re.escape("impl: expected 'auto', 'scan', 'cudnn', 'native' or a jaxlstm.fast.FastConfig, found 'cuda'"),
+        match=re.escape(
+            "impl: expected 'auto', 'scan', 'cudnn', 'native' or a jaxlstm.fast.FastConfig, found 'cuda'"
+        ),
     ):
         jaxlstm.lstm(params, XS, impl="cuda")
 
