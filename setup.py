@@ -17,6 +17,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
+def _jaxlib_version():
+    import jaxlib
+
+    return jaxlib.__version__
+
+
 def _jaxlib_include():
     try:
         import jaxlib
@@ -66,6 +72,7 @@ def _extensions():
                 "-isystem",
                 include,
             ],
+            define_macros=[("JAXLSTM_BUILT_JAXLIB", f'"{_jaxlib_version()}"')],
             optional=True,
         )
     ]

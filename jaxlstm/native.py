@@ -64,6 +64,17 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
             ),
             0,
         )
+    import jaxlib
+
+    built, running = getattr(_lstm, "built_with_jaxlib", "unknown"), jaxlib.__version__
+    if built != running:
+        return (
+            None,
+            f"the native extension was built against jaxlib {built} and this process runs jaxlib "
+            f"{running} (their XLA FFI versions may differ); rebuild it against the installed jaxlib "
+            "with `pip install --no-build-isolation -e .`",
+            0,
+        )
     features = _lstm.cpu_features()
     wanted = os.environ.get("JAXLSTM_NATIVE_ISA", "").strip().lower()
     if wanted not in ("", "auto", *_ISA_CODES):

@@ -526,6 +526,15 @@ PyMODINIT_FUNC PyInit__lstm() {
   if (!m) return nullptr;
   PyObject* fwd = PyCapsule_New(reinterpret_cast<void*>(&JaxlstmForward), nullptr, nullptr);
   PyObject* bwd = PyCapsule_New(reinterpret_cast<void*>(&JaxlstmBackward), nullptr, nullptr);
+#ifndef JAXLSTM_BUILT_JAXLIB
+#define JAXLSTM_BUILT_JAXLIB "unknown"
+#endif
+  // The handlers speak the FFI version of the jaxlib whose headers built them; native.py refuses a
+  // different jaxlib at run time (its registration would fail on an API version mismatch).
+  if (PyModule_AddStringConstant(m, "built_with_jaxlib", JAXLSTM_BUILT_JAXLIB) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
   if (!fwd || !bwd || PyModule_AddObject(m, "forward", fwd) < 0 ||
       PyModule_AddObject(m, "backward", bwd) < 0) {
     Py_XDECREF(fwd);
