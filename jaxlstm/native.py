@@ -64,9 +64,9 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
             ),
             0,
         )
-    import jaxlib
+    from importlib.metadata import version
 
-    built, running = getattr(_lstm, "built_with_jaxlib", "unknown"), jaxlib.__version__
+    built, running = getattr(_lstm, "built_with_jaxlib", "unknown"), version("jaxlib")
     if built != running:
         return (
             None,
