@@ -48,9 +48,9 @@ def test_lstm_layer_matches_keras_and_round_trips(keras, jk, go_backwards, use_b
 
     params = jk.from_keras(layer)
     assert isinstance(params, LSTMParams) and (params.bias is None) == (not use_bias)
-    cfg = jk.layer_config(layer)
-    assert cfg["go_backwards"] == go_backwards and cfg["units"] == 3
-    out = jaxlstm.lstm(params, x, reverse=cfg["go_backwards"])
+    cfg = jk.lstm_options(layer)
+    assert cfg["reverse"] == go_backwards
+    out = jaxlstm.lstm(params, x, **cfg)
     np.testing.assert_allclose(out.sequence, seq_ref, **TOL)
     np.testing.assert_allclose(out.state.h, h_ref, **TOL)
     np.testing.assert_allclose(out.state.c, c_ref, **TOL)
@@ -82,7 +82,7 @@ def test_stacked_bidirectional_model_matches_keras_and_round_trips(keras, jk, tm
 
     stack = tuple(jk.from_keras(layer) for layer in model.layers)
     assert isinstance(stack[0], BidirectionalParams) and isinstance(stack[1], LSTMParams)
-    assert jk.layer_config(model.layers[0])["merge_mode"] == "concat"
+    assert jk.lstm_options(model.layers[0])["merge_mode"] == "concat"
     np.testing.assert_allclose(jaxlstm.stacked_lstm(stack, x).sequence, y_ref, **TOL)
 
     fresh = make()
@@ -115,13 +115,7 @@ def test_keras_activation_names_mean_what_keras_means(keras, jk):
     )
     layer(x)
     _randomize(layer, seed=4)
-    cfg = jk.layer_config(layer)
-    out = jaxlstm.lstm(
-        jk.from_keras(layer),
-        x,
-        activation=cfg["activation"],
-        recurrent_activation=cfg["recurrent_activation"],
-    )
+    out = jaxlstm.lstm(jk.from_keras(layer), x, **jk.lstm_options(layer))
     np.testing.assert_allclose(out.sequence, np.asarray(layer(x)), **TOL)
 
 
@@ -137,3 +131,128 @@ def test_bad_weights_name_the_tensor(keras, jk):
     wrong = LSTMParams(np.zeros((5, 12), np.float32), np.zeros((3, 12), np.float32), np.zeros(12, np.float32))
     with pytest.raises(ValueError, match=r"params.kernel: expected shape \[4, 12\], found \[5, 12\]"):
         jk.to_keras(wrong, layer)
+
+
+# Keras LSTM configs, each run by Keras and by jaxlstm.lstm(**lstm_options(...)) from the live layer,
+# its config dict and its entry in a saved .keras file.
+LSTM_CONFIGS = [
+    dict(return_sequences=True, return_state=True),
+    dict(go_backwards=True, use_bias=False, return_sequences=True),
+    dict(activation="relu", recurrent_activation="hard_sigmoid", unit_forget_bias=False, unroll=True),
+    dict(activation="softsign", dropout=0.3, recurrent_dropout=0.2, return_sequences=True),
+    dict(zero_output_for_mask=True, return_sequences=True, go_backwards=True),
+    dict(stateful=False, seed=3, kernel_regularizer="l2", recurrent_constraint="non_neg"),
+]
+
+
+def _three_sources(keras, layer, tmp_path, x):
+    """lstm_options from the live layer, its get_config() and its .keras file entry (all equal)."""
+    from jaxlstm.interop import keras as jk
+    from jaxlstm.interop import keras_files
+
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    model.save(tmp_path / "m.keras")
+    (entry,) = keras_files.list_layers(tmp_path / "m.keras")
+    got = [jk.lstm_options(layer), jk.lstm_options(layer.get_config()), jk.lstm_options(entry)]
+    assert got[0] == got[1] == got[2]
+    return got[0], keras_files.load_layer(tmp_path / "m.keras", entry.name)
+
+
+def _first(out):
+    return np.asarray(out[0] if isinstance(out, (list, tuple)) else out)
+
+
+@pytest.mark.parametrize("config", LSTM_CONFIGS, ids=lambda c: ",".join(c))
+def test_lstm_options_from_any_source_reproduce_keras(keras, jk, tmp_path, config):
+    x = _x(3)
+    x[:, -2:] = 0.0  # padded tail, masked below
+    mask = np.any(x != 0.0, axis=-1)
+    layer = keras.layers.LSTM(3, **config)
+    layer(x)
+    _randomize(layer, seed=5)
+    options, from_file = _three_sources(keras, layer, tmp_path, x)
+    params = jk.from_keras(layer)
+    for got, want in zip(jk.to_keras_weights(from_file), jk.to_keras_weights(params)):
+        np.testing.assert_array_equal(got, want)
+    for m in (None, mask):
+        ref = layer(x, mask=m)  # training=False: dropout inactive
+        out = jaxlstm.lstm(params, x, mask=m, **options)
+        ours = out.sequence if config.get("return_sequences") else out.state.h
+        np.testing.assert_allclose(ours, _first(ref), **TOL)
+        if config.get("return_state"):
+            np.testing.assert_allclose(out.state.c, np.asarray(ref[2]), **TOL)
+
+
+@pytest.mark.parametrize(
+    "merge_mode, inner",
+    [
+        ("concat", dict(return_sequences=True)),
+        ("sum", dict(return_sequences=True, activation="softsign", use_bias=False)),
+        ("ave", dict(recurrent_activation="hard_sigmoid", unroll=True)),
+        ("mul", dict(return_sequences=True, dropout=0.5)),
+    ],
+)
+def test_bidirectional_options_from_any_source_reproduce_keras(keras, jk, tmp_path, merge_mode, inner):
+    x = _x(4)
+    x[:, -1:] = 0.0
+    mask = np.any(x != 0.0, axis=-1)
+    layer = keras.layers.Bidirectional(keras.layers.LSTM(3, **inner), merge_mode=merge_mode)
+    layer(x)
+    _randomize(layer, seed=6)
+    options, _ = _three_sources(keras, layer, tmp_path, x)
+    assert options["merge_mode"] == merge_mode
+    assert options["zero_output_for_mask"] == inner.get("return_sequences", False)
+    params = jk.from_keras(layer)
+    for m in (None, mask):
+        out = jaxlstm.bidirectional(params, x, mask=m, **options)
+        last = jaxlstm.merge(out.state.forward.h, out.state.backward.h, merge_mode)
+        ours = out.sequence if inner.get("return_sequences") else last
+        np.testing.assert_allclose(ours, _first(layer(x, mask=m)), **TOL)
+
+
+def test_lstm_options_refuse_what_jaxlstm_cannot_honour(keras, jk):
+    base = keras.layers.LSTM(3).get_config()
+    with pytest.raises(ValueError, match=r"config: time_major=True is not supported"):
+        jk.lstm_options(dict(base, time_major=True))
+    with pytest.raises(ValueError, match=r"config: Keras option\(s\) \['peephole'\] unknown to jaxlstm"):
+        jk.lstm_options(dict(base, peephole=True))
+    with pytest.raises(ValueError, match=r"config: go_backwards expected a bool, found 1"):
+        jk.lstm_options(dict(base, go_backwards=1))
+    with pytest.raises(
+        ValueError, match=r"activation: Keras activation 'exponential' is not one jaxlstm has"
+    ):
+        jk.lstm_options(keras.layers.LSTM(3, activation="exponential"))
+    with pytest.raises(ValueError, match=r"recurrent_activation: .* is not a built-in Keras activation"):
+        jk.lstm_options(dict(base, recurrent_activation={"class_name": "function", "config": "mine"}))
+    with pytest.raises(ValueError, match=r"dtype: the dtype policy 'int8_from_float32'"):
+        jk.lstm_options(dict(base, dtype="int8_from_float32"))
+    assert jk.lstm_options(dict(base, dtype="mixed_bfloat16"))["dtype"] == "bfloat16"
+    with pytest.raises(TypeError, match=r"expected an LSTM or Bidirectional\(LSTM\) layer, found 'GRU'"):
+        jk.lstm_options(keras.layers.GRU(3))
+    with pytest.raises(TypeError, match=r"layer: expected a keras.layers.LSTM"):
+        jk.lstm_options(3)
+    # Bidirectional: Keras runs a go_backwards forward layer backwards, and a custom backward layer
+    # may compute differently; jaxlstm.bidirectional runs neither.
+    L = keras.layers
+    with pytest.raises(ValueError, match=r"config\['layer'\]: go_backwards=True inside a Bidirectional"):
+        cfg = L.Bidirectional(L.LSTM(3)).get_config()
+        cfg["layer"]["config"]["go_backwards"], cfg["backward_layer"]["config"]["go_backwards"] = True, False
+        jk.lstm_options(cfg)
+    odd = L.Bidirectional(L.LSTM(3), backward_layer=L.LSTM(3, activation="relu", go_backwards=True))
+    with pytest.raises(ValueError, match=r"\['backward_layer'\]: activation='relu' differs"):
+        jk.lstm_options(odd)
+
+
+def test_layer_config_is_deprecated_and_still_returns_keras_names(keras, jk):
+    layer = keras.layers.LSTM(3, go_backwards=True)
+    with pytest.warns(DeprecationWarning, match=r"use jaxlstm.interop.keras.lstm_options\(layer\)"):
+        cfg = jk.layer_config(layer)
+    assert cfg["go_backwards"] is True and cfg["units"] == 3
+
+
+def test_keras_files_lstm_options_is_the_same_helper_and_takes_a_live_layer(keras, jk):
+    from jaxlstm.interop import keras_files
+
+    assert keras_files.lstm_options is jk.lstm_options
+    layer = keras.layers.LSTM(3, go_backwards=True)
+    assert keras_files.lstm_options(layer)["reverse"] is True  # was an opaque AttributeError

@@ -54,7 +54,11 @@ def test_seed_lstm_matches_tensorflow(kf, tf_out, fmt):
     if layer.config is not None:
         assert layer.config["return_sequences"] and layer.config["return_state"]
         assert kf.lstm_options(layer) == dict(
-            reverse=False, activation="tanh", recurrent_activation="sigmoid", zero_output_for_mask=False
+            reverse=False,
+            activation="tanh",
+            recurrent_activation="sigmoid",
+            zero_output_for_mask=False,
+            unroll=1,
         )
     params = kf.load_layer(path, "seed_lstm")
     assert isinstance(params, LSTMParams) and params.kernel.shape == (4, 8)
@@ -81,15 +85,13 @@ def test_stacked_bidirectional_masked_model_matches_tensorflow(kf, tf_out, fmt):
     if fmt in WITH_CONFIG:  # options from the file's own config
         options = [kf.lstm_options(l) for l in layers]
         assert options[2]["reverse"] and options[0]["zero_output_for_mask"]
+        assert options[0]["merge_mode"] == "concat" and "reverse" not in options[0]
     else:  # weights-only files carry no config: the architecture as the generator built it
         options = [dict(zero_output_for_mask=True)] * 2 + [dict(reverse=True)]
     x = tf_out["stack_x"]
     mask = jnp.any(x != 0.0, axis=-1)  # keras.layers.Masking(mask_value=0.0)
-    # A Bidirectional's options are its forward layer's; bidirectional() runs the backward one.
-    encoder = []
-    for opts in options[:2]:
-        assert not opts.pop("reverse", False)
-        encoder.append(opts)
+    # A Bidirectional's options feed jaxlstm.bidirectional, an LSTM's jaxlstm.lstm.
+    encoder = options[:2]
     y1 = jaxlstm.bidirectional(stack[0], x, mask=mask, **encoder[0]).sequence
     np.testing.assert_allclose(y1, tf_out["stack_encoder_1"], **TOL)
     y2 = jaxlstm.bidirectional(stack[1], y1, mask=mask, **encoder[1]).sequence

@@ -13,7 +13,7 @@ Formats:
 
     layers = list_layers("model.keras")         # [KerasLayer(name, kind, units, ...), ...]
     params = load_layer("model.keras", "encoder")  # LSTMParams or BidirectionalParams
-    out = jaxlstm.lstm(params, x, **lstm_options(layers[0].config))
+    out = jaxlstm.lstm(params, x, **lstm_options(layers[0]))   # the same as interop.keras.lstm_options
 
 Only arrays are read; nothing in a file is executed. A file that cannot be read (truncated, corrupt
 or crafted: sizes it does not hold, links to other files, zip names leaving the archive, a config
@@ -44,6 +44,7 @@ from ._safe_files import (
     reading,
     refuse,
 )
+from .keras import lstm_options  # one helper for live layers, configs and these files' entries
 
 __all__ = [
     "InvalidFileError",
@@ -453,43 +454,3 @@ def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> t
             return tuple(_load(opened, e) for e in entries)
     finally:
         opened.file.close()
-
-
-def _keras2_hard_sigmoid(x: Any) -> Any:
-    """Keras 2's hard sigmoid, ``clip(0.2 x + 0.5, 0, 1)`` (Keras 3 and jaxlstm use relu6(x + 3) / 6)."""
-    import jax.numpy as jnp
-
-    return jnp.clip(0.2 * x + 0.5, 0.0, 1.0)
-
-
-def _activation(name: Any, keras_version: Optional[str]) -> Any:
-    # The same name meant a different function before Keras 3: map it, never silently change numerics.
-    if name == "hard_sigmoid" and keras_version is not None and keras_version.split(".")[0] in ("1", "2"):
-        return _keras2_hard_sigmoid
-    return name
-
-
-def lstm_options(layer: KerasLayer | Optional[dict[str, Any]]) -> dict[str, Any]:
-    """Keyword arguments for ``jaxlstm.lstm`` from a ``KerasLayer`` (or its Keras LSTM config).
-
-    For a Bidirectional these are the forward layer's options; run the backward layer with
-    ``reverse=True, keep_order=True`` (what Keras's Bidirectional does). Keys: ``reverse``
-    (go_backwards), ``activation``, ``recurrent_activation``, ``zero_output_for_mask`` (Keras zeroes
-    masked outputs inside a Bidirectional with return_sequences). ``{}`` when there is no config
-    (weights-only files). Pass the ``KerasLayer`` rather than its config so that files written by
-    Keras 2 get Keras 2's ``hard_sigmoid``, which differs from Keras 3's.
-    """
-    version = None
-    if isinstance(layer, KerasLayer):
-        layer, version = layer.config, layer.keras_version
-    if layer is None:
-        return {}
-    bidirectional = layer.get("class_name") == "Bidirectional" or "layer" in layer
-    cfg = layer["layer"]["config"] if bidirectional else layer
-    zero = cfg.get("zero_output_for_mask", bidirectional and cfg.get("return_sequences", False))
-    return {
-        "reverse": bool(cfg.get("go_backwards", False)),
-        "activation": _activation(cfg.get("activation", "tanh"), version),
-        "recurrent_activation": _activation(cfg.get("recurrent_activation", "sigmoid"), version),
-        "zero_output_for_mask": bool(zero),
-    }
