@@ -10,7 +10,11 @@ shapes and dtypes must match, or ``restore`` raises a ``ValueError`` naming the 
 
 Dtypes numpy cannot name in a ``.npz`` (bfloat16, float8...) are stored as same-width unsigned
 integers and viewed back, so nothing is rounded. Typed PRNG keys (``jax.random.key``) are stored as
-their key data and rewrapped with their implementation. Writes go to a temporary file that is then
+their key data and rewrapped with their implementation. Python scalars (a step counter ``7``, a
+learning rate ``1e-3``, a flag ``True``) are stored as 0-d ``int64`` / ``float64`` / ``bool`` arrays
+and come back as the same Python type and value: int64 and float64 hold every Python float and every
+int that fits in 64 bits exactly, whatever ``jax_enable_x64`` says (converting through jax first
+would round them to int32 / float32); an int outside int64 is refused. Writes go to a temporary file that is then
 renamed over ``path``, so a run killed mid-save leaves the previous checkpoint intact.
 
 A file ``restore`` cannot read (truncated, corrupt or crafted: sizes it does not hold, pickled object
@@ -40,6 +44,8 @@ _FORMAT = "jaxlstm.checkpoint/1"
 _META = "__metadata__"
 # dtypes np.load reads back as themselves; anything else is stored as raw unsigned ints of its width.
 _NATIVE_KINDS = "biuf"
+# Python scalar type -> the dtype it is stored as (see the module docstring for why these).
+_PYTHON_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
 
 
 def _paths_and_leaves(tree: Any) -> tuple[list[str], list[Any], Any]:
@@ -52,8 +58,25 @@ def _is_key(leaf: Any) -> bool:
     return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def _python_scalar(leaf: Any) -> str | None:
+    """``"bool"`` / ``"int"`` / ``"float"`` for a Python scalar leaf (bool first: it is an int)."""
+    for name in _PYTHON_DTYPES:
+        if type(leaf) is {"bool": bool, "int": int, "float": float}[name]:
+            return name
+    return None
+
+
 def save(path: str | os.PathLike, tree: Any) -> None:
     """Write ``tree`` (a pytree of arrays and scalars) to ``path`` (an ``.npz`` file), losslessly.
+
+    ``save(path, (step, params, opt_state))`` with a Python int ``step`` works: Python ``int``,
+    ``float`` and ``bool`` leaves are stored as 0-d ``int64``, ``float64`` and ``bool`` (exact for
+    every float and every int in the int64 range, whatever ``jax_enable_x64`` says) and restored as
+    the same Python type.
+
+    Raises:
+        TypeError: a leaf is neither an array nor a scalar, or a Python int outside int64 (the
+            message names the leaf).
 
     Arrays are gathered to the host (``jax.device_get``); under multi-host sharding call it from
     every process on fully replicated state, or from one process after gathering.
@@ -66,10 +89,16 @@ def save(path: str | os.PathLike, tree: Any) -> None:
         if _is_key(leaf):
             entry["key_impl"] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
+        python = _python_scalar(leaf)
+        if python is not None:
+            entry["python"] = python
+            if python == "int" and not -(2**63) <= leaf < 2**63:
+                raise TypeError(f"tree{name}: the Python int {leaf} does not fit in int64, which stores it")
+            leaf = np.asarray(leaf, _PYTHON_DTYPES[python])
         if not hasattr(leaf, "dtype"):
             raise TypeError(
-                f"tree{name}: expected an array or a numpy/jax scalar, found {type(leaf).__name__}; "
-                "Python scalars lose their dtype, store them as np.asarray(value, dtype)"
+                f"tree{name}: expected an array, a numpy/jax scalar or a Python int / float / bool, "
+                f"found {type(leaf).__name__}"
             )
         array = np.asarray(jax.device_get(leaf))
         entry["dtype"], entry["shape"] = array.dtype.name, list(array.shape)
@@ -104,7 +133,10 @@ def restore(path: str | os.PathLike, like: T) -> T:
 
     Returns:
         A pytree like ``like`` whose leaves are bit-identical to the saved ones: ``jax.Array`` on the
-        default device, or ``np.ndarray`` where ``like`` has a numpy leaf (so an int64 stays int64).
+        default device, or ``np.ndarray`` where ``like`` has a numpy leaf (so an int64 stays int64);
+        a saved Python scalar comes back as the same Python type and value. Its template may be a
+        Python scalar of that type, or the weakly typed ``ShapeDtypeStruct`` ``jax.eval_shape``
+        makes of one (any dtype of the same kind: ``eval_shape`` says int32 for an int).
         Place them with ``jaxlstm.sharding.replicate`` (or ``jax.device_put``) for sharded runs.
 
     Raises:
@@ -142,7 +174,14 @@ def restore(path: str | os.PathLike, like: T) -> T:
                 f"the checkpoint has {list(shape)}"
             )
         want = getattr(template, "dtype", None)
-        if "key_impl" in entry:
+        if "python" in entry:
+            kind, found = _python_scalar(template), f"a Python {entry['python']}"
+            if kind is not None:
+                matches, want = kind == entry["python"], f"a Python {kind}"
+            else:  # an eval_shape template: a weakly typed scalar of the same kind (bools are not weak)
+                weak = bool(getattr(template, "weak_type", False)) or entry["python"] == "bool"
+                matches = want is None or (weak and _same_kind(want, entry["python"]))
+        elif "key_impl" in entry:
             found, matches = f"key<{entry['key_impl']}>", want is None or _is_key(template)
         else:
             found = dtype.name
@@ -151,13 +190,23 @@ def restore(path: str | os.PathLike, like: T) -> T:
             raise ValueError(
                 f"{where}like{name}: expected dtype {want} (from like), the checkpoint has {found}"
             )
-        if isinstance(template, (np.ndarray, np.generic)):
+        if "python" in entry:
+            leaves.append({"bool": bool, "int": int, "float": float}[entry["python"]](array.item()))
+        elif isinstance(template, (np.ndarray, np.generic)):
             leaves.append(array)  # numpy in, numpy out: no silent int64 -> int32 on the way
         elif "key_impl" in entry:
             leaves.append(jax.random.wrap_key_data(jax.numpy.asarray(array), impl=entry["key_impl"]))
         else:
             leaves.append(jax.numpy.asarray(array))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _same_kind(dtype: Any, python: str) -> bool:
+    """Whether ``dtype`` (of a weakly typed template scalar) can stand for a saved Python scalar."""
+    if dtype is None:
+        return False
+    kind = np.dtype(dtype).kind
+    return {"bool": kind == "b", "int": kind in "iu", "float": kind == "f"}[python]
 
 
 def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
@@ -184,6 +233,9 @@ def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
             and isinstance(entry.get("shape"), list)
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"])
             and isinstance(entry.get("key_impl", ""), str)
+            and isinstance(entry.get("python", "int"), str)
+            and entry.get("python", "int") in _PYTHON_DTYPES
+            and not ("python" in entry and ("key_impl" in entry or entry["shape"] != []))
         ):
             refuse(path, f"has malformed checkpoint metadata for leaf {i}: {str(entry)[:200]}")
         if f"leaf_{i}" not in data:
@@ -191,6 +243,8 @@ def _read(path: str) -> tuple[str, list[dict[str, Any]], list[np.ndarray]]:
         dtype = np.dtype(jax.numpy.dtype(entry["dtype"]))
         if dtype.hasobject or dtype.kind not in _NATIVE_KINDS + "cV" or dtype.fields is not None:
             refuse(path, f"has leaf {i} of dtype {entry['dtype']!r} (numeric arrays only)")
+        if "python" in entry and dtype != _PYTHON_DTYPES[entry["python"]]:
+            refuse(path, f"has leaf {i} marked a Python {entry['python']} with dtype {dtype}")
         array = data[f"leaf_{i}"]
         if array.dtype != dtype:
             if array.dtype.kind != "u" or array.dtype.itemsize != dtype.itemsize:

@@ -1068,7 +1068,7 @@ def _io_base(base_dir: str) -> dict[str, str]:
 
 def checkpoint_trees() -> dict[str, Any]:
     """The checkpointed trees, by file name: a training state (params, bfloat16 and int64 optimiser
-    leaves, a typed PRNG key, a step), a stack of layers, and a list of raw keys and flags."""
+    leaves, a typed PRNG key, a step, Python int / float / bool scalars), a stack of layers, and a list of raw keys and flags."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -1082,6 +1082,9 @@ def checkpoint_trees() -> dict[str, Any]:
             "opt": {"mu": jnp.zeros((4, 12), jnp.bfloat16), "count": np.asarray(3, np.int64)},
             "rng": k[1],
             "step": jnp.asarray(7, jnp.int32),
+            "epoch": 3,  # Python scalars: stored as int64 / float64 / bool, restored as Python types
+            "lr": 0.001,
+            "done": False,
         },
         "stack.npz": (jaxlstm.init(k[2], 4, 3), jaxlstm.init(k[3], 3, 2), None),
         "keys.npz": [jax.random.key_data(k[0]), np.asarray([True, False]), np.float64(2.5)],
@@ -1181,6 +1184,11 @@ def io_cases(base_dir: str) -> Iterator[Case]:
         )
 
 
+def _python_leaf(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The first leaf saved as a Python scalar (or the first leaf, in a tree without one)."""
+    return next((e for e in metadata["leaves"] if "python" in e), metadata["leaves"][0])
+
+
 def checkpoint_cases(base_dir: str) -> Iterator[Case]:
     for name, path in _checkpoint_base(base_dir).items():
         data = _read(path)
@@ -1220,6 +1228,22 @@ def checkpoint_cases(base_dir: str) -> Iterator[Case]:
                     lambda m: ([e.update(key_impl=[1]) for e in m["leaves"] if "key_impl" in e], m)[1],
                 ),
                 ("path-int", lambda m: (first(m).update(path=1), m)[1]),
+                # the Python-scalar marker: bogus, unhashable, on an array, on a key, its dtype swapped
+                ("python-bogus", lambda m: (_python_leaf(m).update(python="os.system"), m)[1]),
+                ("python-list", lambda m: (_python_leaf(m).update(python=[1]), m)[1]),
+                ("python-on-array", lambda m: (first(m).update(python="float"), m)[1]),
+                (
+                    "python-on-key",
+                    lambda m: ([e.update(python="int") for e in m["leaves"] if "key_impl" in e], m)[1],
+                ),
+                ("python-dtype-swapped", lambda m: (_python_leaf(m).update(dtype="float16"), m)[1]),
+                (
+                    "python-type-swapped",
+                    lambda m: (
+                        _python_leaf(m).update(python="int" if "python" in _python_leaf(m) else "bool"),
+                        m,
+                    )[1],
+                ),
                 ("entry-missing-dtype", lambda m: (first(m).pop("dtype"), m)[1]),
             ],
         )

@@ -93,8 +93,38 @@ def test_restore_errors(tmp_path: Path) -> None:
     np.savez(other, x=np.zeros(3))
     with pytest.raises(ValueError, match="is not a jaxlstm checkpoint"):
         checkpoint.restore(other, tree)
-    with pytest.raises(TypeError, match=r"tree\['n'\]: expected an array .* found float"):
-        checkpoint.save(tmp_path / "bad.npz", {"n": 1.5})
+    with pytest.raises(TypeError, match=r"tree\['n'\]: expected an array, .* found str"):
+        checkpoint.save(tmp_path / "bad.npz", {"n": "1.5"})
+    with pytest.raises(TypeError, match=r"tree\['n'\]: the Python int 18446744073709551616 does not fit"):
+        checkpoint.save(tmp_path / "bad.npz", {"n": 2**64})
+
+
+def test_python_scalars_round_trip_with_their_type(tmp_path: Path) -> None:
+    """The README's (step, params, opt_state) with a Python int step; floats and bools too."""
+    optax = require("optax")
+    params = jaxlstm.init(jax.random.key(0), 3, 4)
+    state = (7, params, optax.adam(1e-3).init(params), {"lr": 0.1 + 0.2, "done": True, "big": 2**62})
+    path = tmp_path / "state.npz"
+    checkpoint.save(path, state)
+    small = lambda s: (s[0], s[1], s[2], {"lr": s[3]["lr"], "done": s[3]["done"]})  # noqa: E731
+    for like in (state, (0, params, state[2], {"lr": 1.0, "done": False, "big": 0})):
+        restored = checkpoint.restore(path, like)
+        assert restored[3] == {"lr": 0.30000000000000004, "done": True, "big": 2**62}
+        assert {k: type(v) for k, v in restored[3].items()} == {"lr": float, "done": bool, "big": int}
+        assert restored[0] == 7 and type(restored[0]) is int
+        assert_bitwise_equal(restored[1:3], state[1:3])
+    # the eval_shape template (int32 / float32 weakly typed, as jax sees a Python scalar)
+    checkpoint.save(path, small(state))
+    restored = checkpoint.restore(path, jax.eval_shape(lambda: small(state)))
+    assert restored[0] == 7 and type(restored[0]) is int and restored[3]["lr"] == 0.1 + 0.2
+    # the file stores the documented dtypes
+    with np.load(path) as f:
+        assert [f[f"leaf_{i}"].dtype for i in (0,)] == [np.int64]
+    # a different Python type, or a strongly typed array template, is a mismatch
+    with pytest.raises(ValueError, match=r"like\[0\]: expected dtype a Python float .* has a Python int"):
+        checkpoint.restore(path, small((7.0, *state[1:])))
+    with pytest.raises(ValueError, match=r"like\[0\]: expected dtype int32 .* has a Python int"):
+        checkpoint.restore(path, small((jnp.int32(7), *state[1:])))
 
 
 RESUME_ARGS = dict(seq_len=10, units=8, batch_size=16, eval_every=10, learning_rate=1e-2)
