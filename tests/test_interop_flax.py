@@ -68,6 +68,19 @@ def test_linen_bidirectional_matches_and_round_trips():
     np.testing.assert_allclose(apply(jf.to_linen(params), X), y_ref, **TOL)
 
 
+def test_linen_bidirectional_with_one_shared_cell_matches_flax():
+    """Flax's own case: both directions one cell, whose weights Flax stores under forward_rnn only."""
+    import flax.linen as nn
+
+    cell = nn.LSTMCell(H)
+    bi = nn.Bidirectional(nn.RNN(cell), nn.RNN(cell))
+    variables = _random_variables(bi, seed=7)
+    assert set(variables["params"]) == {"forward_rnn"}
+    params = jf.from_linen(variables)
+    assert isinstance(params, BidirectionalParams)
+    np.testing.assert_allclose(jaxlstm.bidirectional(params, X).sequence, bi.apply(variables, X), **TOL)
+
+
 def test_linen_cell_step_and_missing_bias():
     import flax.linen as nn
 

@@ -78,14 +78,19 @@ def from_linen(variables: Mapping[str, Any]) -> LayerParams:
 
     Accepts ``cell.init(...)``'s variables, their ``["params"]``, or an ``nn.RNN``'s; an
     ``nn.Bidirectional`` of two LSTM RNNs (``forward_rnn`` / ``backward_rnn``) gives
-    ``BidirectionalParams``.
+    ``BidirectionalParams``. When both directions are one cell object (``nn.Bidirectional(rnn, rnn)``,
+    or two RNNs of one cell), Flax stores its weights once, under ``forward_rnn`` only; both
+    directions then get them (Flax runs the backward pass reversed with the same weights).
     """
     tree = _unwrap(variables)
-    if "forward_rnn" in tree and "backward_rnn" in tree:
-        return BidirectionalParams(
-            forward=_cell_from_linen(_unwrap(tree["forward_rnn"]), "forward_rnn.cell."),
-            backward=_cell_from_linen(_unwrap(tree["backward_rnn"]), "backward_rnn.cell."),
+    if "forward_rnn" in tree:
+        forward = _cell_from_linen(_unwrap(tree["forward_rnn"]), "forward_rnn.cell.")
+        backward = (
+            _cell_from_linen(_unwrap(tree["backward_rnn"]), "backward_rnn.cell.")
+            if "backward_rnn" in tree
+            else forward  # one shared cell
         )
+        return BidirectionalParams(forward=forward, backward=backward)
     return _cell_from_linen(tree, "")
 
 
