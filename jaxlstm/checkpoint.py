@@ -74,12 +74,12 @@ def save(path: str | os.PathLike, tree: Any) -> None:
     every float and every int in the int64 range, whatever ``jax_enable_x64`` says) and restored as
     the same Python type.
 
+    Arrays are gathered to the host (``jax.device_get``); under multi-host sharding call it from
+    every process on fully replicated state, or from one process after gathering.
+
     Raises:
         TypeError: a leaf is neither an array nor a scalar, or a Python int outside int64 (the
             message names the leaf).
-
-    Arrays are gathered to the host (``jax.device_get``); under multi-host sharding call it from
-    every process on fully replicated state, or from one process after gathering.
     """
     paths, leaves, treedef = _paths_and_leaves(tree)
     arrays: dict[str, np.ndarray] = {}
@@ -141,7 +141,8 @@ def restore(path: str | os.PathLike, like: T) -> T:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        InvalidFileError: (a ``ValueError``) not a jaxlstm checkpoint, or truncated, corrupt or crafted.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            not a jaxlstm checkpoint, or truncated, corrupt or crafted.
         ValueError: its leaf paths, shapes or dtypes differ from ``like`` (the message names the file).
     """
     path = os.fspath(path)

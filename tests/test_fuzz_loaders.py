@@ -222,8 +222,8 @@ def test_hostile_claims_are_refused_with_what_they_claim(tmp_path) -> None:
     import _fuzz_loaders as cases
     import numpy as np
 
+    from jaxlstm.interop import InvalidFileError
     from jaxlstm.interop import io as jio
-    from jaxlstm.interop._safe_files import InvalidFileError
 
     huge = cases.npy_member(
         b"\0" * 16, "{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576), }"

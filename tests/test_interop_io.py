@@ -108,3 +108,27 @@ def test_importing_interop_loads_no_peer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_every_loader_raises_the_exported_invalid_file_error(tmp_path):
+    """``jaxlstm.interop.InvalidFileError`` is what each loader raises for a truncated file."""
+    import jaxlstm.interop
+    from jaxlstm import checkpoint
+
+    assert "InvalidFileError" in jaxlstm.interop.__all__ and issubclass(
+        jaxlstm.interop.InvalidFileError, ValueError
+    )
+    params = _params(np.random.default_rng(3), 4, 3)
+    jio.save(tmp_path / "p.npz", params)
+    checkpoint.save(tmp_path / "c.npz", (0, params))
+    loaders = {"p.npz": jio.load, "c.npz": lambda p: checkpoint.restore(p, (0, params))}
+    for name, load in loaders.items():
+        path = tmp_path / name
+        path.write_bytes(path.read_bytes()[:100])
+        with pytest.raises(jaxlstm.interop.InvalidFileError, match=name):
+            load(path)
+    # the loaders' own modules re-export the same class
+    from jaxlstm.interop import keras_files, torch
+
+    assert keras_files.InvalidFileError is torch.InvalidFileError is jaxlstm.interop.InvalidFileError
+    assert checkpoint.InvalidFileError is jio.InvalidFileError is jaxlstm.interop.InvalidFileError

@@ -12,6 +12,10 @@ One submodule per peer; each imports its peer only inside its functions, so impo
     io           jaxlstm's own lossless format (safetensors + JSON config, no pickle)
 
 Submodules load on first attribute access: ``jaxlstm.interop.torch.from_torch(...)``.
+
+``InvalidFileError`` (a ``ValueError`` naming the file) is what every loader raises for a file it
+cannot read (truncated, corrupt or crafted): ``keras_files``, ``io.load``, ``torch.load_torch_file``
+and ``jaxlstm.checkpoint.restore``; catch ``jaxlstm.interop.InvalidFileError`` for all of them.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ._safe_files import InvalidFileError  # numpy and the standard library only: stays light
+
 if TYPE_CHECKING:  # type checkers see the submodules; at run time they load on first access
     from . import equinox, flax, haiku, io, keras, keras_files, torch
 
 _SUBMODULES = ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")
 
-__all__ = ["keras", "keras_files", "torch", "flax", "equinox", "haiku", "io"]  # = _SUBMODULES
+__all__ = ["InvalidFileError", "keras", "keras_files", "torch", "flax", "equinox", "haiku", "io"]
 
 
 def __getattr__(name: str) -> ModuleType:

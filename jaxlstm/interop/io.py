@@ -159,8 +159,9 @@ def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        InvalidFileError: (a ``ValueError``) the file is not one ``save`` wrote, or is truncated,
-            corrupt or crafted, or its tensors do not form valid params.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not one ``save`` wrote, or is truncated, corrupt or crafted, or its tensors
+            do not form valid params.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

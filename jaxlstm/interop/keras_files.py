@@ -326,7 +326,8 @@ def list_layers(path: str | os.PathLike) -> list[KerasLayer]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        InvalidFileError: (a ``ValueError``) the file is not a readable Keras file.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not a readable Keras file (truncated, corrupt or crafted).
     """
     path = _file(path)
     with reading(path, _WHAT):
@@ -347,6 +348,11 @@ def contents(path: str | os.PathLike) -> dict[str, dict[str, tuple[int, ...]]]:
     Legacy files key by layer name. Keras 3 files key by the chain of user-given names (the ``vars``
     groups' ``name`` attributes) below the model, e.g. ``"encoder/forward_lstm"`` for the forward
     layer of a Bidirectional named ``encoder``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not a readable Keras file (truncated, corrupt or crafted).
     """
     import h5py
 
@@ -432,16 +438,25 @@ def load_layer(path: str | os.PathLike, name: str) -> LayerParams:
     ``name``.
 
     Raises:
+        FileNotFoundError: no file at ``path``.
         ValueError: no LSTM layer ``name`` (the message lists the LSTM layers present).
-        InvalidFileError: (a ``ValueError``) the file is not a readable Keras file, or its weights
-            do not form valid params.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not a readable Keras file, or its weights do not form valid params.
     """
     return load_layers(path, [name])[0]
 
 
 def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> tuple[LayerParams, ...]:
     """A stack: params of ``names`` (default: every LSTM layer, in model order when the file has a
-    config). Raises as ``load_layer``, and ``ValueError`` when the file has no LSTM layer."""
+    config).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: no LSTM layer of one of ``names`` (the message lists the LSTM layers present),
+            or no LSTM layer at all.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not a readable Keras file, or its weights do not form valid params.
+    """
     path = _file(path)
     with reading(path, _WHAT):
         found, opened = _scan(path)

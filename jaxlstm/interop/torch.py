@@ -252,8 +252,9 @@ def load_torch_file(path: str | os.PathLike) -> OrderedDict[str, Any]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        InvalidFileError: (a ``ValueError``) the file is not a readable weights-only PyTorch or
-            safetensors file: truncated, corrupt, crafted, or holding something other than tensors.
+        InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
+            the file is not a readable weights-only PyTorch or safetensors file: truncated, corrupt,
+            crafted, or holding something other than tensors.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
