@@ -159,7 +159,7 @@ def to_keras(params: LayerParams, layer: Any) -> Any:
 
 
 def layer_config(layer: Any) -> dict[str, Any]:
-    """Deprecated (removed in the next release): use ``lstm_options(layer)``, whose result feeds
+    """Deprecated (kept through 0.2.x, removed in 0.3): use ``lstm_options(layer)``, whose result feeds
     ``jaxlstm.lstm`` / ``jaxlstm.bidirectional`` directly.
 
     Returns the Keras-named options ``units``, ``use_bias``, ``go_backwards``, ``return_sequences``,
@@ -167,7 +167,7 @@ def layer_config(layer: Any) -> dict[str, Any]:
     layer, plus ``merge_mode``). These are Keras's names, not ``jaxlstm.lstm``'s keywords.
     """
     warnings.warn(
-        "jaxlstm.interop.keras.layer_config is deprecated and will be removed in the next release: "
+        "jaxlstm.interop.keras.layer_config is deprecated (removed in 0.3): "
         "its keys are Keras's names, which jaxlstm.lstm does not take; use "
         "jaxlstm.interop.keras.lstm_options(layer), whose result feeds jaxlstm.lstm(params, xs, **options)",
         DeprecationWarning,
