@@ -11,7 +11,7 @@ block is absent).
 
 One step, in this order (each line applies only when its variant is on)::
 
-    state  <- reset_state                      where resets[t]   (Haiku ResetCore: before the step)
+    state  <- reset_state (default zeros)      where resets[t]   (Haiku ResetCore: before the step)
     x_g    =  x_t * m_x[g]                      input dropout: one mask [I], or one per gate [G, I]
     h_g    =  h_{t-1} * m_h[g]                  recurrent dropout: one mask [P], or one per gate [G, P]
     U'     =  U * M                             weight drop: one multiplier [P, G*H] per call
@@ -326,8 +326,8 @@ def sequence(
     xs = f64(xs)
     steps = xs.shape[0]
     h, c = f64(h0), f64(c0)
-    reset_h = h if reset_h is None else f64(reset_h)
-    reset_c = c if reset_c is None else f64(reset_c)
+    reset_h = np.zeros_like(h) if reset_h is None else f64(reset_h)
+    reset_c = np.zeros_like(c) if reset_c is None else f64(reset_c)
     order = _order(steps, length, reverse)
     ys = [None] * steps
     for n, t in enumerate(order):
@@ -375,8 +375,8 @@ def lstm(
 ) -> tuple[Array, Array, Array]:
     """Any leading batch axes: xs ``[..., T, I]`` -> ``(ys [..., T, P], h [..., P], c [..., H])``.
 
-    h0/c0/reset_h/reset_c broadcast to ``[..., P]`` / ``[..., H]`` (None: zeros; reset defaults to the
-    initial state); mask/resets ``[..., T]``; lengths ``[...]``; input_mask/recurrent_mask broadcast to
+    h0/c0/reset_h/reset_c broadcast to ``[..., P]`` / ``[..., H]`` (None: zeros, for the reset state
+    too, whatever h0/c0 are); mask/resets ``[..., T]``; lengths ``[...]``; input_mask/recurrent_mask broadcast to
     ``[..., I]``/``[..., P]`` (``[..., G, I]``/``[..., G, P]`` per gate); zoneout masks
     ``[..., T, H]``/``[..., T, P]``. ``weight_drop_mask`` ``[P, G*H]`` is shared by the batch (one
     mask per call, AWD-LSTM). Other keywords go to ``sequence``.

@@ -241,12 +241,10 @@ def test_resets_equal_haiku_reset_core(reverse, initial) -> None:
     )
     ys, state = f.apply(hk_params, None, xs, resets)
     params = from_haiku(hk_params)
-    zeros = np.zeros((batch, H))
     # dynamic_unroll(reverse=True) returns outputs in input order: keep_order.
     ours = ref.lstm(
-        params, np.swapaxes(xs, 0, 1), h0, c0, resets=resets.T, reset_h=zeros, reset_c=zeros,
-        reverse=reverse, keep_order=reverse,
-    )  # fmt: skip
+        params, np.swapaxes(xs, 0, 1), h0, c0, resets=resets.T, reverse=reverse, keep_order=reverse
+    )
     assert_close(ours, (np.swapaxes(np.asarray(ys), 0, 1), state.hidden, state.cell), F32)
     no_resets = ref.lstm(params, np.swapaxes(xs, 0, 1), h0, c0, reverse=reverse, keep_order=reverse)
     assert np.abs(no_resets[0] - ours[0]).max() > 1e-2  # the resets mattered
@@ -260,16 +258,16 @@ def test_reset_restarts_from_the_reset_state_like_a_fresh_call() -> None:
     xs, (h0, c0) = rng.normal(size=(T, I)), random_state(rng, (), H, H)
     resets = np.zeros(T, bool)
     resets[3] = True
-    ys, _, _ = ref.lstm(params, xs, h0, c0, resets=resets)
+    ys, _, _ = ref.lstm(params, xs, h0, c0, resets=resets, reset_h=h0, reset_c=c0)
     tail = library(params, xs[3:], h0, c0)
     np.testing.assert_allclose(ys[3:], tail[0], atol=TIGHT)
     mask = np.ones(T, bool)
     mask[3] = False
-    ys_m, _, _ = ref.lstm(params, xs, h0, c0, resets=resets, mask=mask)
+    ys_m, _, _ = ref.lstm(params, xs, h0, c0, resets=resets, reset_h=h0, reset_c=c0, mask=mask)
     np.testing.assert_allclose(ys_m[3], h0, atol=TIGHT)  # the held (reset) state's h
     np.testing.assert_allclose(ys_m[4:], library(params, xs[4:], h0, c0)[0], atol=TIGHT)
     # No gradient reaches the inputs before a reset from anything after it.
-    loss = lambda xs: float(ref.lstm(params, xs, h0, c0, resets=resets)[0][3:].sum())
+    loss = lambda xs: float(ref.lstm(params, xs, h0, c0, resets=resets)[0][3:].sum())  # to zeros
     assert np.all(ref.numeric_grad(loss, dict(xs=xs))["xs"][:3] == 0.0)
 
 
