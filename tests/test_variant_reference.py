@@ -2,7 +2,7 @@
 
 Its plain path against ``jaxlstm.lstm`` in float64 (values and gradients) and Keras 3; its per-gate
 recurrent dropout against Keras 3's LSTM in training with a fixed seed; its TF Addons layer-norm flag
-against the numbers Addons' own test publishes; its resets against Haiku's ``ResetCore``; each
+against the numbers Addons' own test publishes and a fixture made once by TF Addons; its resets against Haiku's ``ResetCore``; each
 variant's equation against a hand-written scalar evaluation. Where no peer has a variant (zoneout,
 weight drop, peepholes, CIFG) the checks are the ones the equations imply and the library can confirm.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import _variant_reference as ref
 import jax
@@ -206,6 +207,53 @@ def test_addons_layer_norm_cell_published_numbers() -> None:
         np.testing.assert_allclose(
             c_ba, [s * 0.0 + s * math.tanh(0.5), s * 0.1 + s * math.tanh(0.5)], rtol=1e-12
         )
+
+
+ADDONS = os.path.join(os.path.dirname(__file__), "fixtures", "addons", "cells.npz")
+
+
+@pytest.fixture(scope="module")
+def addons():
+    with np.load(ADDONS) as f:  # made once by tests/fixtures/make_addons_files.py (TF 2.15.1, Addons 0.23.0)
+        return dict(f)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_addons_layer_norm_cell_fixture(addons, go_backwards) -> None:
+    """TF Addons LayerNormLSTMCell (norm_epsilon 1e-3, random gains and offsets) under keras RNN with
+    a mask and an initial state: the reference with the carried-normalised flag reproduces it."""
+    w = lambda name: addons[f"layer_norm/{name}"]
+    params = ref.RefParams(
+        w("kernel"), w("recurrent_kernel"), w("bias"),
+        ln_x_gain=w("kernel_norm/gamma"), ln_x_offset=w("kernel_norm/beta"),
+        ln_h_gain=w("recurrent_norm/gamma"), ln_h_offset=w("recurrent_norm/beta"),
+        ln_c_gain=w("state_norm/gamma"), ln_c_offset=w("state_norm/beta"),
+    )  # fmt: skip
+    direction = "backward" if go_backwards else "forward"
+    expected = [addons[f"layer_norm/{direction}/{k}"] for k in ("ys", "h", "c")]
+    run = lambda variant: ref.lstm(
+        params, addons["xs"], addons["h0"], addons["c0"], variant, mask=addons["mask"], reverse=go_backwards
+    )
+    assert_close(run(ref.Variant(layer_norm=True, carry_normalised=True, epsilon=1e-3)), expected, 1e-5)
+    ba = run(ref.Variant(layer_norm=True, epsilon=1e-3))  # Ba et al.: another model
+    assert np.abs(ba[0] - expected[0]).max() > 1e-2
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_addons_peephole_cell_fixture(addons, go_backwards) -> None:
+    w = lambda name: addons[f"peephole/{name}"]
+    params = ref.RefParams(
+        w("kernel"), w("recurrent_kernel"), w("bias"),
+        peep_i=w("input_gate_peephole_weights"), peep_f=w("forget_gate_peephole_weights"),
+        peep_o=w("output_gate_peephole_weights"),
+    )  # fmt: skip
+    direction = "backward" if go_backwards else "forward"
+    expected = [addons[f"peephole/{direction}/{k}"] for k in ("ys", "h", "c")]
+    ours = ref.lstm(
+        params, addons["xs"], addons["h0"], addons["c0"], ref.Variant(peepholes=True),
+        mask=addons["mask"], reverse=go_backwards,
+    )  # fmt: skip
+    assert_close(ours, expected, 1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
