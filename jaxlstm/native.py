@@ -356,8 +356,8 @@ def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_out
         raise ValueError(f"h0 {h0.shape} and c0 {c0.shape} must be (B, H) = {(batch, units)}")
     keep_a, has_keep = _mask(keep, steps, batch, "keep")
     valid_a, has_valid = _mask(valid, steps, batch, "valid")
-    if 0 in (steps, batch, units):  # nothing to compute (and XLA:CPU 0.10 fails to compile empty
-        # arrays in the call's layout): the state passes through
+    if 0 in (steps, batch, units):  # nothing to compute: the state passes through (no call on
+        # empty arrays: XLA:CPU 0.10 crashed compiling one with a non-default layout)
         from ._manual_axes import vary_like
 
         empty = lambda k: jnp.zeros((steps, batch, k), jnp.float32)  # noqa: E731
