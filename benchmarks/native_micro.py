@@ -10,6 +10,12 @@ reverse scans alone (both also sum d_z into d_bias). Each number is the minimum 
 ``--spin`` runs a busy-looping process beside the benchmark (one core taken away). Prints
 ``uptime`` (timings on a shared machine are noisy) and, per shape, how the native calls ran
 (``native._stats()``: threads, helper tasks that joined, calls taken over by one thread).
+
+The native numbers here include transposes that ``jaxlstm.lstm`` does not pay: the kernels read and
+write batch-major buffers (for XLA's batch partitioner, see ``native.py``), and this script hands
+them time-major arrays, so each call copies its sequence inputs and outputs. Inside ``jaxlstm.lstm``
+those transposes cancel against the user's batch-major layout; ``benchmarks/native_auto.py``
+measures the entry point itself.
 """
 
 from __future__ import annotations

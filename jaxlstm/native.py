@@ -5,13 +5,13 @@ values as ``fast._forward`` and the reverse scan of ``fast._backward``, float32 
 recurrent weights, AVX-512 or AVX2 micro-kernels and threads from XLA's intra-op pool (see
 ``jaxlstm/_native/lstm.cc``). The weight gradients stay XLA GEMMs (``fast._backward``).
 
-Both entry points are jax-traceable (``jax.ffi.ffi_call``), registered for the CPU platform only
-(a caller must not lower them for another backend); under ``vmap`` they run once per example
-(``vmap_method="sequential"``: a caller whose weights are not batched does better folding the
-mapped axis into B). Under ``shard_map`` each shard runs the kernel on its local batch (tested).
-They are not registered batch-partitionable: XLA's batch partitioner splits the leading dimensions
-of every operand and result alike, while here the batch is axis 1 of ``[T, B, ...]`` and the
-weights have no batch axis.
+Both entry points are jax-traceable, registered for the CPU platform only (a caller must not lower
+them for another backend). Each is one primitive lowering to an XLA FFI custom call registered
+batch-partitionable: under ``jit`` with batch-sharded inputs (``jaxlstm.sharding.data_parallel``)
+XLA runs each call on every device's share of the batch, with no all-gather; under ``shard_map``
+each shard runs it on its local batch; under ``vmap`` the mapped axis is folded into the batch (one
+call) unless the weights are mapped too (then one call per example). See "The calls" below for
+the operand layout this needs.
 
 Threads: each call takes up to the size of XLA's intra-op pool (the calling thread and pool tasks
 from the FFI execution context; see ``_native/lstm.cc``); no call waits for a task that has not
@@ -25,19 +25,20 @@ Environment (read once, at import):
   naming one the CPU lacks makes the native path unavailable.
 * ``JAXLSTM_NATIVE_THREADS=N``: at most N threads per call (default: XLA's intra-op pool size).
 
-Imports jax and numpy only.
+Imports jax and numpy only (and, when lowering, jaxlib's MLIR bindings, which jax depends on).
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["available", "why_unavailable", "isa", "forward", "backward_recurrence"]
+__all__ = ["available", "why_unavailable", "isa", "preferred", "forward", "backward_recurrence"]
 
 _FORWARD_TARGET = "jaxlstm_native_lstm_forward_f32"
 _BACKWARD_TARGET = "jaxlstm_native_lstm_backward_f32"
@@ -85,6 +86,8 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
         return None, f"this CPU (or OS) does not support {wanted} (needed by the native kernel)", 0
     jax.ffi.register_ffi_target(_FORWARD_TARGET, _lstm.forward, platform="cpu")
     jax.ffi.register_ffi_target(_BACKWARD_TARGET, _lstm.backward, platform="cpu")
+    for target in (_FORWARD_TARGET, _BACKWARD_TARGET):  # see "The calls" below
+        jax.ffi.register_ffi_target_as_batch_partitionable(target)
     return wanted, None, threads
 
 
@@ -112,6 +115,28 @@ def isa() -> Optional[str]:
     return _ISA
 
 
+# The rule's thresholds (``preferred``). PROVISIONAL: from the per-step micro-benchmark of the
+# previous session (native faster per step at 16x128 and 64x256, both float32 on 2 cores) and the
+# seed shape (16/8/4/2), where dispatch dominates and neither wins; to be set from a quiet run of
+# benchmarks/native_auto.py (forward and training step, auto vs native, with and without --spin).
+_MIN_WORK_PER_STEP = 2 * 8 * (8 + 8) * 4 * 8  # FLOPs of one step's GEMMs: 2 B (I + H) 4H
+_MIN_STEPS = 1
+
+
+def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
+    """Whether the native kernels are expected to be faster than the pure-JAX fast path for an LSTM
+    of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
+    computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
+
+    The caller decides the platform: ask only for computations placed on the CPU. Not yet used by
+    ``impl="auto"``; the thresholds are provisional (see ``_MIN_WORK_PER_STEP``).
+    """
+    if _ISA is None or jnp.dtype(dtype) != jnp.float32:
+        return False
+    work = 2 * batch * (input_size + units) * 4 * units
+    return steps >= _MIN_STEPS and work >= _MIN_WORK_PER_STEP
+
+
 def _stats() -> dict:
     """Diagnostics since import (empty when unavailable): ``calls``, ``threads`` (team sizes summed),
     ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls that one
@@ -133,12 +158,173 @@ def _check(**arrays) -> None:
 
 
 def _mask(m, steps: int, batch: int, name: str):
-    """A [T, B] bool mask, or a 1-element placeholder when absent (the handler ignores it)."""
+    """A ``[T, B]`` bool mask as the call's ``[B, 1, 1, T]`` operand, or a 1-element placeholder when
+    absent (the handler ignores it)."""
     if m is None:
         return jnp.zeros((1,), jnp.bool_), False
     if tuple(m.shape) != (steps, batch):
         raise ValueError(f"{name} must have shape (T, B) = {(steps, batch)}, got {tuple(m.shape)}")
-    return jnp.asarray(m, jnp.bool_), True
+    return _lead(jnp.asarray(m, jnp.bool_)), True
+
+
+# ----------------------------------------------------------------------------------------------
+# The calls: batch-partitionable FFI custom calls
+# ----------------------------------------------------------------------------------------------
+#
+# XLA partitions a custom call registered batch-partitionable (``jax.ffi.
+# register_ffi_target_as_batch_partitionable``) over its leading ``num_batch_dims`` dimensions (a
+# frontend attribute): every operand and result is split along those dimensions with one common
+# sharding (taken from the first operand when the operands disagree) and replicated along the rest;
+# an operand or result of rank lower than ``num_batch_dims`` is replicated whole. Shardy propagates
+# shardings through the call by its ``sdy.sharding_rule``. So the calls here use
+#
+# * num_batch_dims = 3, and per-batch operands and results of logical shape ``[B, 1, 1, ...]``
+#   (rank >= 4, the batch first), first among the operands; the weights (rank <= 2) and the
+#   placeholders of absent operands (rank 1) stay whole on every device;
+# * row-major (batch-major) buffers: the kernels read and write ``[B][T][K]``. The fast path hands
+#   time-major ``[T, B, K]`` arrays, the transposes of the user's batch-major ones, and XLA cancels
+#   the two transposes: the input and the outputs move no data. (A time-major physical layout of the
+#   same logical shape made XLA insert copies around the call instead, measured.) What remains is
+#   XLA transposing ``d_z`` to time-major for the weight-gradient GEMMs of the fast path;
+# * a sharding rule with one factor for the batch, shared by every per-batch operand and result,
+#   and a factor of its own for every other dimension.
+#
+# Under ``vmap`` the mapped axis is folded into the batch (one call) when the weights are not
+# mapped, else the call runs once per example.
+
+_BATCH_DIMS = 3
+
+
+def _lead(a: jax.Array) -> jax.Array:
+    """``[T, B, ...]`` as the call's ``[B, 1, 1, T, ...]`` operand."""
+    a = jnp.moveaxis(a, 1, 0)
+    return a.reshape(a.shape[0], 1, 1, *a.shape[1:])
+
+
+def _unlead(a: jax.Array) -> jax.Array:
+    """The inverse of ``_lead``: ``[B, 1, 1, T, ...]`` to ``[T, B, ...]``."""
+    return jnp.moveaxis(a.reshape(a.shape[0], *a.shape[3:]), 0, 1)
+
+
+def _state(a: jax.Array) -> jax.Array:
+    return a.reshape(a.shape[0], 1, 1, *a.shape[1:])
+
+
+def _batched(aval) -> bool:
+    return len(aval.shape) > _BATCH_DIMS
+
+
+def _sharding_rule(avals_in, avals_out):
+    """The Shardy rule: factor 0 is the batch (dimension 0 of every per-batch value), every other
+    dimension gets a factor of its own (never split)."""
+    from jaxlib.mlir.dialects import sdy
+
+    sizes = [next(a.shape[0] for a in avals_in if _batched(a))]
+
+    def mapping(aval):
+        dims = []
+        for d, n in enumerate(aval.shape):
+            if d == 0 and _batched(aval):
+                dims.append(sdy.DimMappingAttr.get([0]))
+            else:
+                sizes.append(n)
+                dims.append(sdy.DimMappingAttr.get([len(sizes) - 1]))
+        return sdy.TensorMappingAttr.get(dims)
+
+    operands, results = [mapping(a) for a in avals_in], [mapping(a) for a in avals_out]
+    return sdy.OpShardingRuleAttr.get(sizes, operands, results, is_custom=True)
+
+
+class _Call:
+    """One FFI target as a primitive carrying the batch-partitioning attributes described above.
+
+    Operands: the per-batch ones first (``[B, 1, 1, ...]``), then weights and placeholders (rank
+    <= 2). Results are float32 of the static ``out_shapes``.
+    """
+
+    def __init__(self, name: str, target: str):
+        from jax.extend.core import Primitive
+        from jax.interpreters import batching, mlir
+
+        self.target = target
+        self.prim = prim = Primitive(name)
+        prim.multiple_results = True
+        # Outside jit: compiled once per static configuration (the FFI call needs a compilation).
+        prim.def_impl(lambda *args, **params: _eager(*args, call=self, params=tuple(sorted(params.items()))))
+        prim.def_abstract_eval(self._abstract_eval)
+        mlir.register_lowering(prim, self._lower, platform="cpu")
+        batching.primitive_batchers[prim] = self._batch
+
+    @staticmethod
+    def _abstract_eval(*avals, out_shapes, **attrs):
+        del attrs
+        # Typed like a per-batch operand of the same rank, or the first one: that keeps shard_map's
+        # varying type (the caller gives every operand the same one).
+        like = {len(a.shape): a for a in avals if _batched(a)}
+        return [
+            like.get(len(s), avals[0]).update(shape=s, dtype=jnp.float32, weak_type=False) for s in out_shapes
+        ]
+
+    def _lower(self, ctx, *operands, out_shapes, **attrs):
+        del out_shapes
+        from jaxlib.mlir import ir
+
+        extra: dict[str, ir.Attribute] = {
+            "mhlo.frontend_attributes": ir.DictAttr.get(
+                {"num_batch_dims": ir.StringAttr.get(str(_BATCH_DIMS))}
+            )
+        }
+        if jax.config.jax_use_shardy_partitioner:  # pyright: ignore[reportAttributeAccessIssue]  (a flag)
+            extra["sdy.sharding_rule"] = _sharding_rule(ctx.avals_in, ctx.avals_out)
+        rule = jax.ffi.ffi_lowering(self.target, extra_attributes=extra)
+        return rule(ctx, *operands, **attrs)
+
+    def _batch(self, args, dims, *, out_shapes, **attrs):
+        mapped = [d is not None for d in dims]  # None: not mapped
+        size = next(a.shape[d] for a, d, m in zip(args, dims, mapped) if m)
+        args = [jnp.moveaxis(a, d, 0) if m else a for a, d, m in zip(args, dims, mapped)]
+        per_batch = [a.ndim - m > _BATCH_DIMS for a, m in zip(args, mapped)]
+        if not any(m and not b for m, b in zip(mapped, per_batch)):
+            # Only per-batch operands are mapped: fold the mapped axis into the batch, one call.
+            folded = []
+            for a, m, b in zip(args, mapped, per_batch):
+                if b:
+                    if not m:
+                        a = jnp.broadcast_to(a, (size, *a.shape))
+                    a = a.reshape(size * a.shape[1], *a.shape[2:])
+                folded.append(a)
+            shapes = tuple((size * s[0], *s[1:]) if len(s) > _BATCH_DIMS else s for s in out_shapes)
+            outs = self.prim.bind(*folded, out_shapes=shapes, **attrs)
+            outs = [
+                o.reshape(size, o.shape[0] // size, *o.shape[1:]) if len(s) > _BATCH_DIMS else o
+                for o, s in zip(outs, out_shapes)
+            ]
+            return outs, [0 if len(s) > _BATCH_DIMS else None for s in out_shapes]
+
+        # Per-example weights: one call per example.
+        def one(xs):
+            it = iter(xs)
+            return self.prim.bind(
+                *[next(it) if m else a for a, m in zip(args, mapped)], out_shapes=out_shapes, **attrs
+            )
+
+        outs = jax.lax.map(one, [a for a, m in zip(args, mapped) if m])
+        return outs, [0] * len(out_shapes)
+
+    def __call__(self, *operands, out_shapes, **attrs):
+        from ._manual_axes import vary_like
+
+        operands = vary_like(list(operands), operands)
+        return self.prim.bind(*operands, out_shapes=tuple(tuple(s) for s in out_shapes), **attrs)
+
+
+@partial(jax.jit, static_argnames=("call", "params"))
+def _eager(*args, call: _Call, params: tuple):
+    return call.prim.bind(*args, **dict(params))
+
+
+_forward_call = _Call("jaxlstm_native_forward", _FORWARD_TARGET)
+_backward_call = _Call("jaxlstm_native_backward", _BACKWARD_TARGET)
 
 
 def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_output: bool, save: bool):
@@ -170,31 +356,26 @@ def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_out
         raise ValueError(f"h0 {h0.shape} and c0 {c0.shape} must be (B, H) = {(batch, units)}")
     keep_a, has_keep = _mask(keep, steps, batch, "keep")
     valid_a, has_valid = _mask(valid, steps, batch, "valid")
+    if 0 in (steps, batch, units):  # nothing to compute: the state passes through (no call on
+        # empty arrays: XLA:CPU 0.10 crashed compiling one with a non-default layout)
+        from ._manual_axes import vary_like
+
+        empty = lambda k: jnp.zeros((steps, batch, k), jnp.float32)  # noqa: E731
+        res = (empty(4 * units), empty(units), empty(units)) if save else None
+        return vary_like((empty(units), h0, c0, res), xs, h0, c0, kernel, recurrent_kernel)
     bias_a = jnp.zeros((1,), jnp.float32) if bias is None else bias
-    f32 = jnp.float32
-    state = jax.ShapeDtypeStruct((batch, units), f32)
-    if save:
-        residuals = [
-            jax.ShapeDtypeStruct((steps, batch, 4 * units), f32),
-            jax.ShapeDtypeStruct((steps, batch, units), f32),
-            jax.ShapeDtypeStruct((steps, batch, units), f32),
-        ]
-    else:
-        residuals = [jax.ShapeDtypeStruct((0,), f32)] * 3
-    call = jax.ffi.ffi_call(
-        _FORWARD_TARGET,
-        [jax.ShapeDtypeStruct((steps, batch, units), f32), state, state, *residuals],
-        vmap_method="sequential",
-    )
-    ys, h_T, c_T, z, h_prev, c_prev = call(
+    seq, state = (batch, 1, 1, steps), (batch, 1, 1, units)
+    residuals = [(*seq, 4 * units), (*seq, units), (*seq, units)] if save else [(0,)] * 3
+    ys, h_T, c_T, z, h_prev, c_prev = _forward_call(
+        _lead(xs),
+        _state(h0),
+        _state(c0),
+        keep_a,
+        valid_a,
         kernel,
         recurrent_kernel,
         bias_a,
-        xs,
-        h0,
-        c0,
-        keep_a,
-        valid_a,
+        out_shapes=[(*seq, units), state, state, *residuals],
         zero_output=bool(zero_output),
         save=bool(save),
         has_bias=bias is not None,
@@ -203,7 +384,8 @@ def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_out
         isa=np.int32(_ISA_CODES[_isa()]),
         threads=np.int32(_THREADS),
     )
-    return ys, h_T, c_T, ((z, h_prev, c_prev) if save else None)
+    res = (_unlead(z), _unlead(h_prev), _unlead(c_prev)) if save else None
+    return _unlead(ys), h_T.reshape(batch, units), c_T.reshape(batch, units), res
 
 
 def backward_recurrence(recurrent_kernel, z, c_prev, keep, valid, d_ys, d_hT, d_cT, *, zero_output: bool):
@@ -236,28 +418,27 @@ def backward_recurrence(recurrent_kernel, z, c_prev, keep, valid, d_ys, d_hT, d_
     ):
         if tuple(a.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(a.shape)}")
+    if 0 in (steps, batch, units):  # as in forward
+        from ._manual_axes import vary_like
+
+        return vary_like((jnp.zeros_like(z), d_hT, d_cT), z, d_ys, d_hT, d_cT, recurrent_kernel)
     keep_a, has_keep = _mask(keep, steps, batch, "keep")
     valid_a, has_valid = _mask(valid, steps, batch, "valid")
-    f32 = jnp.float32
-    state = jax.ShapeDtypeStruct((batch, units), f32)
-    call = jax.ffi.ffi_call(
-        _BACKWARD_TARGET,
-        [jax.ShapeDtypeStruct((steps, batch, 4 * units), f32), state, state],
-        vmap_method="sequential",
-    )
-    d_z, d_h0, d_c0 = call(
-        recurrent_kernel,
-        z,
-        c_prev,
+    state = (batch, 1, 1, units)
+    d_z, d_h0, d_c0 = _backward_call(
+        _lead(z),
+        _lead(c_prev),
+        _lead(d_ys),
+        _state(d_hT),
+        _state(d_cT),
         keep_a,
         valid_a,
-        d_ys,
-        d_hT,
-        d_cT,
+        recurrent_kernel,
+        out_shapes=[(batch, 1, 1, steps, 4 * units), state, state],
         zero_output=bool(zero_output),
         has_keep=has_keep,
         has_valid=has_valid,
         isa=np.int32(_ISA_CODES[_isa()]),
         threads=np.int32(_THREADS),
     )
-    return d_z, d_h0, d_c0
+    return _unlead(d_z), d_h0.reshape(batch, units), d_c0.reshape(batch, units)

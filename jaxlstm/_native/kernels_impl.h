@@ -106,7 +106,7 @@ static void fwd_block(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0) {
     const R b0 = p.bias ? Vec::load(p.bp + pan * 4 * V + q * V) : Vec::zero();
     for (int r = 0; r < MR; ++r) acc[r][q] = b0;
   }
-  gemm_acc<MR, FWD_NV>(acc, p.x + (t * B + r0) * I, I, p.Wp + pan * I * 4 * V, I);
+  gemm_acc<MR, FWD_NV>(acc, p.x + (t * p.st + r0 * p.sb) * I, p.sb * I, p.Wp + pan * I * 4 * V, I);
   // The state the step starts from: the user's h0/c0 at t = 0, else the internal buffers.
   const float* hp = t == 0 ? p.h0 + r0 * H : p.hbuf + ((t & 1) * B + r0) * Hp;
   const float* cp = t == 0 ? p.c0 + r0 * H : p.cbuf + r0 * Hp;
@@ -115,7 +115,7 @@ static void fwd_block(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0) {
 
   float* hnext_base = p.hbuf + (((t + 1) & 1) * B) * Hp;
   for (int r = 0; r < MR; ++r) {
-    const int64_t row = r0 + r, tb = t * B + row;
+    const int64_t row = r0 + r, tb = t * p.st + row * p.sb;
     if (p.z) {
       float* zr = p.z + tb * 4 * H + u0;
       for (int q = 0; q < 4; ++q) Vec::storen(zr + q * H, acc[r][q], n);
@@ -192,7 +192,8 @@ static void bwd_block(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0) 
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) dh[r][v] = Vec::load(p.skipbuf + (r0 + r) * Hp + u0 + v * V);
     // dh_{s} = dz_s U^T (+ the pass-through of a step that was not kept, added above).
-    gemm_acc<MR, NV>(dh, p.dz + (s * B + r0) * 4 * H, 4 * H, p.UTp + tile * 4 * H * p.Wt, 4 * H);
+    gemm_acc<MR, NV>(dh, p.dz + (s * p.st + r0 * p.sb) * 4 * H, p.sb * 4 * H, p.UTp + tile * 4 * H * p.Wt,
+                      4 * H);
   }
   if (s == 0) {
     for (int r = 0; r < MR; ++r)
@@ -206,7 +207,7 @@ static void bwd_block(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0) 
   const int64_t t = s - 1;
   const R one = Vec::set1(1.0f);
   for (int r = 0; r < MR; ++r) {
-    const int64_t row = r0 + r, tb = t * B + row;
+    const int64_t row = r0 + r, tb = t * p.st + row * p.sb;
     const bool has_dy = !(p.valid && !p.valid[tb]);
     const bool kept = !(p.keep && !p.keep[tb]);
     for (int v = 0; v < NV; ++v) {

@@ -296,11 +296,13 @@ ffi::Error check(bool ok, const std::string& what) {
     if (!e_.success()) return e_;                 \
   } while (0)
 
-ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel,
-                       ffi::Buffer<ffi::F32> recurrent, ffi::Buffer<ffi::F32> bias,
-                       ffi::Buffer<ffi::F32> xs, ffi::Buffer<ffi::F32> h0,
+// Per-batch operands arrive as [B, 1, 1, ...], row-major (the batch leading, for XLA's batch
+// partitioner; see native.py): sequences [B][T][K], masks [B][T], states [B][H].
+ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buffer<ffi::F32> h0,
                        ffi::Buffer<ffi::F32> c0, ffi::Buffer<ffi::PRED> keep,
-                       ffi::Buffer<ffi::PRED> valid, ffi::ResultBuffer<ffi::F32> ys,
+                       ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::F32> kernel,
+                       ffi::Buffer<ffi::F32> recurrent, ffi::Buffer<ffi::F32> bias,
+                       ffi::ResultBuffer<ffi::F32> ys,
                        ffi::ResultBuffer<ffi::F32> hT, ffi::ResultBuffer<ffi::F32> cT,
                        ffi::ResultBuffer<ffi::F32> z, ffi::ResultBuffer<ffi::F32> hprev,
                        ffi::ResultBuffer<ffi::F32> cprev, bool zero_output, bool save,
@@ -309,8 +311,8 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel,
   const IsaKernels* k = kernels_for(isa);
   JAXLSTM_CHECK(k != nullptr, "the CPU lacks the requested instruction set");
   const auto xd = xs.dimensions();
-  JAXLSTM_CHECK(xd.size() == 3, "xs must be [T, B, I]");
-  const int64_t T = xd[0], B = xd[1], I = xd[2];
+  JAXLSTM_CHECK(xd.size() == 5 && xd[1] == 1 && xd[2] == 1, "xs must be [B, 1, 1, T, I]");
+  const int64_t B = xd[0], T = xd[3], I = xd[4];
   const auto ud = recurrent.dimensions();
   JAXLSTM_CHECK(ud.size() == 2 && ud[1] == 4 * ud[0], "recurrent_kernel must be [H, 4H]");
   const int64_t H = ud[0];
@@ -318,9 +320,9 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel,
   JAXLSTM_CHECK(kd.size() == 2 && kd[0] == I && kd[1] == 4 * H, "kernel must be [I, 4H]");
   JAXLSTM_CHECK(!has_bias || cnt(bias) == 4 * H, "bias must be [4H]");
   JAXLSTM_CHECK(cnt(h0) == B * H && cnt(c0) == B * H,
-                "h0 and c0 must be [B, H]");
-  JAXLSTM_CHECK(!has_keep || cnt(keep) == T * B, "keep must be [T, B]");
-  JAXLSTM_CHECK(!has_valid || cnt(valid) == T * B, "valid must be [T, B]");
+                "h0 and c0 must be [B, 1, 1, H]");
+  JAXLSTM_CHECK(!has_keep || cnt(keep) == T * B, "keep must be [B, 1, 1, T]");
+  JAXLSTM_CHECK(!has_valid || cnt(valid) == T * B, "valid must be [B, 1, 1, T]");
   JAXLSTM_CHECK(!save || (cnt(*z) == T * B * 4 * H &&
                           cnt(*hprev) == T * B * H &&
                           cnt(*cprev) == T * B * H),
@@ -335,6 +337,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> kernel,
   const int V = k->V;
   FwdProblem p{};
   p.T = T; p.B = B; p.I = I; p.H = H;
+  p.st = 1; p.sb = T;  // batch-major
   p.P = (H + V - 1) / V;
   p.Hp = p.P * V;
   p.W = kernel.typed_data(); p.U = recurrent.typed_data();
@@ -384,28 +387,28 @@ class BwdTeam final : public Team {
   BwdProblem p_;
 };
 
-ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> recurrent,
-                        ffi::Buffer<ffi::F32> z, ffi::Buffer<ffi::F32> cprev,
+ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> z,
+                        ffi::Buffer<ffi::F32> cprev, ffi::Buffer<ffi::F32> dys,
+                        ffi::Buffer<ffi::F32> dhT, ffi::Buffer<ffi::F32> dcT,
                         ffi::Buffer<ffi::PRED> keep, ffi::Buffer<ffi::PRED> valid,
-                        ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
-                        ffi::Buffer<ffi::F32> dcT, ffi::ResultBuffer<ffi::F32> dz,
+                        ffi::Buffer<ffi::F32> recurrent, ffi::ResultBuffer<ffi::F32> dz,
                         ffi::ResultBuffer<ffi::F32> dh0, ffi::ResultBuffer<ffi::F32> dc0,
                         bool zero_output, bool has_keep, bool has_valid, int32_t isa,
                         int32_t threads) {
   const IsaKernels* k = kernels_for(isa);
   JAXLSTM_CHECK(k != nullptr, "the CPU lacks the requested instruction set");
   const auto zd = z.dimensions();
-  JAXLSTM_CHECK(zd.size() == 3, "z must be [T, B, 4H]");
+  JAXLSTM_CHECK(zd.size() == 5 && zd[1] == 1 && zd[2] == 1, "z must be [B, 1, 1, T, 4H]");
   const auto ud = recurrent.dimensions();
   JAXLSTM_CHECK(ud.size() == 2 && ud[1] == 4 * ud[0], "recurrent_kernel must be [H, 4H]");
-  const int64_t T = zd[0], B = zd[1], H = ud[0];
-  JAXLSTM_CHECK(zd[2] == 4 * H, "z must be [T, B, 4H]");
+  const int64_t B = zd[0], T = zd[3], H = ud[0];
+  JAXLSTM_CHECK(zd[4] == 4 * H, "z must be [B, 1, 1, T, 4H]");
   JAXLSTM_CHECK(cnt(cprev) == T * B * H && cnt(dys) == T * B * H,
-                "c_prev and d_ys must be [T, B, H]");
+                "c_prev and d_ys must be [B, 1, 1, T, H]");
   JAXLSTM_CHECK(cnt(dhT) == B * H && cnt(dcT) == B * H,
-                "d_hT and d_cT must be [B, H]");
-  JAXLSTM_CHECK(!has_keep || cnt(keep) == T * B, "keep must be [T, B]");
-  JAXLSTM_CHECK(!has_valid || cnt(valid) == T * B, "valid must be [T, B]");
+                "d_hT and d_cT must be [B, 1, 1, H]");
+  JAXLSTM_CHECK(!has_keep || cnt(keep) == T * B, "keep must be [B, 1, 1, T]");
+  JAXLSTM_CHECK(!has_valid || cnt(valid) == T * B, "valid must be [B, 1, 1, T]");
   if (T == 0 || B == 0 || H == 0) {
     if (B * H > 0) {
       std::memcpy(dh0->typed_data(), dhT.typed_data(), B * H * sizeof(float));
@@ -416,6 +419,7 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> recurrent,
   const int V = k->V;
   BwdProblem p{};
   p.T = T; p.B = B; p.H = H;
+  p.st = 1; p.sb = T;  // batch-major
   p.Wt = static_cast<int64_t>(k->bwd_nv) * V;
   p.NT = (H + p.Wt - 1) / p.Wt;
   p.Hp = p.NT * p.Wt;
@@ -448,14 +452,14 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> recurrent,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlstmForward, jaxlstm::ForwardImpl,
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::ThreadPool>()
-                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // kernel
-                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // recurrent_kernel
-                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // bias
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // xs
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // h0
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // c0
                                   .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // keep
                                   .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // valid
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // kernel
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // recurrent_kernel
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // bias
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // ys
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // h_T
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // c_T
@@ -473,14 +477,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlstmForward, jaxlstm::ForwardImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxlstmBackward, jaxlstm::BackwardImpl,
                               xla::ffi::Ffi::Bind()
                                   .Ctx<xla::ffi::ThreadPool>()
-                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // recurrent_kernel
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // z
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // c_prev
-                                  .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // keep
-                                  .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // valid
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // d_ys
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // d_hT
                                   .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // d_cT
+                                  .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // keep
+                                  .Arg<xla::ffi::Buffer<xla::ffi::PRED>>()  // valid
+                                  .Arg<xla::ffi::Buffer<xla::ffi::F32>>()   // recurrent_kernel
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // d_z
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // d_h0
                                   .Ret<xla::ffi::Buffer<xla::ffi::F32>>()   // d_c0

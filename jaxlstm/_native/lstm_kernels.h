@@ -6,9 +6,12 @@
 
 namespace jaxlstm {
 
-// Forward recurrence. User buffers are row-major float32; bools are XLA PRED (1 byte).
+// Forward recurrence. User buffers are float32 (time-major or batch-major, by st/sb; states
+// [B, H]); bools are XLA PRED (1 byte).
 struct FwdProblem {
   int64_t T, B, I, H;
+  int64_t st, sb;  // row (t, b) of a [T, B]-indexed array is row t*st + b*sb: (B, 1) time-major,
+                   // (1, T) batch-major
   int64_t P;   // column panels: panel p holds hidden units [p*V, p*V + V) of all four gates
   int64_t Hp;  // P * V: the padded width of the internal state buffers
   int64_t G;   // row groups per step (items of a step = P * G)
@@ -25,6 +28,7 @@ struct FwdProblem {
 // Backward recurrence (the reverse scan of fast._backward).
 struct BwdProblem {
   int64_t T, B, H;
+  int64_t st, sb;  // as in FwdProblem
   int64_t NT;  // unit tiles of Wt units (Wt = NVB * V)
   int64_t Wt, Hp;  // Hp = NT * Wt
   int64_t G;
