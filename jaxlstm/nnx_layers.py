@@ -19,8 +19,8 @@ from flax import nnx
 
 from . import _keras_surface as keras_surface
 from . import checks
+from ._bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, merged_size
 from .activations import ActivationLike
-from .bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, merged_size
 from .pytrees import BidirectionalParams, LSTMParams
 from .stack import LayerParams, StackOutput, stacked_lstm
 
