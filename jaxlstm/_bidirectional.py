@@ -132,15 +132,7 @@ def bidirectional(
     Returns:
         ``BidirectionalOutput(sequence, state)``; see its docstring for shapes.
     """
-    options = SequenceOptions(
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        dtype=dtype,
-        zero_output_for_mask=zero_output_for_mask,
-        impl=impl,
-        time_major=time_major,
-    )
+    options = SequenceOptions.of(locals())
     return run(params, xs, initial_state, mask, lengths, options, merge_mode)
 
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from . import checks
-from .activations import ActivationLike, resolve
+from .activations import resolve
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 InitializerLike = Union[str, Initializer]
@@ -58,8 +58,9 @@ class SequenceOptions:
     True for a bidirectional layer). ``unroll`` False is 1 (Keras's bool, or ``lax.scan``'s int).
     """
 
-    activation: ActivationLike = "tanh"
-    recurrent_activation: ActivationLike = "sigmoid"
+    # Given as ActivationLike / InitializerLike, held resolved (callables) after __post_init__.
+    activation: Any = "tanh"
+    recurrent_activation: Any = "sigmoid"
     unroll: Union[int, bool] = 1
     dtype: Any = None
     zero_output_for_mask: Optional[bool] = None
@@ -78,6 +79,11 @@ class SequenceOptions:
             time_major=checks.flag(self.time_major, "time_major"),
         )
 
+    @classmethod
+    def of(cls, arguments: dict[str, Any]) -> SequenceOptions:
+        """From a function's keyword arguments (its ``locals()``): the fields found there."""
+        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls) if f.name in arguments})
+
     def replace(self, **changes: Any) -> SequenceOptions:
         return dataclasses.replace(self, **changes)
 
@@ -93,10 +99,10 @@ class WeightOptions:
 
     use_bias: bool = True
     unit_forget_bias: bool = True
-    kernel_init: InitializerLike = "glorot_uniform"
-    recurrent_init: InitializerLike = "orthogonal"
-    bias_init: InitializerLike = "zeros"
-    projection_init: InitializerLike = "glorot_uniform"
+    kernel_init: Any = "glorot_uniform"
+    recurrent_init: Any = "orthogonal"
+    bias_init: Any = "zeros"
+    projection_init: Any = "glorot_uniform"
     proj_size: Optional[int] = None
     param_dtype: Any = jnp.float32
 
@@ -138,7 +144,7 @@ class WeightOptions:
 
             return draw
 
-        specs = {
+        specs: dict[str, tuple[Initializer, tuple[int, ...]]] = {
             "kernel": (drawn(self.kernel_init), (input_size, 4 * units)),
             "recurrent_kernel": (drawn(self.recurrent_init), (out, 4 * units)),
         }

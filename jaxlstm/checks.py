@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.core
@@ -158,6 +158,19 @@ def batch_shape(shape: Any, name: str = "batch_shape") -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def layout_hint(p: Any) -> str:
+    """A hint when the kernels look like PyTorch's layout (weight_ih [4H, I], weight_hh [4H, H]:
+    the transposes of Keras's), else ''."""
+    kshape, rshape = _shape(getattr(p, "kernel", None)), _shape(getattr(p, "recurrent_kernel", None))
+    torch_like = len(kshape) == 2 and len(rshape) == 2 and kshape[0] == rshape[0] and kshape[0] % 4 == 0
+    if not torch_like or rshape == (kshape[1] // 4, kshape[1]):
+        return ""
+    return (
+        " (these look like PyTorch's layout, weight_ih [4H, I] and weight_hh [4H, H]: "
+        "jaxlstm.interop.torch.from_torch converts a state_dict)"
+    )
+
+
 def params(p: Any, name: str = "params") -> tuple[int, int, int]:
     """Check an ``LSTMParams``; return ``(input_size, units, output_size)``."""
     if not isinstance(p, LSTMParams):
@@ -177,14 +190,7 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
                 )
             float_array(value, f"{name}.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
-    # PyTorch stores weight_ih [4H, I] and weight_hh [4H, H]: the transposes of Keras's layout.
-    torch_layout = len(kshape) == 2 and len(rshape) == 2 and kshape[0] == rshape[0] and kshape[0] % 4 == 0
-    hint = (
-        " (these look like PyTorch's layout, weight_ih [4H, I] and weight_hh [4H, H]: "
-        "jaxlstm.interop.torch.from_torch converts a state_dict)"
-        if torch_layout and rshape != (kshape[1] // 4, kshape[1])
-        else ""
-    )
+    hint = layout_hint(p)
     if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
         raise ValueError(
             f"{name}.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
@@ -274,10 +280,10 @@ def merge_mode(value: Any) -> Any:
 
 
 def sequence(
-    xs: Any, input_size: int, name: str = "xs", time_major: bool = False, hint: str = ""
+    xs: Any, input_size: Optional[int], name: str = "xs", time_major: bool = False, hint: str = ""
 ) -> tuple[tuple[int, ...], int]:
     """Check inputs ``[..., T, input_size]`` (``[T, ..., input_size]`` when ``time_major``);
-    return ``(batch_shape, T)``."""
+    return ``(batch_shape, T)``. ``input_size`` None accepts any feature size."""
     float_array(xs, name)
     shape = _shape(xs)
     layout = (
@@ -287,9 +293,9 @@ def sequence(
     )
     if len(shape) < 2:
         raise ValueError(
-            f"{name}: expected shape {layout.format(input_size)}, found {fmt(shape)} of rank {len(shape)}"
+            f"{name}: expected shape {layout.format('features' if input_size is None else input_size)}, found {fmt(shape)} of rank {len(shape)}"
         )
-    if shape[-1] != input_size:
+    if input_size is not None and shape[-1] != input_size:
         raise ValueError(
             f"{name}: expected {input_size} features on the last axis to match params.kernel, "
             f"found shape {fmt(shape)}{hint}"

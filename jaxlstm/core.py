@@ -463,15 +463,7 @@ def lstm(
         c [..., units]))``; output_size is units unless params has a projection. With
         ``time_major`` the sequence is ``[T, ..., output_size]``.
     """
-    options = SequenceOptions(
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        dtype=dtype,
-        zero_output_for_mask=zero_output_for_mask,
-        impl=impl,
-        time_major=time_major,
-    )
+    options = SequenceOptions.of(locals())
     return run(
         params,
         xs,

@@ -272,15 +272,7 @@ def stacked_lstm(
         (``[T, ..., F]`` with ``time_major``).
     """
     rate = checks.renamed("dropout", dropout, "inter_layer_dropout", inter_layer_dropout, 0.0)
-    options = SequenceOptions(
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        dtype=dtype,
-        zero_output_for_mask=zero_output_for_mask,
-        impl=impl,
-        time_major=time_major,
-    )
+    options = SequenceOptions.of(locals())
     return run(params, xs, initial_state, mask, lengths, options, merge_mode=merge_mode,
                inter_layer_dropout=rate, key=key, deterministic=deterministic, residual=residual)  # fmt: skip
 

@@ -33,15 +33,19 @@ def describe(obj: Any) -> Any:
         return "module"
     if inspect.isclass(obj):
         out = {"": "class" + sig(obj)}
-        for name, member in vars(obj).items():
-            if name.startswith("_") and name != "__call__":
-                continue
-            if isinstance(member, (classmethod, staticmethod)):
-                member = member.__func__
-            if isinstance(member, property):
-                out[name] = "property"
-            elif callable(member):
-                out[name] = sig(member)
+        # Methods of the class and of its jaxlstm bases (a shared base must not hide one); dataclass
+        # fields (linen attributes) are in the class signature.
+        fields = getattr(obj, "__dataclass_fields__", {})
+        for klass in reversed([k for k in obj.__mro__ if k.__module__.startswith("jaxlstm")]):
+            for name, member in vars(klass).items():
+                if (name.startswith("_") and name != "__call__") or name in fields:
+                    continue
+                if isinstance(member, (classmethod, staticmethod)):
+                    member = member.__func__
+                if isinstance(member, property):
+                    out[name] = "property"
+                elif callable(member):
+                    out[name] = sig(member)
         return out
     if callable(obj):
         return sig(obj)
@@ -82,9 +86,10 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(sequence: ForwardRef('jax.Array'), state: ForwardRef('tuple[LayerState, ...]'))"
         },
         "TorchState": {"": "class(h_n: ForwardRef('jax.Array'), c_n: ForwardRef('jax.Array'))"},
-        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, *, merge_mode: 'Optional[str]' = 'concat', mask: "
-        "'Optional[jax.Array]' = None, lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'bool' = True, activation: 'ActivationLike' = 'tanh', recurrent_activation: "
-        "'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto') -> 'BidirectionalOutput'",
+        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: "
+        "'Optional[str]' = 'concat', lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', "
+        "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False) -> "
+        "'BidirectionalOutput'",
         "from_torch_state": "(h_0: 'jax.Array', c_0: 'jax.Array', params: 'Sequence[LayerParams]') -> 'tuple[LayerState, ...]'",
         "hard_sigmoid": "(x: 'jax.Array') -> 'jax.Array'",
         "init": "(key: 'jax.Array', input_size: 'int', units: 'int', *, use_bias: 'bool' = True, unit_forget_bias: 'bool' = True, kernel_init: 'Initializer' = <function "
@@ -93,14 +98,14 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "init_bidirectional": "(key: 'jax.Array', input_size: 'int', units: 'int', **init_kwargs: 'Any') -> 'BidirectionalParams'",
         "init_stack": "(key: 'jax.Array', input_size: 'int', units: 'int', num_layers: 'int' = 1, *, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', proj_size: 'Optional[int]' = "
         "None, **init_kwargs: 'Any') -> 'tuple[LayerParams, ...]'",
-        "lstm": "(params: 'LSTMParams', xs: 'jax.Array', initial_state: 'Optional[LSTMState]' = None, *, reverse: 'bool' = False, keep_order: 'bool' = False, mask: 'Optional[jax.Array]' = None, "
-        "lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: "
-        "'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto') -> 'LSTMOutput'",
+        "lstm": "(params: 'LSTMParams', xs: 'jax.Array', initial_state: 'Optional[LSTMState]' = None, mask: 'Optional[jax.Array]' = None, *, reverse: 'bool' = False, keep_order: 'bool' = False, "
+        "lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
+        "unroll: 'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto', time_major: 'bool' = False) -> 'LSTMOutput'",
         "merge": "(forward: 'jax.Array', backward: 'jax.Array', merge_mode: 'Optional[str]' = 'concat') -> 'Union[jax.Array, tuple[jax.Array, jax.Array]]'",
-        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, *, merge_mode: 'str' = 'concat', mask: 'Optional[jax.Array]' "
-        "= None, lengths: 'Optional[jax.Array]' = None, dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, residual: 'bool' = "
-        "False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = "
-        "1, dtype: 'Any' = None, impl: 'Any' = 'auto') -> 'StackOutput'",
+        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = "
+        "'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, "
+        "residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
+        "unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None) -> 'StackOutput'",
         "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid') -> 'tuple[LSTMState, "
         "jax.Array]'",
         "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', "
@@ -168,22 +173,22 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = "
-            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', merge_mode: 'Optional[str]' = 'concat', zero_output_for_mask: 'bool' = True, parent: "
-            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = "
-            "None) -> None",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, *, mask: 'Optional[jax.Array]' = None, lengths: "
+            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', merge_mode: 'Optional[str]' = 'concat', zero_output_for_mask: 'Optional[bool]' = None, time_major: 'bool' "
+            "= False, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: "
+            "Optional[str] = None) -> None",
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
             "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
         },
         "LSTM": {
             "": "class(units: 'int', activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: 'bool' = True, kernel_initializer: "
             "'InitializerLike' = 'glorot_uniform', recurrent_initializer: 'InitializerLike' = 'orthogonal', bias_initializer: 'InitializerLike' = 'zeros', unit_forget_bias: "
             "'bool' = True, dropout: 'float' = 0.0, recurrent_dropout: 'float' = 0.0, return_sequences: 'bool' = False, return_state: 'bool' = False, go_backwards: 'bool' = "
-            "False, stateful: 'bool' = False, zero_output_for_mask: 'bool' = False, unroll: 'int | bool' = False, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', parent: Union[flax.linen.module.Module, "
-            "flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "False, stateful: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
+            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', time_major: 'bool' = False, parent: "
+            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> "
+            "None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
             "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None) -> 'Any'",
-            "param_dtype": "(x: Any) -> jax.jaxlib._jax.Array",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
         },
         "LSTMCell": {
@@ -193,31 +198,30 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
             "__call__": "(self, carry: 'tuple[jax.Array, jax.Array]', inputs: 'jax.Array') -> 'tuple[tuple[jax.Array, jax.Array], jax.Array]'",
             "initialize_carry": "(self, rng: 'jax.Array', input_shape: 'tuple[int, ...]') -> 'tuple[jax.Array, jax.Array]'",
-            "param_dtype": "(x: Any) -> jax.jaxlib._jax.Array",
         },
         "STATE_COLLECTION": "str",
         "StackedLSTM": {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, impl: 'Any' = 'auto', num_layers: 'int' = 1, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', dropout: 'float' = 0.0, "
-            "deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', parent: "
-            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = "
-            "None) -> None",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, *, mask: 'Optional[jax.Array]' = None, lengths: 'Optional[jax.Array]' = None, "
+            "'jax.numpy.float32'>, impl: 'Any' = 'auto', num_layers: 'int' = 1, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', inter_layer_dropout: 'float' = "
+            "0.0, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', "
+            "time_major: 'bool' = False, dropout: 'Optional[float]' = None, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, "
+            "NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
             "deterministic: 'Optional[bool]' = None) -> 'StackOutput'",
         },
-        "get_params": "(variables: 'Mapping[str, Any]') -> 'LSTMParams'",
-        "layer_params": "(variables: 'Mapping[str, Any]') -> 'Union[tuple[LayerParams, ...], BidirectionalParams]'",
-        "layer_variables": "(params: 'Union[tuple, BidirectionalParams]') -> 'dict[str, dict[str, Any]]'",
-        "to_variables": "(params: 'LSTMParams') -> 'dict[str, dict[str, jax.Array]]'",
+        "get_params": "(variables: 'Mapping[str, Any]') -> 'Union[LSTMParams, BidirectionalParams, tuple[LayerParams, ...]]'",
+        "layer_params": "(variables: 'Mapping[str, Any]') -> 'Any'",
+        "layer_variables": "(params: 'Any') -> 'dict[str, dict[str, Any]]'",
+        "to_variables": "(params: 'Union[LayerParams, Sequence[LayerParams]]') -> 'dict[str, dict[str, Any]]'",
     },
     "jaxlstm.nnx": {
         "Bidirectional": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, *, mask: 'Optional[jax.Array]' = None, lengths: "
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
             "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
-            "from_params": "(cls, params: 'BidirectionalParams', **options: 'Any') -> 'Bidirectional'",
+            "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
             "set_params": "(self, params: 'BidirectionalParams') -> 'None'",
         },
@@ -225,25 +229,31 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "LSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'Optional[nnx.Rngs | nnx.RngStream | jax.Array]' = None) -> 'Any'",
-            "from_params": "(cls, params: 'LSTMParams', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'LSTM'",
+            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'Any'",
+            "from_params": "(cls, params: 'LSTMParams', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
+            "params": "property",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
+            "set_params": "(self, params: 'LSTMParams') -> 'None'",
             "set_view": "(self, deterministic: 'Optional[bool]' = None) -> 'None'",
         },
         "LSTMCell": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, carry: 'tuple[jax.Array, jax.Array]', inputs: 'jax.Array') -> 'tuple[tuple[jax.Array, jax.Array], jax.Array]'",
+            "from_params": "(cls, params: 'LSTMParams', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "initialize_carry": "(self, input_shape: 'tuple[int, ...]', rngs: 'Optional[nnx.Rngs | nnx.RngStream]' = None, carry_init: 'Any' = None) -> 'tuple[jax.Array, "
             "jax.Array]'",
             "num_feature_axes": "property",
+            "params": "property",
+            "set_params": "(self, params: 'LSTMParams') -> 'None'",
         },
         "StackedLSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, *, mask: 'Optional[jax.Array]' = None, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, rngs: 'Optional[Union[nnx.Rngs, nnx.RngStream, jax.Array]]' = None) -> 'StackOutput'",
-            "from_params": "(cls, params: 'tuple', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'StackedLSTM'",
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
+            "deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'StackOutput'",
+            "dropout": "property",
+            "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
-            "set_params": "(self, params: 'tuple') -> 'None'",
+            "set_params": "(self, params: 'Sequence[LayerParams]') -> 'None'",
             "set_view": "(self, deterministic: 'Optional[bool]' = None) -> 'None'",
         },
     },

@@ -102,11 +102,15 @@ def test_dropout_flags(xs) -> None:
     assert np.abs(np.asarray(first) - np.asarray(plain)).max() > 1e-3
     assert np.abs(np.asarray(first) - np.asarray(other)).max() > 1e-3
     # One layer: PyTorch applies no dropout after the last layer, so there is none at all.
-    single = jaxlstm.stacked_lstm(params[:1], xs, inter_layer_dropout=0.5, deterministic=False, key=jax.random.PRNGKey(0))
+    single = jaxlstm.stacked_lstm(
+        params[:1], xs, inter_layer_dropout=0.5, deterministic=False, key=jax.random.PRNGKey(0)
+    )
     np.testing.assert_array_equal(single.sequence, jaxlstm.stacked_lstm(params[:1], xs).sequence)
     with pytest.raises(ValueError, match="deterministic: inter_layer_dropout=0.5 needs deterministic=False"):
         jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5)
-    with pytest.raises(ValueError, match="key: inter_layer_dropout=0.5 with deterministic=False needs a PRNG key"):
+    with pytest.raises(
+        ValueError, match="key: inter_layer_dropout=0.5 with deterministic=False needs a PRNG key"
+    ):
         jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5, deterministic=False)
     with pytest.raises(ValueError, match=r"inter_layer_dropout: expected a float in \[0, 1\], found 1.5"):
         jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=1.5, deterministic=False)
