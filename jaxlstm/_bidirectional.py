@@ -146,7 +146,7 @@ def run(
     merge_mode: Optional[str] = "concat",
 ) -> BidirectionalOutput:
     """``bidirectional`` with its options as one ``SequenceOptions``."""
-    checks.bidirectional(params)
+    checks.bidirectional(params, merged=True)
     checks.merge_mode(merge_mode)
     if initial_state is None:
         forward_state = backward_state = None

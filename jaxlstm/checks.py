@@ -220,10 +220,13 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
     return kshape[0], units, out
 
 
-def bidirectional(p: Any, name: str = "params") -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def bidirectional(
+    p: Any, name: str = "params", merged: bool = False
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Check ``BidirectionalParams``: two valid directions that read the same input size.
 
-    Returns each direction's ``(input_size, units, output_size)``."""
+    With ``merged`` (a layer that merges the two outputs step by step) their output sizes must
+    match too. Returns each direction's ``(input_size, units, output_size)``."""
     if not isinstance(p, BidirectionalParams):
         raise TypeError(f"{name}: expected BidirectionalParams(forward, backward), found {type(p).__name__}")
     forward, backward = params(p.forward, f"{name}.forward"), params(p.backward, f"{name}.backward")
@@ -233,7 +236,7 @@ def bidirectional(p: Any, name: str = "params") -> tuple[tuple[int, int, int], t
             f"same inputs; {name}.forward.kernel is {fmt(_shape(p.forward.kernel))}), "
             f"found {fmt(_shape(p.backward.kernel))}"
         )
-    if forward[2] != backward[2]:
+    if merged and forward[2] != backward[2]:
         raise ValueError(
             f"{name}.backward: expected output size {forward[2]} like {name}.forward (their outputs "
             f"are merged step by step), found {backward[2]}"
@@ -264,7 +267,7 @@ def layer(p: Any, name: str) -> tuple[int, int, bool]:
         input_size, _, output_size = params(p, name)
         return input_size, output_size, False
     if isinstance(p, BidirectionalParams):
-        (input_size, _, output_size), _ = bidirectional(p, name)
+        (input_size, _, output_size), _ = bidirectional(p, name, merged=True)
         return input_size, output_size, True
     raise TypeError(f"{name}: expected LSTMParams or BidirectionalParams, found {type(p).__name__}")
 

@@ -137,29 +137,11 @@ class LSTM(_Direction, nnx.Module):
     Args:
         in_features: I, features per input step (first, as in ``nnx.Linear``).
         units: H, the hidden size.
-        activation, recurrent_activation: Keras names or callables (tanh, sigmoid).
-        use_bias: hold a ``bias [4H]``.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or ``(key, shape,
-            dtype)`` callables (glorot_uniform, orthogonal, zeros); half precision is drawn in
-            float32 and cast.
-        unit_forget_bias: initialise the forget block of the bias to 1.0.
-        dropout: Keras's input dropout: fraction of input features dropped, one mask per sequence
-            for every step.
-        recurrent_dropout: fraction of h dropped where it enters the recurrent matmul, likewise.
-        return_sequences: output the whole sequence ``[..., T, H]`` instead of the last ``[..., H]``.
-        return_state: return ``(output, h, c)``.
-        go_backwards: process the sequence backwards (outputs in processing order, as Keras).
-        stateful: keep the final state in ``self.kept_state`` (a ``KeptState`` variable) and start
-            the next call from it; ``reset_state()`` zeroes it.
-        zero_output_for_mask: a masked step outputs zeros instead of the previous output (None:
-            Keras's default, False).
-        unroll: Keras's bool, or ``lax.scan``'s steps per iteration.
-        impl: the implementation, as in ``jaxlstm.lstm``.
-        time_major: inputs ``[T, ..., I]`` (and mask ``[T, ...]``, sequence output ``[T, ..., H]``).
-        dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
+        activation ... time_major, dtype, param_dtype, rng_collection: as the attributes of
+            ``jaxlstm.linen.LSTM`` (one meaning in both flavours); ``stateful`` keeps the final state
+            in ``self.kept_state`` (a ``KeptState`` variable), and ``reset_state()`` zeroes it.
         deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it); False
-            by default, as ``nnx.Dropout``.
-        rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
+            by default, as ``nnx.Dropout`` (linen's default is None, as ``flax.linen.Dropout``).
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and dropout.
 
     Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
