@@ -10,8 +10,8 @@ from . import checkpoint as checkpoint
 from . import interop as interop
 from . import plot as plot
 from . import sharding as sharding
+from ._bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
 from .activations import ACTIVATIONS, hard_sigmoid
-from .bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
 from .core import init, lstm, step, zero_state
 from .pytrees import BidirectionalParams, LSTMOutput, LSTMParams, LSTMState
 from .stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state

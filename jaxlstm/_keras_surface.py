@@ -1,13 +1,12 @@
-"""The Keras ``LSTM`` layer's surface, shared by the Flax wrappers (``linen``, ``nnx``).
-
-Argument checks, initialisers by Keras name, the training/deterministic switch, and the one call that
-turns Keras-style arguments into ``core.lstm`` and its result into Keras-style outputs. The wrappers
-only own parameters, RNGs and the kept state; everything they compute goes through here into the core.
+"""What the Flax wrappers (``linen``, ``nnx``) share: their options, input and state checks, the
+training/deterministic switch, and the one call that turns a Keras-style layer call into
+``core.run`` and its result into Keras-style outputs. The wrappers only own parameters, RNGs and the
+kept state; everything they compute goes through here into the core and the layers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import jax
@@ -15,80 +14,50 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, core
-from ._dropout import SequenceDropoutMasks
-from .activations import ActivationLike, resolve
-from .pytrees import LSTMOutput, LSTMParams, LSTMState
+from ._dropout import sequence_masks
+from ._options import InitializerLike, SequenceOptions, WeightOptions
+from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
-Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
-InitializerLike = Union[str, Initializer]
+__all__ = ["InitializerLike", "StateLike"]
+
 StateLike = Union[LSTMState, Sequence[jax.Array]]
 
-_init = jax.nn.initializers
-# Keras names -> jax initialisers with the same distribution (Keras's glorot/he/lecun normals are
-# truncated, as jax's are).
-INITIALIZERS: dict[str, Initializer] = {
-    "glorot_uniform": _init.glorot_uniform(),
-    "glorot_normal": _init.glorot_normal(),
-    "he_uniform": _init.he_uniform(),
-    "he_normal": _init.he_normal(),
-    "lecun_uniform": _init.lecun_uniform(),
-    "lecun_normal": _init.lecun_normal(),
-    "orthogonal": _init.orthogonal(),
-    "zeros": _init.zeros,
-    "ones": _init.ones,
-}
+_SEQUENCE = ("activation", "recurrent_activation", "unroll", "dtype", "zero_output_for_mask", "impl")
+_WEIGHTS = (
+    "use_bias",
+    "unit_forget_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "projection_initializer",
+    "proj_size",
+    "param_dtype",
+)
+_FLAGS = ("return_sequences", "return_state", "go_backwards", "stateful", "bidirectional", "residual")
 
 
-def initializer(value: InitializerLike, name: str) -> Initializer:
-    """A Keras initialiser name, or a ``(key, shape, dtype)`` callable returned as is."""
-    return checks.named_or_callable(
-        value, INITIALIZERS, name, "initializer", callable_desc="a (key, shape, dtype) callable"
-    )
+def _fields(source: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The named options of a module (its attributes) or of a constructor (its ``locals()``)."""
+    if isinstance(source, Mapping):
+        return {n: source[n] for n in names if n in source}
+    return {n: getattr(source, n) for n in names if hasattr(source, n)}
 
 
-def bias_initializer(bias_init: Initializer, units: int, unit_forget_bias: bool) -> Initializer:
-    """Keras's bias initialiser: ``unit_forget_bias`` SETS the forget block (i, f, c, o) to 1.0."""
-    if not unit_forget_bias:
-        return bias_init
-
-    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return bias_init(key, shape, dtype).at[units : 2 * units].set(1.0)
-
-    return init
+def sequence_options(source: Any) -> SequenceOptions:
+    """The ``SequenceOptions`` of a module's (or constructor's) keyword arguments, validated, with
+    the module's boolean switches checked to be bools."""
+    for name, value in _fields(source, _FLAGS).items():
+        checks.flag(value, name)
+    return SequenceOptions.of(_fields(source, (*_SEQUENCE, "time_major")))
 
 
-def check_options(
-    *,
-    units: Any,
-    activation: ActivationLike,
-    recurrent_activation: ActivationLike,
-    dropout: Any = 0.0,
-    recurrent_dropout: Any = 0.0,
-    unroll: Any = 1,
-    dtype: Any = None,
-    param_dtype: Any = jnp.float32,
-) -> None:
-    """Validate the layer's construction arguments (raises ValueError/TypeError naming the argument)."""
-    checks.positive_int(units, "units")
-    if dtype is not None:
-        checks.float_dtype(dtype, "dtype")
-    checks.float_dtype(param_dtype, "param_dtype")
-    resolve(activation, "activation")
-    resolve(recurrent_activation, "recurrent_activation")
-    checks.fraction(dropout, "dropout")
-    checks.fraction(recurrent_dropout, "recurrent_dropout")
-    scan_unroll(unroll)
+def weight_options(source: Any) -> WeightOptions:
+    """The ``WeightOptions`` of a module's (or constructor's) keyword arguments, validated."""
+    return WeightOptions.keras(**_fields(source, _WEIGHTS))
 
 
-def scan_unroll(unroll: Any) -> int | bool:
-    """Keras's ``unroll`` (bool) or ``lax.scan``'s (positive int) -> ``lax.scan``'s."""
-    if unroll is False:
-        return 1
-    if unroll is True:
-        return True
-    if isinstance(unroll, (int, np.integer)) and unroll >= 1:
-        return int(unroll)
-    raise ValueError(f"unroll: expected a bool or a positive int, found {unroll!r}")
+def dropout_rates(dropout: Any, recurrent_dropout: Any = 0.0) -> tuple[float, float]:
+    return checks.fraction(dropout, "dropout"), checks.fraction(recurrent_dropout, "recurrent_dropout")
 
 
 def is_deterministic(
@@ -105,47 +74,51 @@ def is_deterministic(
             "(training is Keras's name for not deterministic)"
         )
     if deterministic is not None:
-        return bool(deterministic)
+        return checks.flag(deterministic, "deterministic")
     if training is not None:
-        return not training
+        return not checks.flag(training, "training")
     if default is not None:
-        return bool(default)
+        return checks.flag(default, "deterministic")
     if needed:
         raise ValueError(
-            "deterministic: dropout or recurrent_dropout is > 0, so pass deterministic=True/False "
+            "deterministic: dropout is > 0, so pass deterministic=True/False "
             "(or training=False/True) to the call or to the module"
         )
     return True
 
 
 def as_state(initial_state: Optional[StateLike]) -> Optional[LSTMState]:
-    """``LSTMState(h, c)``, or a Keras-style ``[h, c]`` pair, or None."""
+    """``LSTMState(h, c)``, or Keras's list ``[h, c]``, or None. A bare tuple is refused: it is
+    Flax's carry order ``(c, h)`` as often as Keras's ``(h, c)``."""
     if initial_state is None or isinstance(initial_state, LSTMState):
         return initial_state
-    if isinstance(initial_state, (list, tuple)) and len(initial_state) == 2:
+    if isinstance(initial_state, list) and len(initial_state) == 2:
         return LSTMState(h=initial_state[0], c=initial_state[1])
     raise TypeError(
-        "initial_state: expected LSTMState(h, c) or a Keras-style [h, c] pair, "
-        f"found {type(initial_state).__name__}"
+        "initial_state: expected LSTMState(h=..., c=...) or Keras's list [h, c], found "
+        f"{type(initial_state).__name__}" + (checks.TUPLE_STATE if isinstance(initial_state, tuple) else "")
     )
 
 
-def check_inputs(inputs: Any, input_size: Optional[int]) -> tuple[tuple[int, ...], int]:
-    """Inputs ``[..., T, input_size]``; returns ``(batch_shape, T)``.
+def check_inputs(
+    inputs: Any, input_size: Optional[int], time_major: bool = False, hint: str = ""
+) -> tuple[tuple[int, ...], int]:
+    """A module's inputs ``[..., T, input_size]`` (``[T, ..., input_size]`` when ``time_major``)
+    with at least one step; returns ``(batch_shape, T)``. ``input_size`` None (a linen module before
+    its first call) accepts any feature size.
 
-    ``input_size`` None (a linen layer before its first call) accepts any feature size.
+    Zero time steps are refused, as PyTorch does: a layer's output is its last step's, and an empty
+    sequence has none (``jaxlstm.lstm`` itself returns the empty sequence and the initial state).
     """
     if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
         raise TypeError(f"inputs: expected an array (jax or numpy), found {type(inputs).__name__}")
-    if input_size is None:
-        shape: tuple[int, ...] = np.shape(inputs)
-        if len(shape) < 2:
-            raise ValueError(
-                "inputs: expected shape [..., T, features] (time then features, any leading batch "
-                f"axes), found {checks.fmt(shape)} of rank {len(shape)}"
-            )
-        input_size = shape[-1]
-    return checks.sequence(inputs, input_size, "inputs")
+    shape: tuple[int, ...] = np.shape(inputs)
+    batch_shape, steps = checks.sequence(inputs, input_size, "inputs", time_major, hint)
+    if steps == 0:
+        raise ValueError(
+            f"inputs: expected at least one time step, found shape {checks.fmt(shape)} with T = 0"
+        )
+    return batch_shape, steps
 
 
 def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) -> LSTMState:
@@ -159,12 +132,9 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
             f"inputs: expected {input_size if input_size is not None else 'some'} features on the last "
             f"axis (shape [..., features], one time step), found shape {checks.fmt(shape)}"
         )
-    if not isinstance(carry, (tuple, list)):
-        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__}")
-    if len(carry) != 2:
-        raise TypeError(
-            f"carry: expected Flax's (c, h) pair, found {type(carry).__name__} of length {len(carry)}"
-        )
+    if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+        length = f" of length {len(carry)}" if isinstance(carry, (tuple, list)) else ""
+        raise TypeError(f"carry: expected Flax's (c, h) pair, found {type(carry).__name__}{length}")
     expected = (*shape[:-1], units)
     for value, name in zip(carry, ("carry[0] (c)", "carry[1] (h)")):
         checks.float_array(value, name)
@@ -185,7 +155,7 @@ def module_params(params: Any, units: int, use_bias: bool, name: str = "params")
     if len(kernel) == 2 and kernel[1] != 4 * units:  # the module's units first: blame the kernel
         raise ValueError(
             f"{name}.kernel: expected shape [input_size, 4*units] = [{kernel[0]}, {4 * units}] "
-            f"for units={units}, found {checks.fmt(kernel)}"
+            f"for units={units}, found {checks.fmt(kernel)}{checks.layout_hint(params)}"
         )
     checks.params(params)
     if params.projection is not None:
@@ -224,53 +194,54 @@ def run(
     inputs: jax.Array,
     initial_state: Optional[LSTMState],
     mask: Optional[jax.Array],
-    masks: SequenceDropoutMasks,
+    options: SequenceOptions,
     *,
-    lengths: Optional[jax.Array] = None,
+    key: Optional[jax.Array],
+    dropout: float,
+    recurrent_dropout: float,
+    lengths: Optional[jax.Array],
     go_backwards: bool,
-    zero_output_for_mask: bool,
-    activation: ActivationLike,
-    recurrent_activation: ActivationLike,
-    unroll: Any,
-    dtype: Any,
-    impl: Any,
-) -> LSTMOutput:
-    """One Keras-style pass: input dropout on xs (same mask at every step), then ``core.lstm``."""
+    return_sequences: bool,
+    return_state: bool,
+) -> tuple[Any, LSTMState]:
+    """One Keras-style layer call: input dropout on the inputs and recurrent dropout on h (one mask
+    per sequence, for every step; rates 0 when deterministic), then ``core.run``.
+
+    Returns Keras's outputs (the sequence ``[..., T, H]`` or the last output ``[..., H]``, and
+    ``(output, h, c)`` with ``return_state``) and the final state. The last output is the last step
+    in processing order (zeros there if it is masked with ``zero_output_for_mask``); with
+    ``lengths``, each sequence's own last step, h (step T-1 is padding).
+    """
+    if options.time_major:  # Keras's layout from here on; the sequence goes back at the end
+        inputs = jnp.moveaxis(inputs, 0, -2)
+        mask = None if mask is None else jnp.moveaxis(jnp.asarray(mask), 0, -1)
+    dtype = compute_dtype(options.dtype, inputs, params.kernel.dtype)
+    masks = sequence_masks(
+        key,
+        dropout=dropout,
+        recurrent_dropout=recurrent_dropout,
+        batch_shape=np.shape(inputs)[:-2],
+        input_size=np.shape(inputs)[-1],
+        output_size=params.output_size,
+        dtype=dtype,
+    )
     if masks.inputs is not None:
         inputs = inputs * jnp.expand_dims(masks.inputs, -2).astype(inputs.dtype)
-    return core.lstm(
+    out = core.run(
         params,
         inputs,
         initial_state,
+        mask,
+        lengths,
+        options.replace(time_major=False),
         reverse=go_backwards,
-        mask=mask,
-        lengths=lengths,
-        zero_output_for_mask=zero_output_for_mask,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=scan_unroll(unroll),
-        dtype=dtype,
         recurrent_dropout_mask=masks.recurrent,
-        impl=impl,
     )
-
-
-def keras_outputs(
-    out: LSTMOutput, return_sequences: bool, return_state: bool, lengths: Optional[jax.Array] = None
-) -> Any:
-    """Keras's return convention: output, or ``(output, h, c)`` with ``return_state``.
-
-    The output is the whole sequence ``[..., T, out]`` or Keras's last output ``[..., out]`` (the
-    last step in processing order; zeros there if it is masked with ``zero_output_for_mask``). With
-    ``lengths`` the last output is each sequence's own last step, h (step T-1 is padding).
-    """
     if return_sequences:
-        output = out.sequence
+        output = jnp.moveaxis(out.sequence, -2, 0) if options.time_major else out.sequence
     else:
         output = out.state.h if lengths is not None else out.sequence[..., -1, :]
-    if return_state:
-        return output, out.state.h, out.state.c
-    return output
+    return ((output, out.state.h, out.state.c) if return_state else output), out.state
 
 
 def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
@@ -281,3 +252,28 @@ def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
 def cast(tree: Any, dtype: Any) -> Any:
     """Every array in ``tree`` as ``dtype`` (the cell's compute dtype; the layer lets the core cast)."""
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), tree)
+
+
+# from_params overwrites every weight: zeros are the cheapest placeholders to create first.
+PLACEHOLDER_INIT = dict(
+    kernel_initializer="zeros",
+    recurrent_initializer="zeros",
+    bias_initializer="zeros",
+    unit_forget_bias=False,
+)
+
+
+def stack_shape(params: Any) -> dict[str, Any]:
+    """The sizes a stack (or bidirectional) module needs to hold ``params``: ``in_features``,
+    ``units``, ``proj_size``, ``use_bias``, ``num_layers`` and ``bidirectional``."""
+    layers = checks.layers(params) if not isinstance(params, BidirectionalParams) else (params,)
+    checks.layer(layers[0], "params[0]")
+    bottom = layers[0].forward if isinstance(layers[0], BidirectionalParams) else layers[0]
+    return dict(
+        in_features=bottom.input_size,
+        units=bottom.units,
+        proj_size=None if bottom.projection is None else bottom.output_size,
+        use_bias=bottom.bias is not None,
+        num_layers=len(layers),
+        bidirectional=isinstance(layers[0], BidirectionalParams),
+    )

@@ -6,8 +6,9 @@ Messages name the argument, what was expected and what was found.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.core
@@ -37,6 +38,36 @@ def positive_int(value: Any, name: str) -> int:
     if value <= 0:
         raise ValueError(f"{name}: expected a positive int, found {value}")
     return int(value)
+
+
+def flag(value: Any, name: str) -> bool:
+    """A boolean option: ``True``/``False`` (or a numpy bool), never a truthy 0/1 or string."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool (True or False), found {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def optional_flag(value: Any, name: str) -> Any:
+    return None if value is None else flag(value, name)
+
+
+def unroll(value: Any) -> int | bool:
+    """Keras's ``unroll`` (bool) or ``lax.scan``'s (positive int) -> ``lax.scan``'s (False is 1)."""
+    if value is True or value is False:
+        return 1 if value is False else True
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1:
+        return int(value)
+    raise ValueError(f"unroll: expected a bool or a positive int, found {value!r}")
+
+
+def renamed(old: str, old_value: Any, new: str, new_value: Any, default: Any) -> Any:
+    """A deprecated keyword spelling (None when not given): its value, with a DeprecationWarning."""
+    if old_value is None:
+        return new_value
+    if new_value != default:
+        raise TypeError(f"{old}: deprecated spelling of {new}; pass only {new}")
+    warnings.warn(f"{old}= is deprecated, use {new}= (same meaning)", DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 def prng_key(key: Any, name: str = "key") -> None:
@@ -127,6 +158,19 @@ def batch_shape(shape: Any, name: str = "batch_shape") -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def layout_hint(p: Any) -> str:
+    """A hint when the kernels look like PyTorch's layout (weight_ih [4H, I], weight_hh [4H, H]:
+    the transposes of Keras's), else ''."""
+    kshape, rshape = _shape(getattr(p, "kernel", None)), _shape(getattr(p, "recurrent_kernel", None))
+    torch_like = len(kshape) == 2 and len(rshape) == 2 and kshape[0] == rshape[0] and kshape[0] % 4 == 0
+    if not torch_like or rshape == (kshape[1] // 4, kshape[1]):
+        return ""
+    return (
+        " (these look like PyTorch's layout, weight_ih [4H, I] and weight_hh [4H, H]: "
+        "jaxlstm.interop.torch.from_torch converts a state_dict)"
+    )
+
+
 def params(p: Any, name: str = "params") -> tuple[int, int, int]:
     """Check an ``LSTMParams``; return ``(input_size, units, output_size)``."""
     if not isinstance(p, LSTMParams):
@@ -146,10 +190,11 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
                 )
             float_array(value, f"{name}.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
+    hint = layout_hint(p)
     if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
         raise ValueError(
             f"{name}.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
-            f"found {fmt(kshape)}"
+            f"found {fmt(kshape)}{hint}"
         )
     units = kshape[1] // 4
     if p.projection is None:
@@ -166,7 +211,7 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
         what = "[proj_size, 4*units]" if p.projection is not None else "[units, 4*units]"
         raise ValueError(
             f"{name}.recurrent_kernel: expected shape {what} = {fmt((out, 4 * units))} to match "
-            f"{name}.kernel {fmt(kshape)}, found {fmt(rshape)}"
+            f"{name}.kernel {fmt(kshape)}, found {fmt(rshape)}{hint}"
         )
     if p.bias is not None and _shape(p.bias) != (4 * units,):
         raise ValueError(
@@ -175,10 +220,13 @@ def params(p: Any, name: str = "params") -> tuple[int, int, int]:
     return kshape[0], units, out
 
 
-def bidirectional(p: Any, name: str = "params") -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def bidirectional(
+    p: Any, name: str = "params", merged: bool = False
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
     """Check ``BidirectionalParams``: two valid directions that read the same input size.
 
-    Returns each direction's ``(input_size, units, output_size)``."""
+    With ``merged`` (a layer that merges the two outputs step by step) their output sizes must
+    match too. Returns each direction's ``(input_size, units, output_size)``."""
     if not isinstance(p, BidirectionalParams):
         raise TypeError(f"{name}: expected BidirectionalParams(forward, backward), found {type(p).__name__}")
     forward, backward = params(p.forward, f"{name}.forward"), params(p.backward, f"{name}.backward")
@@ -188,23 +236,75 @@ def bidirectional(p: Any, name: str = "params") -> tuple[tuple[int, int, int], t
             f"same inputs; {name}.forward.kernel is {fmt(_shape(p.forward.kernel))}), "
             f"found {fmt(_shape(p.backward.kernel))}"
         )
+    if merged and forward[2] != backward[2]:
+        raise ValueError(
+            f"{name}.backward: expected output size {forward[2]} like {name}.forward (their outputs "
+            f"are merged step by step), found {backward[2]}"
+        )
     return forward, backward
 
 
-def sequence(xs: Any, input_size: int, name: str = "xs") -> tuple[tuple[int, ...], int]:
-    """Check inputs ``[..., T, input_size]``; return ``(batch_shape, T)``."""
+def layers(p: Any, name: str = "params") -> tuple:
+    """A stack's parameters: a non-empty tuple (or list) of per-layer ``LSTMParams`` /
+    ``BidirectionalParams``; returned as a tuple (each layer is checked by ``layer``)."""
+    if isinstance(p, (LSTMParams, BidirectionalParams)):
+        raise TypeError(
+            f"{name}: expected a tuple of per-layer params, found a single {type(p).__name__}; "
+            "pass (params,) for a one-layer stack, or call lstm / bidirectional"
+        )
+    if not isinstance(p, (tuple, list)) or not p:
+        raise TypeError(
+            f"{name}: expected a non-empty tuple of per-layer LSTMParams / BidirectionalParams "
+            f"(see init_stack), found {type(p).__name__}"
+            + (" of length 0" if isinstance(p, (tuple, list)) else "")
+        )
+    return tuple(p)
+
+
+def layer(p: Any, name: str) -> tuple[int, int, bool]:
+    """One layer of a stack; returns ``(input_size, output_size, bidirectional)``."""
+    if isinstance(p, LSTMParams):
+        input_size, _, output_size = params(p, name)
+        return input_size, output_size, False
+    if isinstance(p, BidirectionalParams):
+        (input_size, _, output_size), _ = bidirectional(p, name, merged=True)
+        return input_size, output_size, True
+    raise TypeError(f"{name}: expected LSTMParams or BidirectionalParams, found {type(p).__name__}")
+
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def merge_mode(value: Any) -> Any:
+    """Keras ``Bidirectional``'s merge modes; None returns the two sequences unmerged."""
+    if value not in MERGE_MODES:
+        raise ValueError(f"merge_mode: expected one of {MERGE_MODES}, found {value!r}")
+    return value
+
+
+def sequence(
+    xs: Any, input_size: Optional[int], name: str = "xs", time_major: bool = False, hint: str = ""
+) -> tuple[tuple[int, ...], int]:
+    """Check inputs ``[..., T, input_size]`` (``[T, ..., input_size]`` when ``time_major``);
+    return ``(batch_shape, T)``. ``input_size`` None accepts any feature size."""
     float_array(xs, name)
     shape = _shape(xs)
+    layout = (
+        "[T, ..., {}] (time, then any batch axes, then features)"
+        if time_major
+        else ("[..., T, {}] (any leading batch axes, then time, then features)")
+    )
     if len(shape) < 2:
         raise ValueError(
-            f"{name}: expected shape [..., T, {input_size}] (time then features, any leading batch "
-            f"axes), found {fmt(shape)} of rank {len(shape)}"
+            f"{name}: expected shape {layout.format('features' if input_size is None else input_size)}, found {fmt(shape)} of rank {len(shape)}"
         )
-    if shape[-1] != input_size:
+    if input_size is not None and shape[-1] != input_size:
         raise ValueError(
             f"{name}: expected {input_size} features on the last axis to match params.kernel, "
-            f"found shape {fmt(shape)}"
+            f"found shape {fmt(shape)}{hint}"
         )
+    if time_major:
+        return shape[1:-1], shape[0]
     return shape[:-2], shape[-2]
 
 
@@ -213,9 +313,18 @@ def state(
 ) -> None:
     """A state whose h ``[..., output_size]`` and c ``[..., units]`` broadcast to the batch."""
     if not isinstance(s, LSTMState):
-        raise TypeError(f"{name}: expected LSTMState(h, c), found {type(s).__name__}")
+        raise TypeError(
+            f"{name}: expected LSTMState(h=..., c=...), found {type(s).__name__}{TUPLE_STATE if isinstance(s, tuple) else ''}"
+        )
     for field, size in (("h", output_size), ("c", units)):
         broadcasts(getattr(s, field), (*batch_shape, size), f"{name}.{field}")
+
+
+# A bare pair is ambiguous: Flax's carry is (c, h), Keras's state list [h, c].
+TUPLE_STATE = (
+    "; a bare tuple is ambiguous (Flax's carry is (c, h), Keras's state [h, c]): pass "
+    "LSTMState(h=..., c=...), LSTMState.from_flax_carry((c, h)), or (modules) Keras's list [h, c]"
+)
 
 
 def broadcasts(x: Any, target: tuple[int, ...], name: str) -> None:
@@ -235,13 +344,22 @@ def broadcasts(x: Any, target: tuple[int, ...], name: str) -> None:
         )
 
 
-def mask(m: Any, batch_shape: tuple[int, ...], steps: int) -> None:
-    expected = (*batch_shape, steps)
+def mask(m: Any, batch_shape: tuple[int, ...], steps: int, time_major: bool = False) -> None:
+    """A mask ``[..., T]`` (``[T, ...]`` when ``time_major``): bool, or numbers that are 0 or 1 (as
+    Keras accepts); a concrete numeric mask with other values is refused."""
+    expected = (steps, *batch_shape) if time_major else (*batch_shape, steps)
     if _shape(m) != expected:
-        raise ValueError(f"mask: expected shape {fmt(expected)} (batch then time), found {fmt(_shape(m))}")
+        order = "time then batch" if time_major else "batch then time"
+        raise ValueError(f"mask: expected shape {fmt(expected)} ({order}), found {fmt(_shape(m))}")
     dtype = _dtype(m)
-    if dtype != np.bool_:
-        raise TypeError(f"mask: expected dtype bool, found {dtype.name}")
+    if dtype == np.bool_:
+        return
+    if not (np.issubdtype(dtype, np.integer) or _is_float(dtype)):
+        raise TypeError(f"mask: expected dtype bool (or 0/1 numbers), found {dtype.name}")
+    if not isinstance(m, jax.core.Tracer):
+        values = np.unique(np.asarray(m, dtype=np.float64))
+        if not np.isin(values, (0.0, 1.0)).all():
+            raise ValueError(f"mask: expected bool or 0/1 values, found values {values[:5].tolist()}")
 
 
 def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:

@@ -12,7 +12,7 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, Optional, cast
 
@@ -22,10 +22,9 @@ import numpy as np
 
 from . import checks, cudnn, fast
 from ._manual_axes import vary_like
+from ._options import Initializer, SequenceOptions, WeightOptions
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import LSTMOutput, LSTMParams, LSTMState
-
-Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 
 __all__ = ["init", "step", "lstm", "zero_state", "LSTMParams", "LSTMState", "LSTMOutput"]
 
@@ -69,29 +68,25 @@ def init(
         projection), bias ``[4H]`` or None, projection ``[H, P]`` or None.
     """
     checks.prng_key(key)
-    input_size = checks.positive_int(input_size, "input_size")
-    units = checks.positive_int(units, "units")
-    out = units if proj_size is None else checks.positive_int(proj_size, "proj_size")
-    # Draw half-precision parameters in float32 and cast: XLA has no bfloat16/float16 QR, which
-    # the orthogonal initialiser needs.
-    param_dtype = checks.float_dtype(param_dtype, "param_dtype")
-    draw_dtype = jnp.promote_types(param_dtype, jnp.float32)
+    weights = WeightOptions(
+        use_bias=use_bias,
+        unit_forget_bias=unit_forget_bias,
+        kernel_init=kernel_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        projection_init=projection_init,
+        proj_size=proj_size,
+        param_dtype=param_dtype,
+    )
+    return init_params(key, input_size, units, weights)
 
-    def draw(initializer: Initializer, k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        return initializer(k, shape, draw_dtype).astype(param_dtype)
 
-    k_key, r_key, b_key, p_key = jax.random.split(key, 4)
-    kernel = draw(kernel_init, k_key, (input_size, 4 * units))
-    recurrent_kernel = draw(recurrent_init, r_key, (out, 4 * units))
-    projection = None
-    if proj_size is not None:
-        projection = draw(projection_init, p_key, (units, out))
-    bias = None
-    if use_bias:
-        bias = draw(bias_init, b_key, (4 * units,))
-        if unit_forget_bias:
-            bias = bias.at[units : 2 * units].set(1.0)
-    return LSTMParams(kernel, recurrent_kernel, bias, projection)
+def init_params(key: jax.Array, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
+    """``init`` with its options as one ``WeightOptions``; one key per field (kernel, recurrent_kernel,
+    bias, projection), split from ``key``."""
+    keys = dict(zip(LSTMParams._fields, jax.random.split(key, 4)))
+    specs = weights.specs(input_size, units)
+    return LSTMParams(**{f: draw(keys[f], shape, weights.param_dtype) for f, (draw, shape) in specs.items()})
 
 
 def zero_state(
@@ -115,7 +110,7 @@ def zero_state(
 # ----------------------------------------------------------------------------------------------
 
 
-def _step(
+def raw_step(
     params: LSTMParams,
     state: LSTMState,
     x_t: jax.Array,
@@ -148,32 +143,27 @@ def step(
 
     Args:
         params: ``LSTMParams``.
-        state: ``LSTMState`` with h ``[output_size]`` and c ``[units]``.
-        x_t: ``[input_size]``.
+        state: ``LSTMState`` with h ``[..., output_size]`` and c ``[..., units]`` that broadcast to
+            x_t's batch axes (an unbatched state serves a whole batch, as in ``lstm``).
+        x_t: ``[..., input_size]``.
         activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
 
     Returns:
-        ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[output_size]``.
-
-    Leading batch axes are accepted when x_t and both state arrays have the same ones; for anything
-    else, ``jax.vmap`` this function.
+        ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[..., output_size]``.
     """
     input_size, units, out = checks.params(params)
     checks.float_array(x_t, "x_t")
     x_shape = np.shape(x_t)
     if len(x_shape) < 1 or x_shape[-1] != input_size:
         raise ValueError(
-            f"x_t: expected shape [{input_size}] (one time step of one example), found {checks.fmt(x_shape)}"
+            f"x_t: expected shape [{input_size}] (one time step; any leading batch axes), found {checks.fmt(x_shape)}"
         )
     batch_shape = x_shape[:-1]
     checks.state(state, batch_shape, units, out, name="state")
-    for field, size in (("h", out), ("c", units)):
-        if np.shape(getattr(state, field)) != (*batch_shape, size):
-            raise ValueError(
-                f"state.{field}: expected shape {checks.fmt((*batch_shape, size))} to match x_t "
-                f"{checks.fmt(x_shape)}, found {checks.fmt(np.shape(getattr(state, field)))}"
-            )
-    return _step(
+    state = LSTMState(
+        h=jnp.broadcast_to(state.h, (*batch_shape, out)), c=jnp.broadcast_to(state.c, (*batch_shape, units))
+    )
+    return raw_step(
         params,
         state,
         x_t,
@@ -228,7 +218,7 @@ def _one_sequence(
 
     def body(carry: LSTMState, inputs: tuple) -> tuple[LSTMState, jax.Array]:
         x_t, m_t, v_t = inputs
-        new, y = _step(params, carry, x_t, activation, recurrent_activation, recurrent_dropout_mask)
+        new, y = raw_step(params, carry, x_t, activation, recurrent_activation, recurrent_dropout_mask)
         if m_t is None:
             if v_t is None:
                 return new, y
@@ -249,36 +239,22 @@ def _one_sequence(
     return LSTMOutput(sequence=ys, state=final)
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "reverse",
-        "keep_order",
-        "zero_output_for_mask",
-        "activation",
-        "recurrent_activation",
-        "unroll",
-        "dtype",
-        "impl",
-    ),
-)
+@partial(jax.jit, static_argnames=("reverse", "keep_order", "options"))
 def _lstm(
     params: LSTMParams,
     xs: jax.Array,
     initial_state: Optional[LSTMState],
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
-    recurrent_dropout_mask: Optional[jax.Array] = None,
+    recurrent_dropout_mask: Optional[jax.Array],
     *,
     reverse: bool,
     keep_order: bool,
-    zero_output_for_mask: bool,
-    activation: Activation,
-    recurrent_activation: Activation,
-    unroll: int | bool,
-    dtype: Any,
-    impl: str = "scan",
+    options: SequenceOptions,
 ) -> LSTMOutput:
+    """``run`` past its checks: xs ``[..., T, I]`` batch-major; ``options.dtype`` is set and
+    ``options.zero_output_for_mask`` resolved."""
+    dtype, impl = options.dtype, options.impl
     batch_shape, (steps, features) = xs.shape[:-2], xs.shape[-2:]
     params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
     if initial_state is None:
@@ -293,7 +269,7 @@ def _lstm(
     )
     flat_xs = xs.astype(dtype).reshape(n, steps, features)
     flat_mask = None if mask is None else mask.reshape(n, steps)
-    # lstm() refuses lengths outside [0, T] when it can see them; under jit it cannot, and they
+    # run() refuses lengths outside [0, T] when it can see them; under jit it cannot, and they
     # count as clamped (otherwise reverse would gather out of range).
     flat_lengths = None if lengths is None else jnp.clip(lengths.reshape(n), 0, steps)
     flat_rd_mask = None
@@ -302,13 +278,14 @@ def _lstm(
         flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
     # Under shard_map the carry must vary over the mesh axes its inputs vary over.
     flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
-    if impl == "cudnn":  # lstm() has checked that cuDNN computes this configuration
+    zero_output = bool(options.zero_output_for_mask)
+    if impl == "cudnn":  # run() has checked that cuDNN computes this configuration
         out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
     if (
         impl != "scan"
         and recurrent_dropout_mask is None
-        and fast.supports(params, activation, recurrent_activation)
+        and fast.supports(params, options.activation, options.recurrent_activation)
     ):
         out = _fast_flat(
             params,
@@ -316,25 +293,23 @@ def _lstm(
             flat_state,
             flat_mask,
             flat_lengths,
-            config=impl
-            if isinstance(impl, fast.FastConfig)
-            else fast.default_config(steps, n, features, units),
+            config=impl if isinstance(impl, fast.FastConfig) else fast.FastConfig(),
             reverse=reverse,
             keep_order=keep_order,
-            zero_output_for_mask=zero_output_for_mask,
-            unroll=unroll,
+            zero_output_for_mask=zero_output,
+            unroll=options.unroll,
         )
         return _unflatten(out, batch_shape, steps, units, out_size)
-    run = partial(
+    run_one = partial(
         _one_sequence,
         reverse=reverse,
         keep_order=keep_order,
-        zero_output_for_mask=zero_output_for_mask,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
+        zero_output_for_mask=zero_output,
+        activation=options.activation,
+        recurrent_activation=options.recurrent_activation,
+        unroll=options.unroll,
     )
-    out = jax.vmap(run, in_axes=(None, 0, 0, 0, 0, 0))(
+    out = jax.vmap(run_one, in_axes=(None, 0, 0, 0, 0, 0))(
         params, flat_xs, flat_state, flat_mask, flat_lengths, flat_rd_mask
     )
     return _unflatten(out, batch_shape, steps, units, out_size)
@@ -426,39 +401,44 @@ def lstm(
     params: LSTMParams,
     xs: jax.Array,
     initial_state: Optional[LSTMState] = None,
+    mask: Optional[jax.Array] = None,
     *,
     reverse: bool = False,
     keep_order: bool = False,
-    mask: Optional[jax.Array] = None,
     lengths: Optional[jax.Array] = None,
-    zero_output_for_mask: bool = False,
+    zero_output_for_mask: Optional[bool] = None,
     activation: ActivationLike = "tanh",
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     dtype: Any = None,
     recurrent_dropout_mask: Optional[jax.Array] = None,
     impl: str = "auto",
+    time_major: bool = False,
 ) -> LSTMOutput:
     """Run the LSTM over whole sequences: ``lax.scan`` over time, ``vmap`` over batch axes, jitted.
 
     Args:
         params: ``LSTMParams``.
-        xs: ``[..., T, input_size]``; any number of leading batch axes, including none.
+        xs: ``[..., T, input_size]``; any number of leading batch axes, including none
+            (``[T, ..., input_size]`` with ``time_major``).
         initial_state: ``LSTMState`` whose h and c broadcast to the batch (h ``[..., output_size]``,
-            c ``[..., units]``); zeros if None.
+            c ``[..., units]``); zeros if None. A bare tuple is refused (Flax's carry is ``(c, h)``,
+            Keras's state ``[h, c]``): use ``LSTMState(h=..., c=...)`` or ``LSTMState.from_flax_carry``.
+        mask: ``[..., T]`` (``[T, ...]`` with ``time_major``), bool or 0/1 numbers, Keras semantics:
+            a masked step keeps the state and emits the previous output (h), or zeros with
+            ``zero_output_for_mask``. Positional or keyword, as in every entry point.
         reverse: process t = T-1 ... 0 (Keras ``go_backwards``). Outputs come in processing order,
             as in Keras, unless ``keep_order``.
         keep_order: with ``reverse``, return the outputs in input order (what a bidirectional layer
             needs).
-        mask: ``[..., T]`` bool, Keras semantics: a masked step keeps the state and emits the
-            previous output (h), or zeros with ``zero_output_for_mask``.
         lengths: ``[...]`` int, right padding (PyTorch packed / Flax ``seq_lengths``): the final
             state is each sequence's state at its own last valid step, ``reverse`` runs over each
             valid prefix only, padded outputs are zero. Values outside [0, T] raise when concrete;
             traced (under ``jit``) they count as clamped to [0, T].
-        zero_output_for_mask: see ``mask``.
+        zero_output_for_mask: see ``mask``; None (default) is Keras's LSTM default, False.
         activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
-        unroll: time steps per scan iteration (``lax.scan``'s ``unroll``).
+        unroll: time steps per scan iteration (``lax.scan``'s ``unroll``); Keras's bool also works
+            (False is 1).
         dtype: computation dtype; default: the promoted dtype of xs and params.
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
@@ -474,63 +454,94 @@ def lstm(
             fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:
             float32, sigmoid/tanh, no projection, no mask, no reverse; raises a ValueError where it
             cannot run) for undifferentiated calls, the fast path's derivatives under differentiation.
+            ``"native"``: the native CPU kernels (``jaxlstm.native``).
+        time_major: xs is ``[T, ..., input_size]`` (PyTorch's default layout; Flax
+            ``nn.RNN(time_major=True)``), and so are the mask and the output sequence.
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
-        c [..., units]))``; output_size is units unless params has a projection.
+        c [..., units]))``; output_size is units unless params has a projection. With
+        ``time_major`` the sequence is ``[T, ..., output_size]``.
     """
+    options = SequenceOptions.of(locals())
+    return run(
+        params,
+        xs,
+        initial_state,
+        mask,
+        lengths,
+        options,
+        reverse=checks.flag(reverse, "reverse"),
+        keep_order=checks.flag(keep_order, "keep_order"),
+        recurrent_dropout_mask=recurrent_dropout_mask,
+    )
+
+
+def run(
+    params: LSTMParams,
+    xs: jax.Array,
+    initial_state: Optional[LSTMState],
+    mask: Optional[jax.Array],
+    lengths: Optional[jax.Array],
+    options: SequenceOptions,
+    *,
+    reverse: bool = False,
+    keep_order: bool = False,
+    recurrent_dropout_mask: Optional[jax.Array] = None,
+) -> LSTMOutput:
+    """``lstm`` with its options as one ``SequenceOptions`` (what every layer calls)."""
     input_size, units, out = checks.params(params)
-    batch_shape, steps = checks.sequence(xs, input_size)
+    batch_shape, steps = checks.sequence(xs, input_size, time_major=options.time_major)
     if initial_state is not None:
         checks.state(initial_state, batch_shape, units, out)
     if mask is not None:
-        checks.mask(mask, batch_shape, steps)
+        checks.mask(mask, batch_shape, steps, options.time_major)
     if lengths is not None:
         checks.lengths(lengths, batch_shape, steps)
     if recurrent_dropout_mask is not None:
         checks.broadcasts(recurrent_dropout_mask, (*batch_shape, out), "recurrent_dropout_mask")
     if keep_order and not reverse:
         raise ValueError("keep_order: only meaningful with reverse=True")
-    if unroll is not True and (
-        isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1
-    ):
-        raise ValueError(f"unroll: expected a positive int or True, found {unroll!r}")
-    if dtype is not None:
-        checks.float_dtype(dtype, "dtype")
-    impl = checks.impl(impl)
     xs = jnp.asarray(xs)
-    activation = resolve(activation, "activation")
-    recurrent_activation = resolve(recurrent_activation, "recurrent_activation")
+    mask = None if mask is None else jnp.asarray(mask).astype(bool)
+    if options.time_major:
+        xs, mask = jnp.moveaxis(xs, 0, -2), None if mask is None else jnp.moveaxis(mask, 0, -1)
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
+    dtype = options.dtype if options.dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
+    impl = options.impl
     if isinstance(impl, fast.FastConfig):
-        _check_fast_supported(params, activation, recurrent_activation, recurrent_dropout_mask, impl, dtype)
+        _check_fast_supported(params, options, recurrent_dropout_mask, impl, dtype)
     if impl == "cudnn":
         cudnn.check_supported(
-            params, activation, recurrent_activation, mask, reverse, recurrent_dropout_mask, dtype
+            params,
+            options.activation,
+            options.recurrent_activation,
+            mask,
+            reverse,
+            recurrent_dropout_mask,
+            dtype,
         )
-    return _lstm(
+    out = _lstm(
         params,
         xs,
         initial_state,
-        None if mask is None else jnp.asarray(mask),
+        mask,
         None if lengths is None else jnp.asarray(lengths),
         None if recurrent_dropout_mask is None else jnp.asarray(recurrent_dropout_mask),
-        reverse=bool(reverse),
-        keep_order=bool(keep_order),
-        zero_output_for_mask=bool(zero_output_for_mask),
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll if unroll is True else int(unroll),
-        dtype=dtype,
-        impl=impl,
+        reverse=reverse,
+        keep_order=keep_order,
+        options=options.replace(
+            dtype=dtype, zero_output_for_mask=options.zero_output(False), time_major=False
+        ),
     )
+    if options.time_major:
+        out = out._replace(sequence=jnp.moveaxis(out.sequence, -2, 0))
+    return out
 
 
 def _check_fast_supported(
     params: LSTMParams,
-    activation: Activation,
-    recurrent_activation: Activation,
+    options: SequenceOptions,
     recurrent_dropout_mask: Optional[jax.Array],
     config: fast.FastConfig,
     dtype: Any,
@@ -538,7 +549,7 @@ def _check_fast_supported(
     """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
     if params.projection is not None:
         reason = "params: the fast path has no projection (proj_size)"
-    elif not fast.supports(params, activation, recurrent_activation):
+    elif not fast.supports(params, options.activation, options.recurrent_activation):
         reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif recurrent_dropout_mask is not None:
         reason = "recurrent_dropout_mask: not supported by the fast path"

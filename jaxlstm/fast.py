@@ -3,9 +3,9 @@
 ``core._lstm`` (a ``vmap`` of a per-example ``lax.scan``) stays the reference; this module computes the
 same function for the common configuration (sigmoid/tanh gates, no projection) and is tested against it.
 
-Forward: one scan over ``[T, B, ...]``; each step computes ``x_t @ W + h @ U + b`` (options: one
-fused GEMM ``[x_t, h] @ [W; U]``, or the input projection ``xs @ W`` hoisted out of the loop; both
-measured slower on XLA:CPU, see benchmarks/RESULTS.md) and the gate nonlinearities. When
+Forward: one scan over ``[T, B, ...]``; each step computes ``x_t @ W + h @ U + b`` (a fused GEMM
+``[x_t, h] @ [W; U]`` and the input projection ``xs @ W`` hoisted out of the loop were both measured
+slower on XLA:CPU and removed, see benchmarks/RESULTS.md) and the gate nonlinearities. When
 differentiated, each step also stores its gate pre-activations ``z_t`` and the state it starts from.
 
 Derivatives (``jax.custom_jvp``): the tangent of a step is linear, ``dz_t = dx_t W + x_t dW + h_{t-1} dU
@@ -47,17 +47,13 @@ from ._manual_axes import vary_like
 from ._recurrences import gates
 from .pytrees import LSTMParams
 
-__all__ = ["FastConfig", "supports", "lstm_time_major", "default_config"]
+__all__ = ["FastConfig", "supports", "lstm_time_major"]
 
 
 class FastConfig(NamedTuple):
     """Static choices of the fast path (hashable, so it can be a static argument).
 
     Attributes:
-        hoist_input: compute ``xs @ W + b`` for all steps before the scan (one large GEMM) instead
-            of ``x_t @ W`` in each step.
-        fuse_gemm: without ``hoist_input``, one GEMM ``[x_t, h] @ [W; U]`` per step instead of
-            ``x_t @ W + h @ U``.
         unroll: ``lax.scan`` unroll of the forward and backward scans.
         checkpoint_chunks: 0 for none, else the number of rematerialised chunks (see module doc).
         native: run the forward scan and the backward recurrence with the native CPU kernels
@@ -65,22 +61,9 @@ class FastConfig(NamedTuple):
             rules stay the same, forward-mode tangents and higher orders run in pure JAX.
     """
 
-    hoist_input: bool = False
-    fuse_gemm: bool = False
     unroll: int = 1
     checkpoint_chunks: int = 0
     native: bool = False
-
-
-def default_config(steps: int, batch: int, input_size: int, units: int) -> FastConfig:
-    """The configuration measured fastest on CPU for a shape (see benchmarks/RESULTS.md).
-
-    On XLA:CPU (jax 0.10) the defaults won on every benchmark shape: no hoisting (2x slower forward),
-    no fused GEMM (up to 20% slower), no unroll. The shape arguments are the hook for a per-shape
-    rule on other backends.
-    """
-    del steps, batch, input_size, units
-    return FastConfig()
 
 
 def supports(params: LSTMParams, activation, recurrent_activation) -> bool:
@@ -136,28 +119,13 @@ def _native_forward_jvp(zero_output, save, primals, tangents):
 
 def _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig, save: bool):
     kernel, recurrent, bias = params.kernel, params.recurrent_kernel, params.bias
-    if cfg.hoist_input:
-        step_in = xs @ kernel
-        if bias is not None:
-            step_in = step_in + bias
-        fused = None
-    else:
-        step_in = xs
-        fused = jnp.concatenate([kernel, recurrent], axis=0) if cfg.fuse_gemm else None
 
     def body(carry, inputs):
         h, c = carry
-        u_t, k_t, v_t = inputs
-        if cfg.hoist_input:
-            z = u_t + h @ recurrent
-        elif fused is None:
-            z = u_t @ kernel + h @ recurrent
-            if bias is not None:
-                z = z + bias
-        else:
-            z = jnp.concatenate([u_t, h], axis=-1) @ fused
-            if bias is not None:
-                z = z + bias
+        x_t, k_t, v_t = inputs
+        z = x_t @ kernel + h @ recurrent
+        if bias is not None:
+            z = z + bias
         i, f, g, o = gates(z)
         c_new = f * c + i * g
         tc = jnp.tanh(c_new)
@@ -177,7 +145,7 @@ def _scan_forward(params, xs, h0, c0, keep, valid, zero_output, cfg: FastConfig,
         return (h_next, c_next), (y, res)
 
     h0, c0 = vary_like((h0, c0), params, xs, keep, valid)
-    (h_T, c_T), (ys, res) = jax.lax.scan(body, (h0, c0), (step_in, keep, valid), unroll=cfg.unroll)
+    (h_T, c_T), (ys, res) = jax.lax.scan(body, (h0, c0), (xs, keep, valid), unroll=cfg.unroll)
     return ys, h_T, c_T, res
 
 

@@ -1,9 +1,16 @@
-"""``flax.linen`` modules: a Keras-style ``LSTM`` layer and an ``LSTMCell`` for ``flax.linen.RNN``.
+"""``flax.linen`` modules: Keras's ``LSTM`` layer, an ``LSTMCell`` for ``flax.linen.RNN``, and the
+``Bidirectional`` and ``StackedLSTM`` layers.
 
-Both store ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]`` and ``bias [4H]`` in Keras layout under
-``params``, so ``get_params(variables)`` is the functional ``LSTMParams`` and ``to_variables(params)``
-turns one back into linen variables. The math is the core's: the layer calls ``core.lstm``, the cell
-``core.step``.
+Parameters live under ``params`` in Keras layout (``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``,
+``bias [4H]``, and ``projection [H, P]`` with a projection), nested like the functional pytree::
+
+    LSTM, LSTMCell: {"kernel", "recurrent_kernel", "bias"}
+    Bidirectional:  {"forward": {...}, "backward": {...}}
+    StackedLSTM:    {"layer_0": {...}, "layer_1": ...}; bidirectional: {"layer_0": {"forward", "backward"}}
+
+One converter pair for every module: ``get_params(variables)`` reads them as the functional pytree
+(``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params), ``to_variables(params)``
+writes one. The math is the core's: the modules call ``core.run`` / ``core.step`` and the layers.
 
     >>> layer = LSTM(2, return_sequences=True, return_state=True)
     >>> variables = layer.init(jax.random.key(0), x)          # x [16, 8, 4]
@@ -12,64 +19,62 @@ turns one back into linen variables. The math is the core's: the layer calls ``c
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from . import _bidirectional, checks, core, stack
 from . import _keras_surface as keras_surface
-from . import checks, core
-from ._dropout import sequence_masks
+from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
+from ._options import WeightOptions
 from .activations import ActivationLike
-from .linen_layers import Bidirectional, StackedLSTM, layer_params, layer_variables
-from .pytrees import LSTMParams
+from .pytrees import BidirectionalParams, LayerParams, LSTMParams
+from .stack import StackOutput
 
 __all__ = ["LSTM", "LSTMCell", "get_params", "to_variables", "STATE_COLLECTION"]
-__all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]  # linen_layers.py
+__all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]
 
 #: The mutable collection where a stateful ``LSTM`` keeps its state (variable ``"state"``).
 STATE_COLLECTION = "lstm_state"
 
 
-def _make_params(module: nn.Module, input_size: int) -> LSTMParams:
-    """Declare (or fetch) kernel / recurrent_kernel / bias on ``module``, in Keras layout."""
-    units = module.units
-    if not module.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
-        names = ("kernel", "recurrent_kernel", "bias")
-        stored = {n: module.get_variable("params", n) for n in names if module.has_variable("params", n)}
-        keras_surface.module_params(_read_params(stored), units, module.use_bias)
-    kernel = module.param(
-        "kernel",
-        keras_surface.initializer(module.kernel_initializer, "kernel_initializer"),
-        (input_size, 4 * units),
-        module.param_dtype,
+def declare_params(module: nn.Module, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
+    """Declare (or fetch) one direction's weights on ``module`` with the one parameter builder."""
+    specs = weights.specs(input_size, units)
+    return LSTMParams(
+        **{
+            name: module.param(name, init, shape, weights.param_dtype)
+            for name, (init, shape) in specs.items()
+        }
     )
-    recurrent_kernel = module.param(
-        "recurrent_kernel",
-        keras_surface.initializer(module.recurrent_initializer, "recurrent_initializer"),
-        (units, 4 * units),
-        module.param_dtype,
-    )
-    bias = None
-    if module.use_bias:
-        bias_init = keras_surface.initializer(module.bias_initializer, "bias_initializer")
-        bias = module.param(
-            "bias",
-            keras_surface.bias_initializer(bias_init, units, module.unit_forget_bias),
-            (4 * units,),
-            module.param_dtype,
-        )
-    return LSTMParams(kernel, recurrent_kernel, bias)
 
 
-def _known_input_size(module: nn.Module) -> Optional[int]:
+def _stored(module: nn.Module, path: Sequence[str]) -> Mapping[str, Any]:
+    """The params the module holds at ``path`` (empty before the first call)."""
+    tree: Any = module.variables.get("params", {})
+    for name in path:
+        tree = tree.get(name, {}) if isinstance(tree, Mapping) else {}
+    return tree
+
+
+def _known_input_size(module: nn.Module, path: Sequence[str] = ()) -> Optional[int]:
     """The kernel's input size once initialised (so a wrong feature size gets our error)."""
-    if module.has_variable("params", "kernel"):
-        return module.get_variable("params", "kernel").shape[0]
-    return None
+    tree = _stored(module, path)
+    return tree["kernel"].shape[0] if "kernel" in tree else None
+
+
+def _dropout_key(module: nn.Module, collection: str) -> jax.Array:
+    if not module.has_rng(collection):
+        raise ValueError(
+            f"rngs: dropout is on (deterministic=False) but no {collection!r} RNG was given; apply with "
+            f"rngs={{{collection!r}: key}}, or call with deterministic=True"
+        )
+    return module.make_rng(collection)
 
 
 class LSTM(nn.Module):
@@ -80,27 +85,31 @@ class LSTM(nn.Module):
         activation, recurrent_activation: Keras names or callables (tanh, sigmoid).
         use_bias: store a ``bias [4H]``.
         kernel_initializer, recurrent_initializer, bias_initializer: Keras names or ``(key, shape,
-            dtype)`` callables (glorot_uniform, orthogonal, zeros).
+            dtype)`` callables (glorot_uniform, orthogonal, zeros); half precision is drawn in
+            float32 and cast.
         unit_forget_bias: initialise the forget block of the bias to 1.0.
-        dropout: fraction of input features dropped, one mask per sequence for every step.
+        dropout: Keras's input dropout: fraction of input features dropped, one mask per sequence
+            for every step.
         recurrent_dropout: fraction of h dropped where it enters the recurrent matmul, likewise.
         return_sequences: output the whole sequence ``[..., T, H]`` instead of the last ``[..., H]``.
         return_state: return ``(output, h, c)``.
         go_backwards: process the sequence backwards (outputs in processing order, as Keras).
         stateful: keep the final state in the ``"lstm_state"`` collection and start the next call
             from it (apply with ``mutable=["lstm_state"]``).
-        zero_output_for_mask: a masked step outputs zeros instead of the previous output.
+        zero_output_for_mask: a masked step outputs zeros instead of the previous output (None:
+            Keras's default, False).
         unroll: Keras's bool, or ``lax.scan``'s steps per iteration.
-        impl: the implementation, as in ``jaxlstm.lstm`` (``"auto"``, ``"scan"``, ``"cudnn"`` or a
-            ``jaxlstm.fast.FastConfig``).
+        impl: the implementation, as in ``jaxlstm.lstm``.
+        time_major: inputs ``[T, ..., I]`` (and mask ``[T, ...]``, sequence output ``[T, ..., H]``).
         dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
-        deterministic: default for the call's ``deterministic`` (dropout off when True).
+        deterministic: default for the call's ``deterministic`` (dropout off when True); with
+            dropout, the call or the module must set it (as ``flax.linen.Dropout``).
         rng_collection: the RNG stream dropout draws from (``"dropout"``).
 
     Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
-    training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask is ``[..., T]``
-    bool; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the last output is then
-    each sequence's own last step).
+    training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list ``[h, c]``; mask is
+    ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the
+    last output is then each sequence's own last step). T must be at least 1.
     Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, and ``(output, h, c)`` with
     return_state.
     """
@@ -119,13 +128,14 @@ class LSTM(nn.Module):
     return_state: bool = False
     go_backwards: bool = False
     stateful: bool = False
-    zero_output_for_mask: bool = False
-    unroll: int | bool = False
+    zero_output_for_mask: Optional[bool] = None
+    unroll: int | bool = 1
     dtype: Any = None
     param_dtype: Any = jnp.float32
     deterministic: Optional[bool] = None
     rng_collection: str = "dropout"
     impl: Any = "auto"
+    time_major: bool = False
 
     @nn.compact
     def __call__(
@@ -138,19 +148,14 @@ class LSTM(nn.Module):
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
     ) -> Any:
-        keras_surface.check_options(
-            units=self.units,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            dropout=self.dropout,
-            recurrent_dropout=self.recurrent_dropout,
-            unroll=self.unroll,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self))
-        params = _make_params(self, inputs.shape[-1])
-        dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
+        units = checks.positive_int(self.units, "units")
+        options = keras_surface.sequence_options(self)
+        weights = keras_surface.weight_options(self)
+        dropout, recurrent_dropout = keras_surface.dropout_rates(self.dropout, self.recurrent_dropout)
+        batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self), self.time_major)
+        if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
+            keras_surface.module_params(_read_params(_stored(self, ())), units, weights.use_bias)
+        params = declare_params(self, inputs.shape[-1], units, weights)
         initial_state = keras_surface.as_state(initial_state)
 
         kept = None
@@ -159,46 +164,38 @@ class LSTM(nn.Module):
                 raise ValueError(
                     f"stateful: this LSTM updates its kept state; apply with mutable=[{STATE_COLLECTION!r}]"
                 )
-            zeros = lambda: core.zero_state(self.units, batch_shape, dtype)  # noqa: E731
+            dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
+            zeros = lambda: core.zero_state(units, batch_shape, dtype)  # noqa: E731
             kept = self.variable(STATE_COLLECTION, "state", zeros)
             keras_surface.check_kept_state(kept.value, batch_shape)
             if initial_state is None:
                 initial_state = kept.value
 
-        dropping = self.dropout > 0 or self.recurrent_dropout > 0
+        dropping = dropout > 0 or recurrent_dropout > 0
         deterministic = keras_surface.is_deterministic(deterministic, training, self.deterministic, dropping)
-        key = self.make_rng(self.rng_collection) if dropping and not deterministic else None
-        masks = sequence_masks(
-            key,
-            dropout=0.0 if deterministic else self.dropout,
-            recurrent_dropout=0.0 if deterministic else self.recurrent_dropout,
-            batch_shape=batch_shape,
-            input_size=inputs.shape[-1],
-            output_size=self.units,
-            dtype=dtype,
-        )
-        out = keras_surface.run(
+        on = dropping and not deterministic
+        outputs, state = keras_surface.run(
             params,
             inputs,
             initial_state,
             mask,
-            masks,
+            options,
+            key=_dropout_key(self, self.rng_collection) if on else None,
+            dropout=dropout if on else 0.0,
+            recurrent_dropout=recurrent_dropout if on else 0.0,
             lengths=lengths,
             go_backwards=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            unroll=self.unroll,
-            dtype=self.dtype,
-            impl=self.impl,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
         )
         # Like BatchNorm's statistics, the kept state is not advanced by ``init``.
         if kept is not None and not self.is_initializing():
-            kept.value = out.state
-        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state, lengths)
+            kept.value = state
+        return outputs
 
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
-        """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it).
+        """Zero the kept state (h ``[..., H]``, c ``[..., H]``); with ``batch_shape``, zeros of that
+        batch shape (to change it).
 
         Apply with ``method="reset_state", mutable=["lstm_state"]``.
         """
@@ -217,7 +214,7 @@ class LSTMCell(nn.RNNCellBase):
     ``core.step``. ``nn.RNN(LSTMCell(units))`` equals ``LSTM(units, return_sequences=True)``.
     No dropout: use ``LSTM`` for that.
 
-    Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h)``.
+    Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h [..., H])``.
     """
 
     units: int
@@ -235,60 +232,262 @@ class LSTMCell(nn.RNNCellBase):
     def __call__(
         self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-        keras_surface.check_options(
-            units=self.units,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-        )
-        state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), self.units)
-        params = _make_params(self, inputs.shape[-1])
+        units = checks.positive_int(self.units, "units")
+        options = keras_surface.sequence_options(self)
+        state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), units)
+        params = declare_params(self, inputs.shape[-1], units, keras_surface.weight_options(self))
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((params, state, inputs), dtype)
-        state, y = core.step(
-            params, state, inputs, activation=self.activation, recurrent_activation=self.recurrent_activation
-        )
+        state, y = core.raw_step(params, state, inputs, options.activation, options.recurrent_activation)
         return state.to_flax_carry(), y
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-        """Zeros ``(c, h)`` for inputs of shape ``[..., I]`` (``rng`` is unused: the carry is zeros)."""
+        """Zeros ``(c [..., H], h [..., H])`` for inputs of shape ``[..., I]`` (``rng`` is unused)."""
         del rng
         return core.zero_state(self.units, tuple(input_shape)[:-1], self.param_dtype).to_flax_carry()
 
     @property
     def num_feature_axes(self) -> int:
+        """1: inputs are ``[..., I]``."""
         return 1
 
 
-def get_params(variables: Mapping[str, Any]) -> LSTMParams:
-    """The functional ``LSTMParams`` of an ``LSTM``/``LSTMCell``'s variables (or its ``params`` dict)."""
-    params = _read_params(variables)
-    checks.params(params)
-    return params
+class _Weights(nn.Module):
+    """One direction's ``LSTMParams`` as linen params (created on first call, fetched after)."""
+
+    units: int
+    weights: WeightOptions
+
+    @nn.compact
+    def __call__(self, input_size: int) -> LSTMParams:
+        return declare_params(self, input_size, self.units, self.weights)
 
 
-def _read_params(variables: Mapping[str, Any]) -> LSTMParams:
-    """``get_params`` without the shape checks (so a module can first compare the kernel with its units)."""
-    if not isinstance(variables, Mapping):
-        raise TypeError(f"variables: expected linen variables (a mapping), found {type(variables).__name__}")
-    tree = variables.get("params", variables)
+class _BidirectionalWeights(nn.Module):
+    """``BidirectionalParams``: a ``forward`` and a ``backward`` ``_Weights``."""
+
+    units: int
+    weights: WeightOptions
+
+    @nn.compact
+    def __call__(self, input_size: int) -> BidirectionalParams:
+        return BidirectionalParams(
+            forward=_Weights(self.units, self.weights, name="forward")(input_size),
+            backward=_Weights(self.units, self.weights, name="backward")(input_size),
+        )
+
+
+class _LayerFields(nn.Module):
+    """The attributes ``Bidirectional`` and ``StackedLSTM`` share (a dataclass base)."""
+
+    units: int
+    proj_size: Optional[int] = None
+    activation: ActivationLike = "tanh"
+    recurrent_activation: ActivationLike = "sigmoid"
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    recurrent_initializer: Any = "orthogonal"
+    bias_initializer: Any = "zeros"
+    projection_initializer: Any = "glorot_uniform"
+    unit_forget_bias: bool = True
+    unroll: int | bool = 1
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    impl: Any = "auto"
+
+
+class Bidirectional(_LayerFields):
+    """A bidirectional LSTM (Keras ``Bidirectional(LSTM)``), with optional projection.
+
+    Attributes:
+        units: H. proj_size: P, for projected outputs (PyTorch ``proj_size``), or None.
+        merge_mode: ``"concat"``, ``"sum"``, ``"mul"``, ``"ave"`` or None (the pair).
+        zero_output_for_mask: masked steps output zeros (None: Keras Bidirectional's default, True).
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``;
+            ``projection_initializer`` for the ``[H, P]`` projection.
+        unroll, dtype, param_dtype, impl, time_major: as in ``LSTM``.
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
+    ``BidirectionalOutput`` (sequence ``[..., T, F]``; see ``jaxlstm.bidirectional``).
+    """
+
+    merge_mode: Optional[str] = "concat"
+    zero_output_for_mask: Optional[bool] = None
+    time_major: bool = False
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs: jax.Array,
+        initial_state: Optional[BidirectionalState] = None,
+        mask: Optional[jax.Array] = None,
+        *,
+        lengths: Optional[jax.Array] = None,
+    ) -> BidirectionalOutput:
+        units = checks.positive_int(self.units, "units")
+        options, weights = keras_surface.sequence_options(self), keras_surface.weight_options(self)
+        keras_surface.check_inputs(inputs, _known_input_size(self, ("forward",)), self.time_major)
+        params = BidirectionalParams(
+            forward=_Weights(units, weights, name="forward")(inputs.shape[-1]),
+            backward=_Weights(units, weights, name="backward")(inputs.shape[-1]),
+        )
+        return _bidirectional.run(params, inputs, initial_state, mask, lengths, options, self.merge_mode)
+
+
+class StackedLSTM(_LayerFields):
+    """``num_layers`` LSTM layers of equal width (PyTorch ``nn.LSTM``), optionally bidirectional
+    and projected, with dropout between layers and residual connections.
+
+    Attributes:
+        units: H. num_layers: layers in the stack. proj_size: P or None.
+        bidirectional: two directions per layer, merged with ``merge_mode`` (``"concat"``, ``"sum"``,
+            ``"mul"`` or ``"ave"``) before the next layer.
+        inter_layer_dropout: PyTorch's ``dropout`` (after every layer but the last); draws from the
+            ``rng_collection`` RNG stream when not deterministic. ``dropout``: its deprecated
+            spelling (``LSTM``'s ``dropout`` is Keras's input dropout, a different thing).
+        deterministic: default for the call's ``deterministic``; one of them must be set when
+            dropping (as ``flax.linen.Dropout``).
+        residual: add each upper layer's input to its output.
+        zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
+    deterministic=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``, per-layer states;
+    ``torch_state`` gives h_n / c_n).
+    """
+
+    num_layers: int = 1
+    bidirectional: bool = False
+    merge_mode: str = "concat"
+    inter_layer_dropout: float = 0.0
+    deterministic: Optional[bool] = None
+    residual: bool = False
+    zero_output_for_mask: Optional[bool] = None
+    rng_collection: str = "dropout"
+    time_major: bool = False
+    dropout: Optional[float] = None
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs: jax.Array,
+        initial_state: Optional[tuple] = None,
+        mask: Optional[jax.Array] = None,
+        *,
+        lengths: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
+    ) -> StackOutput:
+        units = checks.positive_int(self.units, "units")
+        num_layers = checks.positive_int(self.num_layers, "num_layers")
+        options, weights = keras_surface.sequence_options(self), keras_surface.weight_options(self)
+        rate = checks.renamed("dropout", self.dropout, "inter_layer_dropout", self.inter_layer_dropout, 0.0)
+        rate = checks.fraction(rate, "inter_layer_dropout")
+        bottom = ("layer_0", "forward") if self.bidirectional else ("layer_0",)
+        keras_surface.check_inputs(inputs, _known_input_size(self, bottom), self.time_major)
+        width = inputs.shape[-1]
+        params = []
+        make = _BidirectionalWeights if self.bidirectional else _Weights
+        for layer in range(num_layers):
+            params.append(make(units, weights, name=f"layer_{layer}")(width))
+            width = weights.output_size(units)
+            width = merged_size(width, self.merge_mode) if self.bidirectional else width
+        deterministic = self.deterministic if deterministic is None else deterministic
+        dropping = rate > 0 and num_layers > 1 and deterministic is False
+        return stack.run(
+            tuple(params),
+            inputs,
+            initial_state,
+            mask,
+            lengths,
+            options,
+            merge_mode=self.merge_mode,
+            inter_layer_dropout=rate,
+            key=_dropout_key(self, self.rng_collection) if dropping else None,
+            deterministic=deterministic,
+            residual=self.residual,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Variables <-> the functional pytree: one converter pair for every module
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_params(tree: Mapping[str, Any]) -> LSTMParams:
+    """One direction's params without the shape checks (so a module can first compare the kernel
+    with its units)."""
     missing = [n for n in ("kernel", "recurrent_kernel") if n not in tree]
     if missing:
         raise ValueError(
             f"variables: missing {missing}; an LSTM / LSTMCell stores kernel, recurrent_kernel and (with "
             f"use_bias) bias, found {sorted(tree)}"
         )
-    return LSTMParams(tree["kernel"], tree["recurrent_kernel"], tree.get("bias"))
+    return LSTMParams(tree["kernel"], tree["recurrent_kernel"], tree.get("bias"), tree.get("projection"))
 
 
-def to_variables(params: LSTMParams) -> dict[str, dict[str, jax.Array]]:
-    """Linen variables ``{"params": {...}}`` for an ``LSTM``/``LSTMCell`` holding ``params``."""
-    checks.params(params)
-    if params.projection is not None:
-        raise ValueError("params.projection: the Keras-style LSTM has no projection; found one")
-    tree = {"kernel": params.kernel, "recurrent_kernel": params.recurrent_kernel}
-    if params.bias is not None:
-        tree["bias"] = params.bias
-    return {"params": tree}
+def _read_layer(tree: Mapping[str, Any]) -> LayerParams:
+    if "forward" in tree:
+        return BidirectionalParams(_read_params(tree["forward"]), _read_params(tree["backward"]))
+    return _read_params(tree)
+
+
+def get_params(
+    variables: Mapping[str, Any],
+) -> Union[LSTMParams, BidirectionalParams, tuple[LayerParams, ...]]:
+    """The functional parameters held by any module of this file, from its variables (or their
+    ``params`` dict): ``LSTMParams`` (``LSTM``, ``LSTMCell``), ``BidirectionalParams``
+    (``Bidirectional``) or a tuple of per-layer params (``StackedLSTM``), checked."""
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"variables: expected linen variables (a mapping), found {type(variables).__name__}")
+    tree = variables.get("params", variables)
+    if "layer_0" in tree:
+        params: Any = tuple(_read_layer(tree[f"layer_{i}"]) for i in range(len(tree)))
+        for index, layer in enumerate(params):
+            checks.layer(layer, f"params[{index}]")
+    elif "forward" in tree:
+        params = _read_layer(tree)
+        checks.bidirectional(params)
+    else:
+        params = _read_params(tree)
+        checks.params(params)
+    return params
+
+
+def _tree(params: Any, name: str) -> dict[str, Any]:
+    if isinstance(params, BidirectionalParams):
+        checks.bidirectional(params, name)
+        return {
+            "forward": _tree(params.forward, f"{name}.forward"),
+            "backward": _tree(params.backward, f"{name}.backward"),
+        }
+    checks.params(params, name)
+    return {field: value for field, value in params._asdict().items() if value is not None}
+
+
+def to_variables(params: Union[LayerParams, Sequence[LayerParams]]) -> dict[str, dict[str, Any]]:
+    """Linen variables ``{"params": ...}`` for the module holding ``params``: ``LSTMParams`` (an
+    ``LSTM`` / ``LSTMCell``, no projection), ``BidirectionalParams`` (a ``Bidirectional``) or a
+    tuple of per-layer params (a ``StackedLSTM``)."""
+    if isinstance(params, LSTMParams):
+        checks.params(params)
+        if params.projection is not None:
+            raise ValueError("params.projection: the Keras-style LSTM has no projection; found one")
+        return {"params": _tree(params, "params")}
+    if isinstance(params, BidirectionalParams):
+        return {"params": _tree(params, "params")}
+    layers = checks.layers(params)
+    return {"params": {f"layer_{i}": _tree(layer, f"params[{i}]") for i, layer in enumerate(layers)}}
+
+
+def layer_params(variables: Mapping[str, Any]) -> Any:
+    """Deprecated: ``get_params`` reads every module's variables."""
+    warnings.warn("layer_params is deprecated, use get_params", DeprecationWarning, stacklevel=2)
+    return get_params(variables)
+
+
+def layer_variables(params: Any) -> dict[str, dict[str, Any]]:
+    """Deprecated: ``to_variables`` writes every module's variables."""
+    warnings.warn("layer_variables is deprecated, use to_variables", DeprecationWarning, stacklevel=2)
+    return to_variables(params)

@@ -1,131 +1,154 @@
-"""``flax.nnx`` modules: a Keras-style ``LSTM`` layer and an ``LSTMCell`` for ``flax.nnx.RNN``.
+"""``flax.nnx`` modules: Keras's ``LSTM`` layer, an ``LSTMCell`` for ``flax.nnx.RNN``, and the
+``Bidirectional`` and ``StackedLSTM`` layers.
 
-Both hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]`` and ``bias [4H]`` as ``nnx.Param`` in
-Keras layout; ``module.params`` reads them as the functional ``LSTMParams``, ``module.set_params``
-writes them, and ``LSTM.from_params`` builds a layer around given ones. The math is the core's: the
-layer calls ``core.lstm``, the cell ``core.step``.
+They hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]`` (and ``projection [H, P]``)
+as ``nnx.Param`` in Keras layout. One converter trio for every module: ``module.params`` reads the
+functional pytree (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params),
+``module.set_params(params)`` writes it, and ``Module.from_params(params, **options)`` builds a
+module around given ones. The math is the core's: the modules call ``core.run`` / ``core.step`` and
+the layers.
 
     >>> layer = LSTM(4, 2, return_sequences=True, return_state=True, rngs=nnx.Rngs(0))
     >>> sequence, h, c = layer(x)               # x [16, 8, 4] -> [16, 8, 2], [16, 2], [16, 2]
+    >>> model = StackedLSTM(8, 32, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+    >>> out = model(xs, lengths=lengths)        # out.sequence [B, T, 64]
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union, cast
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from . import _bidirectional, checks, core, stack
 from . import _keras_surface as keras_surface
-from . import checks, core
-from ._dropout import sequence_masks
+from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
+from ._options import WeightOptions
 from .activations import ActivationLike
-from .nnx_layers import Bidirectional, StackedLSTM
-from .pytrees import LSTMParams
+from .pytrees import BidirectionalParams, LayerParams, LSTMParams
+from .stack import StackOutput
 
-__all__ = ["LSTM", "LSTMCell", "KeptState"]
-__all__ += ["Bidirectional", "StackedLSTM"]  # nnx_layers.py
+__all__ = ["LSTM", "LSTMCell", "KeptState", "Bidirectional", "StackedLSTM"]
+
+RngsLike = Optional[Union[nnx.Rngs, nnx.RngStream, jax.Array]]
 
 
 class KeptState(nnx.Variable):
     """A stateful ``LSTM``'s ``LSTMState`` between calls (None before the first call)."""
 
 
-class _KerasWeights:
-    """kernel / recurrent_kernel / bias as ``nnx.Param``, read and written as ``LSTMParams``."""
+class _Direction:
+    """kernel / recurrent_kernel / bias / projection as ``nnx.Param`` (absent ones None), made by
+    the one parameter builder, read and written as ``LSTMParams``."""
 
     kernel: nnx.Param
     recurrent_kernel: nnx.Param
     bias: Optional[nnx.Param]
+    projection: Optional[nnx.Param]
 
-    def _init_weights(
-        self,
-        in_features: int,
-        units: int,
-        *,
-        use_bias: bool,
-        kernel_initializer: InitializerLike,
-        recurrent_initializer: InitializerLike,
-        bias_initializer: InitializerLike,
-        unit_forget_bias: bool,
-        param_dtype: Any,
-        rngs: nnx.Rngs,
-    ) -> None:
+    def _make_weights(self, in_features: int, units: int, weights: WeightOptions, rngs: nnx.Rngs) -> None:
         in_features = checks.positive_int(in_features, "in_features")
-        units = checks.positive_int(units, "units")
-        kernel_init = keras_surface.initializer(kernel_initializer, "kernel_initializer")
-        recurrent_init = keras_surface.initializer(recurrent_initializer, "recurrent_initializer")
-        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, 4 * units), param_dtype))
-        self.recurrent_kernel = nnx.Param(recurrent_init(rngs.params(), (units, 4 * units), param_dtype))
-        bias = None
-        if use_bias:
-            bias_init = keras_surface.bias_initializer(
-                keras_surface.initializer(bias_initializer, "bias_initializer"), units, unit_forget_bias
-            )
-            bias = nnx.Param(bias_init(rngs.params(), (4 * units,), param_dtype))
-        self.bias = bias  # assigned once: NNX fixes an attribute's data/static status on first use
+        specs = weights.specs(in_features, units)
+        made = {
+            name: nnx.Param(init(rngs.params(), shape, weights.param_dtype))
+            for name, (init, shape) in specs.items()
+        }
+        # Each assigned once: NNX fixes an attribute's data/static status on first assignment.
+        for name in LSTMParams._fields:
+            setattr(self, name, made.get(name))
 
     @property
     def params(self) -> LSTMParams:
         """The weights as the functional ``LSTMParams`` (the arrays themselves, no copy)."""
-        bias = None if self.bias is None else self.bias.get_value()
-        return LSTMParams(self.kernel.get_value(), self.recurrent_kernel.get_value(), bias)
+        value = lambda p: None if p is None else p.get_value()  # noqa: E731
+        return LSTMParams(
+            self.kernel.get_value(),
+            self.recurrent_kernel.get_value(),
+            value(self.bias),
+            value(self.projection),
+        )
+
+    def _write(self, params: LSTMParams, name: str) -> None:
+        """Write ``params`` of the same shapes (and the same absent fields) into the ``nnx.Param``s."""
+        checks.params(params, name)
+        current = self.params
+        for field in LSTMParams._fields:
+            new, old = getattr(params, field), getattr(current, field)
+            if (new is None) != (old is None) or (new is not None and jnp.shape(new) != jnp.shape(old)):
+                found = "None" if new is None else checks.fmt(jnp.shape(new))
+                expected = "None" if old is None else checks.fmt(jnp.shape(old))
+                raise ValueError(f"{name}.{field}: expected shape {expected} for this module, found {found}")
+            if new is not None:
+                getattr(self, field).set_value(jnp.asarray(new))
 
     def set_params(self, params: LSTMParams) -> None:
-        """Write ``LSTMParams`` (same shapes, same use_bias) into the module's ``nnx.Param``s.
-
-        (A method rather than a property setter: NNX intercepts attribute assignment.)
-        """
+        """Write ``LSTMParams`` (kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]``, bias ``[4H]`` iff
+        use_bias) into the module's ``nnx.Param``s. (A method rather than a property setter: NNX
+        intercepts attribute assignment.)"""
         current = self.params
         keras_surface.module_params(params, current.units, current.bias is not None)
-        for field in ("kernel", "recurrent_kernel", "bias"):
-            new, old = getattr(params, field), getattr(current, field)
-            if new is not None and jnp.shape(new) != jnp.shape(old):
-                raise ValueError(
-                    f"params.{field}: expected shape {checks.fmt(jnp.shape(old))} for this module, "
-                    f"found {checks.fmt(jnp.shape(new))}"
-                )
-        self.kernel.set_value(jnp.asarray(params.kernel))
-        self.recurrent_kernel.set_value(jnp.asarray(params.recurrent_kernel))
-        if self.bias is not None:
-            self.bias.set_value(jnp.asarray(params.bias))
+        self._write(params, "params")
+
+    @classmethod
+    def from_params(cls, params: LSTMParams, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> Any:
+        """A module holding ``params`` (``options`` as in the constructor, less the sizes). ``rngs``
+        is needed only for dropout; without it, pass ``rngs=`` to the call when dropping."""
+        input_size, units, _ = checks.params(params)
+        options = {**keras_surface.PLACEHOLDER_INIT, **options, "use_bias": params.bias is not None}
+        make: Any = cls  # LSTM or LSTMCell
+        module = make(input_size, units, rngs=rngs or nnx.Rngs(0), **options)
+        module.set_params(params)
+        if rngs is None and hasattr(module, "rngs"):
+            module.rngs = nnx.data(None)  # no dropout stream unless one is given
+        return module
 
 
-class LSTM(_KerasWeights, nnx.Module):
+def _dropout_key(module: Any, rngs: RngsLike, collection: str) -> jax.Array:
+    if rngs is None:
+        rngs = module.rngs
+    if rngs is None:
+        raise ValueError(
+            f"rngs: dropout is on (deterministic=False) but this {type(module).__name__} has no RNG "
+            "stream; pass rngs= to the constructor or the call, or call with deterministic=True"
+        )
+    if isinstance(rngs, nnx.Rngs):
+        return rngs[collection]()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs()
+    if not isinstance(rngs, jax.Array):
+        raise TypeError(
+            f"rngs: expected nnx.Rngs, an nnx.RngStream or a PRNG key, found {type(rngs).__name__}"
+        )
+    return rngs
+
+
+def _dropout_stream(rngs: nnx.Rngs, collection: str, dropping: bool) -> Any:
+    # A forked stream, as nnx.Dropout keeps: each call draws a fresh key from it.
+    return rngs[collection].fork() if dropping else nnx.data(None)
+
+
+class LSTM(_Direction, nnx.Module):
     """Keras's ``LSTM`` layer as an NNX module.
 
     Args:
-        in_features: I, features per input step.
+        in_features: I, features per input step (first, as in ``nnx.Linear``).
         units: H, the hidden size.
-        activation, recurrent_activation: Keras names or callables (tanh, sigmoid).
-        use_bias: hold a ``bias [4H]``.
-        kernel_initializer, recurrent_initializer, bias_initializer: Keras names or ``(key, shape,
-            dtype)`` callables (glorot_uniform, orthogonal, zeros).
-        unit_forget_bias: initialise the forget block of the bias to 1.0.
-        dropout: fraction of input features dropped, one mask per sequence for every step.
-        recurrent_dropout: fraction of h dropped where it enters the recurrent matmul, likewise.
-        return_sequences: output the whole sequence ``[..., T, H]`` instead of the last ``[..., H]``.
-        return_state: return ``(output, h, c)``.
-        go_backwards: process the sequence backwards (outputs in processing order, as Keras).
-        stateful: keep the final state in ``self.kept_state`` (a ``KeptState`` variable) and start
-            the next call from it; ``reset_state()`` zeroes it.
-        zero_output_for_mask: a masked step outputs zeros instead of the previous output.
-        unroll: Keras's bool, or ``lax.scan``'s steps per iteration.
-        impl: the implementation, as in ``jaxlstm.lstm`` (``"auto"``, ``"scan"``, ``"cudnn"`` or a
-            ``jaxlstm.fast.FastConfig``).
-        dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
-        deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it).
-        rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
+        activation ... time_major, dtype, param_dtype, rng_collection: as the attributes of
+            ``jaxlstm.linen.LSTM`` (one meaning in both flavours); ``stateful`` keeps the final state
+            in ``self.kept_state`` (a ``KeptState`` variable), and ``reset_state()`` zeroes it.
+        deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it); False
+            by default, as ``nnx.Dropout`` (linen's default is None, as ``flax.linen.Dropout``).
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and dropout.
 
     Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
-    training=None, rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's ``[h, c]``; mask
-    ``[..., T]`` bool; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the last output
-    is then each sequence's own last step). Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, ``(output, h, c)`` with
-    return_state.
+    training=None, rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list ``[h, c]``;
+    mask ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm``
+    (the last output is then each sequence's own last step). T must be at least 1. Returns
+    ``[..., H]``, ``[..., T, H]`` with return_sequences, ``(output, h, c)`` with return_state.
     """
 
     def __init__(
@@ -146,62 +169,29 @@ class LSTM(_KerasWeights, nnx.Module):
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
-        zero_output_for_mask: bool = False,
-        unroll: int | bool = False,
+        zero_output_for_mask: Optional[bool] = None,
+        unroll: int | bool = 1,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
         deterministic: bool = False,
         rng_collection: str = "dropout",
         impl: Any = "auto",
+        time_major: bool = False,
         rngs: nnx.Rngs,
     ):
-        keras_surface.check_options(
-            units=units,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            unroll=unroll,
-            dtype=dtype,
-            param_dtype=param_dtype,
-        )
-        self._init_weights(
-            in_features,
-            units,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            unit_forget_bias=unit_forget_bias,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-        self.in_features, self.units = in_features, units
-        self.activation, self.recurrent_activation = activation, recurrent_activation
-        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
+        self.units = checks.positive_int(units, "units")
+        self.options = keras_surface.sequence_options(locals())
+        self._make_weights(in_features, units, keras_surface.weight_options(locals()), rngs)
+        self.in_features = in_features
+        self.dropout, self.recurrent_dropout = keras_surface.dropout_rates(dropout, recurrent_dropout)
         self.return_sequences, self.return_state = return_sequences, return_state
         self.go_backwards, self.stateful = go_backwards, stateful
-        self.zero_output_for_mask, self.unroll = zero_output_for_mask, unroll
         self.dtype, self.param_dtype = dtype, param_dtype
-        self.deterministic = deterministic
+        self.deterministic = checks.flag(deterministic, "deterministic")
         self.rng_collection = rng_collection
-        self.impl = checks.impl(impl)
-        # A forked stream, as nnx.Dropout keeps: each call draws a fresh key from it.
-        dropping = self.dropout > 0 or self.recurrent_dropout > 0
-        self.rngs = rngs[rng_collection].fork() if dropping else nnx.data(None)
+        self.rngs = _dropout_stream(rngs, rng_collection, self.dropout > 0 or self.recurrent_dropout > 0)
         if stateful:
             self.kept_state = KeptState(None)
-
-    @classmethod
-    def from_params(cls, params: LSTMParams, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> LSTM:
-        """A layer holding ``params`` (``options`` as in the constructor). ``rngs`` is needed only
-        for dropout; without it, pass ``rngs=`` to the call when dropping."""
-        input_size, units, _ = checks.params(params)
-        layer = cls(input_size, units, use_bias=params.bias is not None, rngs=rngs or nnx.Rngs(0), **options)
-        layer.set_params(params)
-        if rngs is None:
-            layer.rngs = nnx.data(None)
-        return layer
 
     def __call__(
         self,
@@ -212,89 +202,71 @@ class LSTM(_KerasWeights, nnx.Module):
         lengths: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
-        rngs: Optional[nnx.Rngs | nnx.RngStream | jax.Array] = None,
+        rngs: RngsLike = None,
     ) -> Any:
-        batch_shape, _ = keras_surface.check_inputs(inputs, self.in_features)
+        """See the class docstring: inputs ``[..., T, I]`` -> ``[..., H]``, ``[..., T, H]`` or
+        ``(output, h [..., H], c [..., H])``."""
+        swapped = (
+            f"; nnx.LSTM takes (in_features, units): was it built as LSTM({self.units}, {self.in_features})?"
+            if jnp.shape(inputs)[-1:] == (self.units,)
+            else ""
+        )
+        batch_shape, _ = keras_surface.check_inputs(
+            inputs, self.in_features, self.options.time_major, swapped
+        )
         initial_state = keras_surface.as_state(initial_state)
-        compute_dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         if self.stateful:
             kept = self.kept_state.get_value()
             if kept is None:
-                kept = core.zero_state(self.units, batch_shape, compute_dtype)
+                dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
+                kept = core.zero_state(self.units, batch_shape, dtype)
             keras_surface.check_kept_state(kept, batch_shape)
             if initial_state is None:
                 initial_state = kept
 
         dropping = self.dropout > 0 or self.recurrent_dropout > 0
         deterministic = keras_surface.is_deterministic(deterministic, training, self.deterministic, dropping)
-        key = self._dropout_key(rngs) if dropping and not deterministic else None
-        masks = sequence_masks(
-            key,
-            dropout=0.0 if deterministic else self.dropout,
-            recurrent_dropout=0.0 if deterministic else self.recurrent_dropout,
-            batch_shape=batch_shape,
-            input_size=self.in_features,
-            output_size=self.units,
-            dtype=compute_dtype,
-        )
-        out = keras_surface.run(
+        on = dropping and not deterministic
+        outputs, state = keras_surface.run(
             self.params,
             inputs,
             initial_state,
             mask,
-            masks,
+            self.options,
+            key=_dropout_key(self, rngs, self.rng_collection) if on else None,
+            dropout=self.dropout if on else 0.0,
+            recurrent_dropout=self.recurrent_dropout if on else 0.0,
             lengths=lengths,
             go_backwards=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
-            unroll=self.unroll,
-            dtype=self.dtype,
-            impl=self.impl,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
         )
         if self.stateful:
-            self.kept_state.set_value(out.state)
-        return keras_surface.keras_outputs(out, self.return_sequences, self.return_state, lengths)
-
-    def _dropout_key(self, rngs: Optional[nnx.Rngs | nnx.RngStream | jax.Array]) -> jax.Array:
-        if rngs is None:
-            rngs = self.rngs
-        if rngs is None:
-            raise ValueError(
-                "rngs: dropout is on (deterministic=False) but this LSTM has no RNG stream; pass "
-                "rngs= to the constructor or the call, or call with deterministic=True"
-            )
-        if isinstance(rngs, nnx.Rngs):
-            return rngs[self.rng_collection]()
-        if isinstance(rngs, nnx.RngStream):
-            return rngs()
-        if not isinstance(rngs, jax.Array):
-            raise TypeError(
-                f"rngs: expected nnx.Rngs, an nnx.RngStream or a PRNG key, found {type(rngs).__name__}"
-            )
-        return rngs
+            self.kept_state.set_value(state)
+        return outputs
 
     def reset_state(self, batch_shape: Optional[Sequence[int]] = None) -> None:
-        """Zero the kept state; with ``batch_shape``, zeros of that batch shape (to change it)."""
+        """Zero the kept state (h ``[..., H]``, c ``[..., H]``); with ``batch_shape``, zeros of that
+        batch shape (to change it)."""
         if not self.stateful:
             raise ValueError("reset_state: this LSTM is not stateful (stateful=False)")
         kept = self.kept_state.get_value()  # None before the first call
         self.kept_state.set_value(keras_surface.zeroed_state(kept, self.units, batch_shape))
 
     def set_view(self, deterministic: Optional[bool] = None) -> None:
-        """For ``nnx.view``. Args: deterministic: if True, dropout is off."""
+        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: dropout off if True."""
         if deterministic is not None:
             self.deterministic = deterministic
 
 
-class LSTMCell(_KerasWeights, nnx.RNNCellBase):
+class LSTMCell(_Direction, nnx.RNNCellBase):
     """An LSTM cell for ``flax.nnx.RNN``: carry ``(c, h)``, one time step per call.
 
     Same parameters (names, Keras layout, initialisers) and numbers as ``LSTM``; the step is
     ``core.step``. ``nnx.RNN(LSTMCell(I, H, rngs=...))`` equals ``LSTM(I, H, return_sequences=True)``
     with the same params. No dropout: use ``LSTM`` for that.
 
-    Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h)``.
+    Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h [..., H])``.
     """
 
     def __init__(
@@ -313,36 +285,21 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        keras_surface.check_options(
-            units=units,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            dtype=dtype,
-            param_dtype=param_dtype,
-        )
-        self._init_weights(
-            in_features,
-            units,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            unit_forget_bias=unit_forget_bias,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
-        self.in_features, self.units = in_features, units
-        self.activation, self.recurrent_activation = activation, recurrent_activation
+        self.units = checks.positive_int(units, "units")
+        self.options = keras_surface.sequence_options(locals())
+        self._make_weights(in_features, units, keras_surface.weight_options(locals()), rngs)
+        self.in_features = in_features
         self.dtype, self.param_dtype = dtype, param_dtype
 
     def __call__(
         self, carry: tuple[jax.Array, jax.Array], inputs: jax.Array
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+        """One step: carry ``(c [..., H], h [..., H])``, inputs ``[..., I]`` -> ``((c, h), h)``."""
         state = keras_surface.cell_inputs(carry, inputs, self.in_features, self.units)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         params, state, inputs = keras_surface.cast((self.params, state, inputs), dtype)
-        state, y = core.step(
-            params, state, inputs, activation=self.activation, recurrent_activation=self.recurrent_activation
+        state, y = core.raw_step(
+            params, state, inputs, self.options.activation, self.options.recurrent_activation
         )
         return state.to_flax_carry(), y
 
@@ -352,7 +309,8 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
         rngs: Optional[nnx.Rngs | nnx.RngStream] = None,
         carry_init: Any = None,
     ) -> tuple[jax.Array, jax.Array]:
-        """Zeros ``(c, h)`` for inputs ``[..., I]``; with ``carry_init`` (and ``rngs``), its values."""
+        """Zeros ``(c [..., H], h [..., H])`` for inputs ``[..., I]``; with ``carry_init`` (and
+        ``rngs``), its values."""
         batch_shape = tuple(input_shape)[:-1]
         if carry_init is None:
             return core.zero_state(self.units, batch_shape, self.param_dtype).to_flax_carry()
@@ -365,4 +323,245 @@ class LSTMCell(_KerasWeights, nnx.RNNCellBase):
 
     @property
     def num_feature_axes(self) -> int:
+        """1: inputs are ``[..., I]``."""
         return 1
+
+
+class _Weights(_Direction, nnx.Module):
+    """One direction's ``LSTMParams`` of a layer or stack."""
+
+    def __init__(self, input_size: int, units: int, weights: WeightOptions, rngs: nnx.Rngs) -> None:
+        self._make_weights(input_size, units, weights, rngs)
+
+
+class _BidirectionalWeights(nnx.Module):
+    def __init__(self, input_size: int, units: int, weights: WeightOptions, rngs: nnx.Rngs) -> None:
+        self.forward = _Weights(input_size, units, weights, rngs)
+        self.backward = _Weights(input_size, units, weights, rngs)
+
+    @property
+    def params(self) -> BidirectionalParams:
+        return BidirectionalParams(self.forward.params, self.backward.params)
+
+    def _write(self, params: BidirectionalParams, name: str) -> None:
+        checks.bidirectional(params, name)
+        self.forward._write(params.forward, f"{name}.forward")
+        self.backward._write(params.backward, f"{name}.backward")
+
+
+class _Layers:
+    """``from_params`` for the layer modules: sizes from the params, placeholder weights, then
+    ``set_params``."""
+
+    @classmethod
+    def from_params(cls, params: Any, *, rngs: Optional[nnx.Rngs] = None, **options: Any) -> Any:
+        """A module holding ``params`` (``options`` as in the constructor, less the sizes and
+        ``bidirectional``). ``rngs`` is needed only for dropout."""
+        shape = keras_surface.stack_shape(params)
+        if cls is Bidirectional:
+            del shape["num_layers"], shape["bidirectional"]
+        init = {**keras_surface.PLACEHOLDER_INIT, "projection_initializer": "zeros"}
+        make: Any = cls  # Bidirectional or StackedLSTM
+        module = make(rngs=rngs or nnx.Rngs(0), **{**init, **options, **shape})
+        module.set_params(params)
+        if rngs is None and hasattr(module, "rngs"):
+            module.rngs = nnx.data(None)  # no dropout stream unless one is given
+        return module
+
+
+class Bidirectional(_Layers, nnx.Module):
+    """A bidirectional LSTM (Keras ``Bidirectional(LSTM)``), with optional projection.
+
+    Args:
+        in_features: I. units: H. proj_size: P for projected outputs (PyTorch ``proj_size``), or None.
+        merge_mode: ``"concat"``, ``"sum"``, ``"mul"``, ``"ave"`` or None (the pair).
+        zero_output_for_mask: masked steps output zeros (None: Keras Bidirectional's default, True).
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``,
+            and so are unroll, dtype, param_dtype, impl and time_major; ``projection_initializer``
+            for ``[H, P]``.
+        rngs: ``nnx.Rngs`` for the initialisers (``params`` stream).
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
+    ``BidirectionalOutput`` (sequence ``[..., T, F]``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        units: int,
+        *,
+        proj_size: Optional[int] = None,
+        merge_mode: Optional[str] = "concat",
+        zero_output_for_mask: Optional[bool] = None,
+        activation: ActivationLike = "tanh",
+        recurrent_activation: ActivationLike = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        projection_initializer: Any = "glorot_uniform",
+        unit_forget_bias: bool = True,
+        unroll: int | bool = 1,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        impl: Any = "auto",
+        time_major: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        units = checks.positive_int(units, "units")
+        self.merge_mode = checks.merge_mode(merge_mode)
+        self.options = keras_surface.sequence_options(locals())
+        self.weights = _BidirectionalWeights(in_features, units, keras_surface.weight_options(locals()), rngs)
+
+    @property
+    def params(self) -> BidirectionalParams:
+        """The weights as ``BidirectionalParams``."""
+        return self.weights.params
+
+    def set_params(self, params: BidirectionalParams) -> None:
+        """Write ``BidirectionalParams`` of the same shapes into the module's ``nnx.Param``s."""
+        self.weights._write(params, "params")
+
+    def __call__(
+        self,
+        inputs: jax.Array,
+        initial_state: Optional[BidirectionalState] = None,
+        mask: Optional[jax.Array] = None,
+        *,
+        lengths: Optional[jax.Array] = None,
+    ) -> BidirectionalOutput:
+        """Inputs ``[..., T, I]`` -> ``BidirectionalOutput`` (see ``jaxlstm.bidirectional``)."""
+        keras_surface.check_inputs(inputs, self.params.forward.input_size, self.options.time_major)
+        return _bidirectional.run(
+            self.params, inputs, initial_state, mask, lengths, self.options, self.merge_mode
+        )
+
+
+class StackedLSTM(_Layers, nnx.Module):
+    """``num_layers`` LSTM layers of equal width (PyTorch ``nn.LSTM``), optionally bidirectional
+    and projected, with dropout between layers and residual connections.
+
+    Args:
+        in_features: I. units: H. num_layers: layers. proj_size: P or None.
+        bidirectional: two directions per layer, merged with ``merge_mode`` (``"concat"``, ``"sum"``,
+            ``"mul"`` or ``"ave"``) before the next layer.
+        inter_layer_dropout: PyTorch's ``dropout`` (after every layer but the last). ``dropout``: its
+            deprecated spelling (``LSTM``'s ``dropout`` is Keras's input dropout, a different thing).
+        deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it).
+        residual: add each upper layer's input to its output.
+        zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
+        activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
+        rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
+        rngs: ``nnx.Rngs`` for the initialisers (``params``) and dropout.
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
+    deterministic=None, rngs=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        units: int,
+        num_layers: int = 1,
+        *,
+        bidirectional: bool = False,
+        merge_mode: str = "concat",
+        proj_size: Optional[int] = None,
+        inter_layer_dropout: float = 0.0,
+        deterministic: bool = False,
+        residual: bool = False,
+        zero_output_for_mask: Optional[bool] = None,
+        activation: ActivationLike = "tanh",
+        recurrent_activation: ActivationLike = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        recurrent_initializer: Any = "orthogonal",
+        bias_initializer: Any = "zeros",
+        projection_initializer: Any = "glorot_uniform",
+        unit_forget_bias: bool = True,
+        unroll: int | bool = 1,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rng_collection: str = "dropout",
+        impl: Any = "auto",
+        time_major: bool = False,
+        dropout: Optional[float] = None,
+        rngs: nnx.Rngs,
+    ) -> None:
+        num_layers = checks.positive_int(num_layers, "num_layers")
+        units = checks.positive_int(units, "units")
+        rate = checks.renamed("dropout", dropout, "inter_layer_dropout", inter_layer_dropout, 0.0)
+        self.inter_layer_dropout = checks.fraction(rate, "inter_layer_dropout")
+        self.merge_mode = checks.merge_mode(merge_mode)
+        self.options = keras_surface.sequence_options(locals())
+        weights = keras_surface.weight_options(locals())
+        output_size = weights.output_size(units)
+        width = merged_size(output_size, merge_mode) if bidirectional else output_size
+        make = _BidirectionalWeights if bidirectional else _Weights
+        self.layers = nnx.List(
+            [make(in_features if layer == 0 else width, units, weights, rngs) for layer in range(num_layers)]
+        )
+        self.deterministic = checks.flag(deterministic, "deterministic")
+        self.residual = residual
+        self.rng_collection = rng_collection
+        self.rngs = _dropout_stream(rngs, rng_collection, self.inter_layer_dropout > 0 and num_layers > 1)
+
+    @property
+    def dropout(self) -> float:
+        """Deprecated spelling of ``inter_layer_dropout``."""
+        return self.inter_layer_dropout
+
+    @property
+    def params(self) -> tuple[LayerParams, ...]:
+        """The weights as a tuple of per-layer ``LSTMParams`` / ``BidirectionalParams``."""
+        return tuple(layer.params for layer in self.layers)
+
+    def set_params(self, params: Sequence[LayerParams]) -> None:
+        """Write per-layer params of the same shapes into the module's ``nnx.Param``s."""
+        params = checks.layers(params)
+        if len(params) != len(self.layers):
+            raise ValueError(f"params: expected {len(self.layers)} layers, found {len(params)}")
+        for index, (layer, new) in enumerate(zip(self.layers, params)):
+            kind = BidirectionalParams if isinstance(layer, _BidirectionalWeights) else LSTMParams
+            if not isinstance(new, kind):
+                raise TypeError(f"params[{index}]: expected {kind.__name__}, found {type(new).__name__}")
+            cast(Any, layer)._write(new, f"params[{index}]")
+
+    def __call__(
+        self,
+        inputs: jax.Array,
+        initial_state: Optional[tuple] = None,
+        mask: Optional[jax.Array] = None,
+        *,
+        lengths: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
+        rngs: RngsLike = None,
+    ) -> StackOutput:
+        """Inputs ``[..., T, I]`` -> ``StackOutput`` (see ``jaxlstm.stacked_lstm``)."""
+        params = self.params
+        keras_surface.check_inputs(
+            inputs, stack.check_stack(params, self.merge_mode, False)[0][0], self.options.time_major
+        )
+        deterministic = self.deterministic if deterministic is None else deterministic
+        key = None
+        if self.inter_layer_dropout > 0 and len(self.layers) > 1 and not deterministic:
+            key = _dropout_key(self, rngs, self.rng_collection)
+        return stack.run(
+            params,
+            inputs,
+            initial_state,
+            mask,
+            lengths,
+            self.options,
+            merge_mode=self.merge_mode,
+            inter_layer_dropout=self.inter_layer_dropout,
+            key=key,
+            deterministic=deterministic,
+            residual=self.residual,
+        )
+
+    def set_view(self, deterministic: Optional[bool] = None) -> None:
+        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: dropout off if True."""
+        if deterministic is not None:
+            self.deterministic = deterministic

@@ -21,15 +21,10 @@ from typing import Any, NamedTuple, Optional, Union, cast
 import jax
 import jax.numpy as jnp
 
-from . import checks, core
-from .activations import Activation, ActivationLike, resolve
-from .bidirectional import (
-    BidirectionalState,
-    _check_merge_mode,
-    bidirectional,
-    init_bidirectional,
-    merged_size,
-)
+from . import _bidirectional, checks, core
+from ._bidirectional import BidirectionalState, init_bidirectional, merged_size
+from ._options import SequenceOptions
+from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
 
 __all__ = [
@@ -111,41 +106,18 @@ def init_stack(
 # ----------------------------------------------------------------------------------------------
 
 
-def _layer_sizes(layer: Any, index: int, merge_mode: Optional[str]) -> tuple[int, int]:
-    """``(input_size, output width)`` of one layer of a stack, checking its parameters."""
-    name = f"params[{index}]"
-    if isinstance(layer, LSTMParams):
-        input_size, _, output_size = checks.params(layer)
-        return input_size, output_size
-    if isinstance(layer, BidirectionalParams):
-        sizes = [checks.params(direction) for direction in layer]
-        if sizes[0][0] != sizes[1][0] or sizes[0][2] != sizes[1][2]:
-            raise ValueError(
-                f"{name}: forward and backward must have the same input and output sizes, found "
-                f"(input, output) {sizes[0][0], sizes[0][2]} and {sizes[1][0], sizes[1][2]}"
-            )
-        if merge_mode is None:
+def check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list[tuple[int, int]]:
+    """The layers of a stack chain (each reads what the layer below outputs), and fit residual
+    connections; returns each layer's ``(input_size, output width)``."""
+    sizes = []
+    for index, layer in enumerate(checks.layers(params)):
+        input_size, output_size, two_way = checks.layer(layer, f"params[{index}]")
+        if two_way and merge_mode is None:
             raise ValueError(
                 "merge_mode: a stack passes one merged sequence between layers, so None is not "
                 "allowed; call bidirectional() directly for unmerged outputs"
             )
-        return sizes[0][0], merged_size(sizes[0][2], merge_mode)
-    raise TypeError(f"{name}: expected LSTMParams or BidirectionalParams, found {type(layer).__name__}")
-
-
-def _check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list[tuple[int, int]]:
-    if isinstance(params, (LSTMParams, BidirectionalParams)):
-        raise TypeError(
-            f"params: expected a tuple of per-layer params, found a single {type(params).__name__}; "
-            "pass (params,) for a one-layer stack, or call lstm / bidirectional"
-        )
-    if not isinstance(params, tuple) or not params:
-        raise TypeError(
-            "params: expected a non-empty tuple of per-layer LSTMParams / BidirectionalParams "
-            f"(see init_stack), found {type(params).__name__}"
-            + (" of length 0" if isinstance(params, tuple) else "")
-        )
-    sizes = [_layer_sizes(layer, index, merge_mode) for index, layer in enumerate(params)]
+        sizes.append((input_size, merged_size(output_size, merge_mode) if two_way else output_size))
     for index in range(1, len(sizes)):
         below, (layer_input, width) = sizes[index - 1][1], sizes[index]
         if layer_input != below:
@@ -208,20 +180,7 @@ def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "merge_mode",
-        "dropout",
-        "residual",
-        "zero_output_for_mask",
-        "activation",
-        "recurrent_activation",
-        "unroll",
-        "dtype",
-        "impl",
-    ),
-)
+@partial(jax.jit, static_argnames=("merge_mode", "dropout", "residual", "options"))
 def _stacked_lstm(
     params: tuple[LayerParams, ...],
     xs: jax.Array,
@@ -233,42 +192,22 @@ def _stacked_lstm(
     merge_mode: str,
     dropout: float,
     residual: bool,
-    zero_output_for_mask: Optional[bool],
-    activation: Activation,
-    recurrent_activation: Activation,
-    unroll: int | bool,
-    dtype: Any,
-    impl: Any,
+    options: SequenceOptions,
 ) -> StackOutput:
-    # Heterogeneous keyword arguments shared by every layer's lstm / bidirectional call.
-    common: dict[str, Any] = dict(
-        mask=mask,
-        lengths=lengths,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        dtype=dtype,
-        impl=impl,
-    )
     # A dropout key per gap between layers (PyTorch: no dropout after the last layer).
     keys = None if key is None else jax.random.split(key, max(len(params) - 1, 1))
     states: list[LayerState] = []
     for index, layer in enumerate(params):
-        # _check_initial_state matched each state's kind to its layer's.
+        # _check_initial_state matched each state's kind to its layer's. Each layer fills in Keras's
+        # default zero_output_for_mask for its kind when it is None.
         state = None if initial_state is None else initial_state[index]
         if isinstance(layer, LSTMParams):
-            # Keras's LSTM default: a masked step repeats the previous output.
-            zero = bool(zero_output_for_mask)
-            out = core.lstm(layer, xs, cast(Optional[LSTMState], state), zero_output_for_mask=zero, **common)
+            out = core.run(layer, xs, cast(Optional[LSTMState], state), mask, lengths, options)
             ys = out.sequence
         else:
-            # Keras's Bidirectional default when returning sequences: a masked step outputs zeros.
-            zero = True if zero_output_for_mask is None else zero_output_for_mask
             bi_state = cast(Optional[BidirectionalState], state)
-            out = bidirectional(
-                layer, xs, bi_state, merge_mode=merge_mode, zero_output_for_mask=zero, **common
-            )
-            # A stack's merge_mode is never None (_layer_sizes rejects it), so this is one array.
+            out = _bidirectional.run(layer, xs, bi_state, mask, lengths, options, merge_mode)
+            # A stack's merge_mode is never None (check_stack rejects it), so this is one array.
             ys = cast(jax.Array, out.sequence)
         if residual and index > 0:
             ys = ys + xs.astype(ys.dtype)
@@ -283,11 +222,11 @@ def stacked_lstm(
     params: Sequence[LayerParams],
     xs: jax.Array,
     initial_state: Optional[Sequence[LayerState]] = None,
+    mask: Optional[jax.Array] = None,
     *,
     merge_mode: str = "concat",
-    mask: Optional[jax.Array] = None,
     lengths: Optional[jax.Array] = None,
-    dropout: float = 0.0,
+    inter_layer_dropout: float = 0.0,
     key: Optional[jax.Array] = None,
     deterministic: Optional[bool] = None,
     residual: bool = False,
@@ -297,76 +236,100 @@ def stacked_lstm(
     unroll: int | bool = 1,
     dtype: Any = None,
     impl: Any = "auto",
+    time_major: bool = False,
+    dropout: Optional[float] = None,
 ) -> StackOutput:
     """Run a stack of LSTM layers over whole sequences, bottom layer first.
 
     Args:
         params: a tuple of per-layer ``LSTMParams`` / ``BidirectionalParams`` (``init_stack``); each
             layer must read what the layer below outputs.
-        xs: ``[..., T, input_size]``, any number of leading batch axes.
+        xs: ``[..., T, input_size]``, any number of leading batch axes (``[T, ..., input_size]``
+            with ``time_major``).
         initial_state: a tuple with one state per layer (``LSTMState`` or ``BidirectionalState``,
             broadcastable to the batch), or None for zeros. ``from_torch_state`` builds one from
             PyTorch's ``(h_0, c_0)``.
+        mask: ``[..., T]`` bool or 0/1 (Keras semantics), applied in every layer.
         merge_mode: how bidirectional layers merge their directions: ``"concat"`` (PyTorch's and
             Keras's default), ``"sum"``, ``"mul"`` or ``"ave"``.
-        mask: ``[..., T]`` bool (Keras semantics), applied in every layer.
         lengths: ``[...]`` int, right padding (PyTorch packed sequences), applied in every layer.
-        dropout: PyTorch's inter-layer dropout: applied to the output of every layer but the last.
-        key: PRNG key for dropout; needed when ``dropout > 0`` and not ``deterministic``.
-        deterministic: True turns dropout off (inference). Must be given when ``dropout > 0``, so
+        inter_layer_dropout: PyTorch ``nn.LSTM``'s ``dropout``: applied to the output of every layer
+            but the last (not Keras's input ``dropout`` of the LSTM modules).
+        key: PRNG key for dropout; needed when ``inter_layer_dropout > 0`` and not ``deterministic``.
+        deterministic: True turns dropout off (inference). Must be given when dropout is on, so
             that forgetting it can neither silently train without dropout nor infer with it.
         residual: add each layer's input to its output, for every layer above the first (GNMT-style
             skip connections); the layers must have equal input and output width. Dropout, when on,
             applies to the sum.
         zero_output_for_mask: masked steps output zeros instead of the previous output. Default:
             Keras's per-layer default (False for one-direction layers, True for bidirectional ones).
-        activation, recurrent_activation, unroll, dtype, impl: as in ``core.lstm``, for every layer.
+        activation, recurrent_activation, unroll, dtype, impl, time_major: as in ``core.lstm``, for
+            every layer.
+        dropout: deprecated spelling of ``inter_layer_dropout``.
 
     Returns:
-        ``StackOutput(sequence [..., T, F], state)``; see its docstring for the state layout.
+        ``StackOutput(sequence [..., T, F], state)``; see its docstring for the state layout
+        (``[T, ..., F]`` with ``time_major``).
     """
-    if isinstance(params, list):
-        params = tuple(params)
-    _check_merge_mode(merge_mode)
-    sizes = _check_stack(params, merge_mode, residual)
-    batch_shape, _ = checks.sequence(xs, sizes[0][0])
+    rate = checks.renamed("dropout", dropout, "inter_layer_dropout", inter_layer_dropout, 0.0)
+    options = SequenceOptions.of(locals())
+    return run(params, xs, initial_state, mask, lengths, options, merge_mode=merge_mode,
+               inter_layer_dropout=rate, key=key, deterministic=deterministic, residual=residual)  # fmt: skip
+
+
+def run(
+    params: Sequence[LayerParams],
+    xs: jax.Array,
+    initial_state: Optional[Sequence[LayerState]],
+    mask: Optional[jax.Array],
+    lengths: Optional[jax.Array],
+    options: SequenceOptions,
+    *,
+    merge_mode: str = "concat",
+    inter_layer_dropout: float = 0.0,
+    key: Optional[jax.Array] = None,
+    deterministic: Optional[bool] = None,
+    residual: bool = False,
+) -> StackOutput:
+    """``stacked_lstm`` with its options as one ``SequenceOptions``."""
+    checks.merge_mode(merge_mode)
+    residual = checks.flag(residual, "residual")
+    params = checks.layers(params)
+    sizes = check_stack(params, merge_mode, residual)
+    batch_shape, steps = checks.sequence(xs, sizes[0][0], time_major=options.time_major)
     if initial_state is not None:
         _check_initial_state(initial_state, params, batch_shape)
         initial_state = tuple(initial_state)
-    dropout = checks.fraction(dropout, "dropout")
+    dropout = checks.fraction(inter_layer_dropout, "inter_layer_dropout")
+    deterministic = checks.optional_flag(deterministic, "deterministic")
     if deterministic is None and dropout > 0:
         raise ValueError(
-            f"deterministic: dropout={dropout} needs deterministic=False (training, with a key) or "
-            "deterministic=True (inference, no dropout); found None"
+            f"deterministic: inter_layer_dropout={dropout} needs deterministic=False (training, with a "
+            "key) or deterministic=True (inference, no dropout); found None"
         )
     use_dropout = dropout > 0 and not deterministic and len(params) > 1
     if use_dropout and key is None:
-        raise ValueError(f"key: dropout={dropout} with deterministic=False needs a PRNG key, found None")
-    if zero_output_for_mask is not None:
-        zero_output_for_mask = bool(zero_output_for_mask)
-    # Mask, lengths, unroll and dtype are validated by core.lstm while tracing each layer.
+        raise ValueError(
+            f"key: inter_layer_dropout={dropout} with deterministic=False needs a PRNG key, found None"
+        )
+    # Mask and lengths are validated by each layer while tracing (lengths' range here, concretely).
     return _stacked_lstm(
         params,
         jnp.asarray(xs),
         initial_state,
         None if mask is None else jnp.asarray(mask),
-        None if lengths is None else _concrete_lengths(lengths, batch_shape, xs),
+        None if lengths is None else _concrete_lengths(lengths, batch_shape, steps),
         key if use_dropout else None,
         merge_mode=merge_mode,
         dropout=dropout if use_dropout else 0.0,  # an unused rate must not cause a recompilation
-        residual=bool(residual),
-        zero_output_for_mask=zero_output_for_mask,
-        activation=resolve(activation, "activation"),
-        recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
-        unroll=unroll,
-        dtype=None if dtype is None else jnp.dtype(dtype),
-        impl=checks.impl(impl),
+        residual=residual,
+        options=options,
     )
 
 
-def _concrete_lengths(lengths: Any, batch_shape: tuple[int, ...], xs: Any) -> jax.Array:
+def _concrete_lengths(lengths: Any, batch_shape: tuple[int, ...], steps: int) -> jax.Array:
     # Check the range here, where lengths may still be concrete; inside the jit it is a tracer.
-    checks.lengths(lengths, batch_shape, jnp.shape(xs)[-2])
+    checks.lengths(lengths, batch_shape, steps)
     return jnp.asarray(lengths)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from . import checks, core
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
-from .stack import _check_stack, stacked_lstm
+from .stack import check_stack, stacked_lstm
 
 __all__ = ["stream_chunk", "stream_state", "stream_step"]
 
@@ -34,12 +34,7 @@ StreamState = Union[LSTMState, tuple[LSTMState, ...]]
 def _layers(params: Any) -> tuple[tuple[LSTMParams, ...], bool]:
     """The layers as a tuple, and whether ``params`` was a single ``LSTMParams``."""
     single = isinstance(params, (LSTMParams, BidirectionalParams))
-    layers = (params,) if single else params
-    if not isinstance(layers, (tuple, list)) or not layers:
-        raise TypeError(
-            "params: expected LSTMParams or a non-empty tuple of per-layer LSTMParams, "
-            f"found {type(params).__name__}"
-        )
+    layers = (params,) if single else checks.layers(params)
     checked: list[LSTMParams] = []
     for index, layer in enumerate(layers):
         name = "params" if single else f"params[{index}]"
@@ -95,7 +90,7 @@ def _stream_step(
     for index, (layer, state) in enumerate(zip(layers, states)):
         layer = jax.tree_util.tree_map(lambda a: a.astype(dtype), layer)
         state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(dtype))
-        new, y_t = core._step(layer, state, x_t, activation, recurrent_activation)
+        new, y_t = core.raw_step(layer, state, x_t, activation, recurrent_activation)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)
@@ -127,7 +122,9 @@ def stream_step(
     """
     layers, single = _layers(params)
     states = _as_tuple(state, layers, single)
-    _check_stack(layers, None, bool(residual))  # the layers chain (and fit residual connections)
+    check_stack(
+        layers, None, checks.flag(residual, "residual")
+    )  # the layers chain (and fit residual connections)
     checks.float_array(x_t, "x_t")
     x_shape = tuple(np.shape(x_t))
     if len(x_shape) < 1 or x_shape[-1] != layers[0].input_size:
@@ -142,7 +139,7 @@ def stream_step(
         layers,
         states,
         jnp.asarray(x_t),
-        residual=bool(residual),
+        residual=checks.flag(residual, "residual"),
         activation=resolve(activation, "activation"),
         recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
     )

@@ -67,7 +67,7 @@ def test_mask_with_reverse_and_initial_state_and_grad(setup):
     s = state
     ys = []
     for t in reversed(range(T)):
-        s, y = core._step(params, s, xs[:, t], jnp.tanh, jax.nn.sigmoid, keep)
+        s, y = core.raw_step(params, s, xs[:, t], jnp.tanh, jax.nn.sigmoid, keep)
         ys.append(y)
     np.testing.assert_allclose(out.sequence, jnp.stack(ys, 1), atol=1e-6)
     g = jax.grad(lambda m: jaxlstm.lstm(params, xs, recurrent_dropout_mask=m).state.c.sum())(keep)

@@ -36,8 +36,10 @@ def test_shape_errors_name_argument_expected_and_found(jit: bool) -> None:
 def test_mask_and_lengths_errors() -> None:
     with raises(ValueError, "mask", "[2, 5]", "[5]"):
         jaxlstm.lstm(P, X, mask=jnp.ones(5, bool))  # no silent broadcast over the batch
-    with raises(TypeError, "mask", "bool", "float32"):
-        jaxlstm.lstm(P, X, mask=jnp.ones((2, 5)))
+    with raises(ValueError, "mask", "0/1", "0.5"):  # numeric masks are 0/1 (Keras); others refused
+        jaxlstm.lstm(P, X, mask=jnp.full((2, 5), 0.5))
+    with raises(TypeError, "mask", "bool", "complex64"):
+        jaxlstm.lstm(P, X, mask=jnp.ones((2, 5), jnp.complex64))
     with raises(ValueError, "lengths", "[2]", "[2, 1]"):
         jaxlstm.lstm(P, X, lengths=jnp.ones((2, 1), int))
     with raises(ValueError, "lengths", "[0, 5]", "max 6"):
@@ -108,5 +110,15 @@ def test_step_errors() -> None:
     state = jaxlstm.zero_state(P)
     with raises(ValueError, "x_t", "[4]", "[5]"):
         jaxlstm.step(P, state, jnp.ones(5))
-    with raises(ValueError, "state.h", "[2, 3]", "[3]"):
-        jaxlstm.step(P, state, jnp.ones((2, 4)))  # a batch of inputs with one unbatched state
+    with raises(ValueError, "state.h", "[2, 3]", "[5, 3]"):
+        jaxlstm.step(P, jaxlstm.zero_state(P, (5,)), jnp.ones((2, 4)))  # batch 5 state, batch 2 inputs
+
+
+def test_step_broadcasts_an_unbatched_state_like_lstm() -> None:
+    # A batch of inputs with one unbatched state: lstm broadcasts it, and so does step.
+    state = jaxlstm.LSTMState(h=jnp.full(3, 0.3), c=jnp.full(3, -0.2))
+    x_t = jax.random.normal(jax.random.key(1), (2, 4))
+    new, y = jaxlstm.step(P, state, x_t)
+    out = jaxlstm.lstm(P, x_t[:, None, :], state, impl="scan")
+    np.testing.assert_allclose(y, out.sequence[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(new.c, out.state.c, rtol=1e-6)

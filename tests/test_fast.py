@@ -125,11 +125,11 @@ def test_supports_only_default_activations(data):
 @pytest.mark.parametrize(
     "config",
     [
-        fast.FastConfig(hoist_input=True),
-        fast.FastConfig(checkpoint_chunks=3, fuse_gemm=True),  # T=7: chunks of 3 with padding
-        fast.FastConfig(hoist_input=True, checkpoint_chunks=2, unroll=2),
+        fast.FastConfig(unroll=3),
+        fast.FastConfig(checkpoint_chunks=3),  # T=7: chunks of 3 with padding
+        fast.FastConfig(checkpoint_chunks=2, unroll=2),
     ],
-    ids=["hoist", "remat3_fused", "hoist_remat2_unroll2"],
+    ids=["unroll3", "remat3", "remat2_unroll2"],
 )
 def test_configs_match_reference(data, config):
     """Every FastConfig lever, called directly on time-major inputs with mask and lengths."""

@@ -51,16 +51,16 @@ def test_linen_stack_and_bidirectional_equal_functional(reference) -> None:
     from jaxlstm import linen
 
     model = linen.StackedLSTM(UNITS, num_layers=2, bidirectional=True, proj_size=PROJ)
-    variables = linen.layer_variables(STACK)
+    variables = linen.to_variables(STACK)
     # The module's own init builds the same tree (names, shapes) that layer_variables writes.
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), XS))
     assert jax.tree_util.tree_structure(shapes) == jax.tree_util.tree_structure(variables)
     assert jax.tree_util.tree_map(jnp.shape, shapes) == jax.tree_util.tree_map(jnp.shape, variables)
     _assert_trees_close(model.apply(variables, XS, lengths=LENGTHS), reference["stack"])
-    _assert_trees_close(linen.layer_params(variables), STACK)
+    _assert_trees_close(linen.get_params(variables), STACK)
 
     layer = linen.Bidirectional(UNITS, merge_mode="ave")
-    out = layer.apply(linen.layer_variables(BIDIR), XS, mask=MASK)
+    out = layer.apply(linen.to_variables(BIDIR), XS, mask=MASK)
     _assert_trees_close(out, reference["bidir"])
 
 
@@ -69,9 +69,11 @@ def test_linen_dropout_and_init() -> None:
     from jaxlstm import linen
 
     params = (random_lstm(_rng, FEATURES, UNITS), random_lstm(_rng, UNITS, UNITS))
-    variables = linen.layer_variables(params)
+    variables = linen.to_variables(params)
     # (A glorot recurrent initialiser only saves compiling a QR for the fresh init below.)
-    model = linen.StackedLSTM(UNITS, num_layers=2, dropout=0.5, recurrent_initializer="glorot_uniform")
+    model = linen.StackedLSTM(
+        UNITS, num_layers=2, inter_layer_dropout=0.5, recurrent_initializer="glorot_uniform"
+    )
     plain = jaxlstm.stacked_lstm(params, XS).sequence
     np.testing.assert_allclose(
         model.apply(variables, XS, deterministic=True).sequence, plain, atol=ATOL, rtol=RTOL
@@ -81,12 +83,10 @@ def test_linen_dropout_and_init() -> None:
     )
     np.testing.assert_array_equal(dropped(1), dropped(1))
     assert np.abs(np.asarray(dropped(1)) - np.asarray(plain)).max() > 1e-3
-    with pytest.raises(ValueError, match="deterministic: dropout=0.5 needs"):
+    with pytest.raises(ValueError, match="deterministic: inter_layer_dropout=0.5 needs"):
         model.apply(variables, XS)
     # init draws Keras's defaults: the forget bias is 1 in every layer.
-    fresh = linen.layer_params(
-        jax.jit(lambda key: model.init(key, XS, deterministic=True))(jax.random.key(0))
-    )
+    fresh = linen.get_params(jax.jit(lambda key: model.init(key, XS, deterministic=True))(jax.random.key(0)))
     for layer in fresh:
         np.testing.assert_array_equal(layer.bias[UNITS : 2 * UNITS], 1.0)
 
@@ -124,7 +124,7 @@ def test_nnx_dropout_train_eval_and_fresh_init() -> None:
     from jaxlstm import nnx as jnnx
 
     model = jnnx.StackedLSTM(
-        FEATURES, UNITS, 2, bidirectional=True, merge_mode="sum", dropout=0.5,
+        FEATURES, UNITS, 2, bidirectional=True, merge_mode="sum", inter_layer_dropout=0.5,
         recurrent_initializer="glorot_uniform", rngs=nnx.Rngs(0),
     )  # fmt: skip
     assert model.layers[1].forward.kernel.shape == (UNITS, 4 * UNITS)  # "sum" keeps the width
@@ -136,7 +136,7 @@ def test_nnx_dropout_train_eval_and_fresh_init() -> None:
     np.testing.assert_allclose(model(XS).sequence, plain, atol=ATOL, rtol=RTOL)
     model.train()
     assert np.abs(np.asarray(model(XS).sequence) - np.asarray(plain)).max() > 1e-3
-    no_stream = jnnx.StackedLSTM.from_params(model.params, merge_mode="sum", dropout=0.5)
+    no_stream = jnnx.StackedLSTM.from_params(model.params, merge_mode="sum", inter_layer_dropout=0.5)
     with pytest.raises(ValueError, match="rngs: dropout is on"):
         no_stream(XS)
     np.testing.assert_allclose(no_stream(XS, deterministic=True).sequence, plain, atol=ATOL, rtol=RTOL)
@@ -147,13 +147,13 @@ def test_flax_argument_errors() -> None:
     from jaxlstm import linen
     from jaxlstm import nnx as jnnx
 
-    with pytest.raises(ValueError, match=r"params\[0\].forward.recurrent_kernel: expected \[3, 20\]"):
+    with pytest.raises(ValueError, match=r"params\[0\].forward.recurrent_kernel: expected shape \[3, 20\]"):
         jnnx.StackedLSTM.from_params(STACK).set_params((BIDIR, STACK[1]))
     with pytest.raises(ValueError, match="inputs: expected shape"):
         linen.StackedLSTM(UNITS).init(jax.random.key(0), XS[0, 0])
     with pytest.raises(ValueError, match="inputs: expected 4 features"):
         model = linen.StackedLSTM(UNITS, bidirectional=True, proj_size=PROJ)
-        model.apply(linen.layer_variables(STACK[:1]), XS[..., :3])
+        model.apply(linen.to_variables(STACK[:1]), XS[..., :3])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_flax_stacks_stream_in_chunks_and_steps() -> None:
 
     whole = jaxlstm.stacked_lstm(UNI_STACK, XS)
     linen_model = linen.StackedLSTM(UNITS, num_layers=2, proj_size=PROJ)
-    variables = linen.layer_variables(UNI_STACK)
+    variables = linen.to_variables(UNI_STACK)
     nnx_model = jnnx.StackedLSTM.from_params(UNI_STACK)
     for run in (lambda x, s: linen_model.apply(variables, x, s), lambda x, s: nnx_model(x, s)):
         pieces, state = [], None
@@ -187,7 +187,7 @@ def test_flax_stacks_stream_in_chunks_and_steps() -> None:
         _assert_trees_close(state, whole.state)
 
     # Step at a time on the modules' parameters (jaxlstm.stream_step), for online inference.
-    for params in (linen.layer_params(variables), nnx_model.params):
+    for params in (linen.get_params(variables), nnx_model.params):
         state, outputs = jaxlstm.stream_state(params, (BATCH,)), []
         for t in range(STEPS):
             state, y = jaxlstm.stream_step(params, state, XS[:, t])

@@ -90,11 +90,11 @@ def test_dropout_flags(xs) -> None:
     rng = np.random.default_rng(13)
     params = (random_lstm(rng, FEATURES, UNITS), random_lstm(rng, UNITS, UNITS))
     plain = jaxlstm.stacked_lstm(params, xs).sequence
-    inference = jaxlstm.stacked_lstm(params, xs, dropout=0.5, deterministic=True).sequence
+    inference = jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5, deterministic=True).sequence
     np.testing.assert_array_equal(inference, plain)
     run = lambda seed: (
         jaxlstm.stacked_lstm(
-            params, xs, dropout=0.5, deterministic=False, key=jax.random.PRNGKey(seed)
+            params, xs, inter_layer_dropout=0.5, deterministic=False, key=jax.random.PRNGKey(seed)
         ).sequence
     )
     first, again, other = run(0), run(0), run(1)
@@ -102,14 +102,18 @@ def test_dropout_flags(xs) -> None:
     assert np.abs(np.asarray(first) - np.asarray(plain)).max() > 1e-3
     assert np.abs(np.asarray(first) - np.asarray(other)).max() > 1e-3
     # One layer: PyTorch applies no dropout after the last layer, so there is none at all.
-    single = jaxlstm.stacked_lstm(params[:1], xs, dropout=0.5, deterministic=False, key=jax.random.PRNGKey(0))
+    single = jaxlstm.stacked_lstm(
+        params[:1], xs, inter_layer_dropout=0.5, deterministic=False, key=jax.random.PRNGKey(0)
+    )
     np.testing.assert_array_equal(single.sequence, jaxlstm.stacked_lstm(params[:1], xs).sequence)
-    with pytest.raises(ValueError, match="deterministic: dropout=0.5 needs deterministic=False"):
-        jaxlstm.stacked_lstm(params, xs, dropout=0.5)
-    with pytest.raises(ValueError, match="key: dropout=0.5 with deterministic=False needs a PRNG key"):
-        jaxlstm.stacked_lstm(params, xs, dropout=0.5, deterministic=False)
-    with pytest.raises(ValueError, match=r"dropout: expected a float in \[0, 1\], found 1.5"):
-        jaxlstm.stacked_lstm(params, xs, dropout=1.5, deterministic=False)
+    with pytest.raises(ValueError, match="deterministic: inter_layer_dropout=0.5 needs deterministic=False"):
+        jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5)
+    with pytest.raises(
+        ValueError, match="key: inter_layer_dropout=0.5 with deterministic=False needs a PRNG key"
+    ):
+        jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5, deterministic=False)
+    with pytest.raises(ValueError, match=r"inter_layer_dropout: expected a float in \[0, 1\], found 1.5"):
+        jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=1.5, deterministic=False)
 
 
 def test_torch_state_layout_round_trip() -> None:
@@ -151,3 +155,14 @@ def test_stack_argument_errors(xs) -> None:
         jaxlstm.stacked_lstm((bidir, top), xs, (jaxlstm.zero_state(top), jaxlstm.zero_state(top)))
     with pytest.raises(ValueError, match="xs: expected 4 features"):
         jaxlstm.stacked_lstm((bidir, top), xs[..., :3])
+
+
+def test_old_dropout_spelling_still_works_with_a_deprecation_warning(xs) -> None:
+    params = jaxlstm.init_stack(jax.random.key(0), 4, 3, num_layers=2)
+    key = jax.random.key(1)
+    new = jaxlstm.stacked_lstm(params, xs, inter_layer_dropout=0.5, deterministic=False, key=key)
+    with pytest.warns(DeprecationWarning, match="inter_layer_dropout"):
+        old = jaxlstm.stacked_lstm(params, xs, dropout=0.5, deterministic=False, key=key)
+    np.testing.assert_array_equal(old.sequence, new.sequence)
+    with pytest.raises(TypeError, match="pass only inter_layer_dropout"):
+        jaxlstm.stacked_lstm(params, xs, dropout=0.5, inter_layer_dropout=0.2, deterministic=True)

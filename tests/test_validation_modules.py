@@ -239,7 +239,7 @@ def _linen_cases() -> dict:
             ("mask", "[2, 5]", "[5]"),
             apply(X, None, np.ones(T, bool)),
         ),
-        "mask int": (TypeError, ("mask", "bool", "int32"), apply(X, None, np.ones((B, T), np.int32))),
+        "mask int": (ValueError, ("mask", "0/1", "2"), apply(X, None, np.full((B, T), 2, np.int32))),
         "initial_state batch": (
             ValueError,
             ("initial_state.h", "[2, 3]", "[3, 3]"),
@@ -252,7 +252,7 @@ def _linen_cases() -> dict:
         ),
         "initial_state triple": (
             TypeError,
-            ("initial_state", "LSTMState(h, c)", "tuple"),
+            ("initial_state", "LSTMState(h=..., c=...)", "tuple"),
             apply(X, (1, 2, 3)),
         ),
         "variables gate width": (
@@ -417,9 +417,9 @@ def _nnx_cases() -> dict:
             lambda: layer(X, None, np.ones((1, T), bool)),
         ),
         "mask float": (
-            TypeError,
-            ("mask", "bool", "float32"),
-            lambda: layer(X, None, np.ones((B, T), np.float32)),
+            ValueError,
+            ("mask", "0/1", "0.5"),
+            lambda: layer(X, None, np.full((B, T), 0.5, np.float32)),
         ),
         "initial_state batch": (
             ValueError,

@@ -1,4 +1,5 @@
-"""Bidirectional LSTM: a forward and a backward pass with independent parameters, merged per step.
+"""Bidirectional LSTM (``jaxlstm.bidirectional`` and friends; the file is private so that the
+function ``jaxlstm.bidirectional`` does not shadow a module of the same name): a forward and a backward pass with independent parameters, merged per step.
 
     bidirectional(params, xs) -> BidirectionalOutput(sequence [..., T, F], state.forward, state.backward)
 
@@ -15,8 +16,10 @@ import jax
 import jax.numpy as jnp
 
 from . import checks, core
+from ._options import SequenceOptions
 from .activations import ActivationLike
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .checks import MERGE_MODES
+from .pytrees import BidirectionalParams, LSTMState
 
 __all__ = [
     "MERGE_MODES",
@@ -27,9 +30,6 @@ __all__ = [
     "merge",
     "merged_size",
 ]
-
-# Keras ``Bidirectional`` merge modes; None returns the two sequences unmerged.
-MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 class BidirectionalState(NamedTuple):
@@ -68,14 +68,9 @@ def init_bidirectional(
     )
 
 
-def _check_merge_mode(merge_mode: Any) -> None:
-    if merge_mode not in MERGE_MODES:
-        raise ValueError(f"merge_mode: expected one of {MERGE_MODES}, found {merge_mode!r}")
-
-
 def merged_size(output_size: int, merge_mode: Optional[str]) -> int:
     """Features per step after merging two directions of ``output_size`` features each."""
-    _check_merge_mode(merge_mode)
+    checks.merge_mode(merge_mode)
     if merge_mode is None:
         raise ValueError("merge_mode: None returns two sequences, which have no single merged size")
     return 2 * output_size if merge_mode == "concat" else output_size
@@ -89,7 +84,7 @@ def merge(
     Also merges final hidden states: ``merge(out.state.forward.h, out.state.backward.h, mode)`` is
     Keras's ``Bidirectional(LSTM(...))`` output with ``return_sequences=False``.
     """
-    _check_merge_mode(merge_mode)
+    checks.merge_mode(merge_mode)
     if merge_mode == "concat":
         return jnp.concatenate([forward, backward], axis=-1)
     if merge_mode == "sum":
@@ -101,62 +96,58 @@ def merge(
     return (forward, backward)
 
 
-def _check_params(params: Any) -> None:
-    if not isinstance(params, BidirectionalParams):
-        raise TypeError(
-            f"params: expected BidirectionalParams(forward, backward), found {type(params).__name__}"
-        )
-    for name in ("forward", "backward"):
-        if not isinstance(getattr(params, name), LSTMParams):
-            raise TypeError(
-                f"params.{name}: expected LSTMParams, found {type(getattr(params, name)).__name__}"
-            )
-    forward, backward = params
-    if forward.kernel.shape[0] != backward.kernel.shape[0] or forward.output_size != backward.output_size:
-        raise ValueError(
-            "params: the forward and backward directions must read the same input size and give the "
-            f"same output size; found forward kernel {list(forward.kernel.shape)} with output size "
-            f"{forward.output_size}, backward kernel {list(backward.kernel.shape)} with output size "
-            f"{backward.output_size}"
-        )
-
-
 def bidirectional(
     params: BidirectionalParams,
     xs: jax.Array,
     initial_state: Optional[BidirectionalState] = None,
+    mask: Optional[jax.Array] = None,
     *,
     merge_mode: Optional[str] = "concat",
-    mask: Optional[jax.Array] = None,
     lengths: Optional[jax.Array] = None,
-    zero_output_for_mask: bool = True,
+    zero_output_for_mask: Optional[bool] = None,
     activation: ActivationLike = "tanh",
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     dtype: Any = None,
     impl: Any = "auto",
+    time_major: bool = False,
 ) -> BidirectionalOutput:
     """Run a bidirectional LSTM over whole sequences.
 
     Args:
         params: ``BidirectionalParams(forward, backward)``, two ``LSTMParams`` with the same input
             and output sizes.
-        xs: ``[..., T, input_size]``, any number of leading batch axes.
+        xs: ``[..., T, input_size]``, any number of leading batch axes (``[T, ..., input_size]``
+            with ``time_major``).
         initial_state: a ``BidirectionalState`` (each direction an ``LSTMState`` that broadcasts to
             the batch), or None for zeros.
+        mask: ``[..., T]`` bool or 0/1, Keras semantics, applied to both directions.
         merge_mode: ``"concat"`` (default), ``"sum"``, ``"mul"``, ``"ave"`` or None, as in Keras.
-        mask: ``[..., T]`` bool, Keras semantics, applied to both directions.
         lengths: ``[...]`` int, right padding: the backward pass starts at each sequence's last
             valid step; padded outputs are zero.
-        zero_output_for_mask: masked steps output zeros. True by default because Keras
-            ``Bidirectional`` forces it on when returning sequences.
-        activation, recurrent_activation, unroll, dtype, impl: as in ``core.lstm``.
+        zero_output_for_mask: masked steps output zeros. None (default) is Keras's default here,
+            True, because Keras ``Bidirectional`` forces it on when returning sequences.
+        activation, recurrent_activation, unroll, dtype, impl, time_major: as in ``core.lstm``.
 
     Returns:
         ``BidirectionalOutput(sequence, state)``; see its docstring for shapes.
     """
-    _check_params(params)
-    _check_merge_mode(merge_mode)
+    options = SequenceOptions.of(locals())
+    return run(params, xs, initial_state, mask, lengths, options, merge_mode)
+
+
+def run(
+    params: BidirectionalParams,
+    xs: jax.Array,
+    initial_state: Optional[BidirectionalState],
+    mask: Optional[jax.Array],
+    lengths: Optional[jax.Array],
+    options: SequenceOptions,
+    merge_mode: Optional[str] = "concat",
+) -> BidirectionalOutput:
+    """``bidirectional`` with its options as one ``SequenceOptions``."""
+    checks.bidirectional(params, merged=True)
+    checks.merge_mode(merge_mode)
     if initial_state is None:
         forward_state = backward_state = None
     elif isinstance(initial_state, BidirectionalState):
@@ -166,19 +157,11 @@ def bidirectional(
             "initial_state: expected BidirectionalState(forward, backward) or None, "
             f"found {type(initial_state).__name__}"
         )
-    # Heterogeneous keyword arguments shared by both directions' core.lstm calls.
-    common: dict[str, Any] = dict(
-        mask=mask,
-        lengths=lengths,
-        zero_output_for_mask=zero_output_for_mask,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        dtype=dtype,
-        impl=impl,
+    options = options.replace(zero_output_for_mask=options.zero_output(True))
+    forward = core.run(params.forward, xs, forward_state, mask, lengths, options)
+    backward = core.run(
+        params.backward, xs, backward_state, mask, lengths, options, reverse=True, keep_order=True
     )
-    forward = core.lstm(params.forward, xs, forward_state, **common)
-    backward = core.lstm(params.backward, xs, backward_state, reverse=True, keep_order=True, **common)
     return BidirectionalOutput(
         sequence=merge(forward.sequence, backward.sequence, merge_mode),
         state=BidirectionalState(forward=forward.state, backward=backward.state),

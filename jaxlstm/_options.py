@@ -1,0 +1,155 @@
+"""The two option bundles every entry point builds once from its keyword arguments, and the one
+parameter builder.
+
+``SequenceOptions``: how a sequence is computed (activations, unroll, dtype, zero_output_for_mask,
+impl, time_major). ``WeightOptions``: how weights are made (initialisers, use_bias, unit_forget_bias,
+proj_size, param_dtype). Both are frozen and hashable (a static ``jit`` argument) and validated where
+they are built, so everything past the public signature passes one object. Imports jax and numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from . import checks
+from .activations import resolve
+
+Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
+InitializerLike = Union[str, Initializer]
+
+_init = jax.nn.initializers
+# Keras names -> jax initialisers with the same distribution (Keras's glorot/he/lecun normals are
+# truncated, as jax's are).
+INITIALIZERS: dict[str, Initializer] = {
+    "glorot_uniform": _init.glorot_uniform(),
+    "glorot_normal": _init.glorot_normal(),
+    "he_uniform": _init.he_uniform(),
+    "he_normal": _init.he_normal(),
+    "lecun_uniform": _init.lecun_uniform(),
+    "lecun_normal": _init.lecun_normal(),
+    "orthogonal": _init.orthogonal(),
+    "zeros": _init.zeros,
+    "ones": _init.ones,
+}
+
+
+def initializer(value: InitializerLike, name: str) -> Initializer:
+    """A Keras initialiser name, or a ``(key, shape, dtype)`` callable returned as is."""
+    return checks.named_or_callable(
+        value, INITIALIZERS, name, "initializer", callable_desc="a (key, shape, dtype) callable"
+    )
+
+
+def _set(obj: Any, **values: Any) -> None:
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceOptions:
+    """How a sequence is computed; see ``jaxlstm.lstm`` for each option.
+
+    ``zero_output_for_mask`` None is Keras's default for the layer kind (False for one direction,
+    True for a bidirectional layer). ``unroll`` False is 1 (Keras's bool, or ``lax.scan``'s int).
+    """
+
+    # Given as ActivationLike / InitializerLike, held resolved (callables) after __post_init__.
+    activation: Any = "tanh"
+    recurrent_activation: Any = "sigmoid"
+    unroll: Union[int, bool] = 1
+    dtype: Any = None
+    zero_output_for_mask: Optional[bool] = None
+    impl: Any = "auto"
+    time_major: bool = False
+
+    def __post_init__(self) -> None:
+        _set(
+            self,
+            activation=resolve(self.activation, "activation"),
+            recurrent_activation=resolve(self.recurrent_activation, "recurrent_activation"),
+            unroll=checks.unroll(self.unroll),
+            dtype=None if self.dtype is None else checks.float_dtype(self.dtype, "dtype"),
+            zero_output_for_mask=checks.optional_flag(self.zero_output_for_mask, "zero_output_for_mask"),
+            impl=checks.impl(self.impl),
+            time_major=checks.flag(self.time_major, "time_major"),
+        )
+
+    @classmethod
+    def of(cls, arguments: dict[str, Any]) -> SequenceOptions:
+        """From a function's keyword arguments (its ``locals()``): the fields found there."""
+        return cls(**{f.name: arguments[f.name] for f in dataclasses.fields(cls) if f.name in arguments})
+
+    def replace(self, **changes: Any) -> SequenceOptions:
+        return dataclasses.replace(self, **changes)
+
+    def zero_output(self, bidirectional: bool) -> bool:
+        """``zero_output_for_mask`` with Keras's default for the layer kind filled in."""
+        return bidirectional if self.zero_output_for_mask is None else self.zero_output_for_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightOptions:
+    """How one direction's weights are made (``jaxlstm.init``'s keyword arguments; initialisers by
+    Keras name or as ``(key, shape, dtype)`` callables)."""
+
+    use_bias: bool = True
+    unit_forget_bias: bool = True
+    kernel_init: Any = "glorot_uniform"
+    recurrent_init: Any = "orthogonal"
+    bias_init: Any = "zeros"
+    projection_init: Any = "glorot_uniform"
+    proj_size: Optional[int] = None
+    param_dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        _set(
+            self,
+            use_bias=checks.flag(self.use_bias, "use_bias"),
+            unit_forget_bias=checks.flag(self.unit_forget_bias, "unit_forget_bias"),
+            kernel_init=initializer(self.kernel_init, "kernel_initializer"),
+            recurrent_init=initializer(self.recurrent_init, "recurrent_initializer"),
+            bias_init=initializer(self.bias_init, "bias_initializer"),
+            projection_init=initializer(self.projection_init, "projection_initializer"),
+            proj_size=None if self.proj_size is None else checks.positive_int(self.proj_size, "proj_size"),
+            param_dtype=checks.float_dtype(self.param_dtype, "param_dtype"),
+        )
+
+    @classmethod
+    def keras(cls, **options: Any) -> WeightOptions:
+        """From a module's Keras spellings (``kernel_initializer=`` ... ``projection_initializer=``)."""
+        return cls(**{name.replace("_initializer", "_init"): value for name, value in options.items()})
+
+    def output_size(self, units: int) -> int:
+        return units if self.proj_size is None else self.proj_size
+
+    def specs(self, input_size: int, units: int) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+        """The one parameter builder: ``{field: (initializer, shape)}`` of ``LSTMParams``, in field
+        order (kernel, recurrent_kernel, bias, projection; absent ones left out). Each initializer
+        takes ``(key, shape, dtype)``: it draws half precision in float32 and casts (XLA has no
+        bfloat16/float16 QR, which the orthogonal initialiser needs), and the bias's sets the forget
+        block to 1.0 with ``unit_forget_bias`` (Keras sets, it does not add)."""
+        input_size = checks.positive_int(input_size, "input_size")
+        units = checks.positive_int(units, "units")
+        out = self.output_size(units)
+
+        def drawn(init: Initializer, forget_block: bool = False) -> Initializer:
+            def draw(key: jax.Array, shape: Sequence[int], dtype: Any = self.param_dtype) -> jax.Array:
+                value = init(key, shape, jnp.promote_types(dtype, jnp.float32)).astype(dtype)
+                return value.at[units : 2 * units].set(1.0) if forget_block else value
+
+            return draw
+
+        specs: dict[str, tuple[Initializer, tuple[int, ...]]] = {
+            "kernel": (drawn(self.kernel_init), (input_size, 4 * units)),
+            "recurrent_kernel": (drawn(self.recurrent_init), (out, 4 * units)),
+        }
+        if self.use_bias:
+            specs["bias"] = (drawn(self.bias_init, self.unit_forget_bias), (4 * units,))
+        if self.proj_size is not None:
+            specs["projection"] = (drawn(self.projection_init), (units, out))
+        return specs
