@@ -115,12 +115,12 @@ def isa() -> Optional[str]:
     return _ISA
 
 
-# The rule's thresholds (``preferred``). PROVISIONAL: from the per-step micro-benchmark of the
-# previous session (native faster per step at 16x128 and 64x256, both float32 on 2 cores) and the
-# seed shape (16/8/4/2), where dispatch dominates and neither wins; to be set from a quiet run of
-# benchmarks/native_auto.py (forward and training step, auto vs native, with and without --spin).
-_MIN_WORK_PER_STEP = 2 * 8 * (8 + 8) * 4 * 8  # FLOPs of one step's GEMMs: 2 B (I + H) 4H
-_MIN_STEPS = 1
+# The rule's threshold (``preferred``), from benchmarks/native_auto.py on the AVX2 Zen 3 (2 cores,
+# load ~1, 2026-12-01; benchmarks/RESULTS.md): native over the pure-JAX fast path was 0.32-0.97 on the
+# seed, small, medium and long shapes (forward and training step; 0.78-1.01 with one core taken by a
+# spinning process) and 1.45 / 1.14 on large (128/100/512/512), where XLA's GEMM wins. One step's GEMM
+# work 2 B (I + H) 4H is 50 MFLOP at medium and 537 MFLOP at large: the bound sits between them.
+_MAX_WORK_PER_STEP = 200e6
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -128,13 +128,13 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
-    The caller decides the platform: ask only for computations placed on the CPU. Not yet used by
-    ``impl="auto"``; the thresholds are provisional (see ``_MIN_WORK_PER_STEP``).
+    The caller decides the platform: ask only for computations placed on the CPU. Measured on one
+    AVX2 machine (see ``_MAX_WORK_PER_STEP``); not yet used by ``impl="auto"``.
     """
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
     work = 2 * batch * (input_size + units) * 4 * units
-    return steps >= _MIN_STEPS and work >= _MIN_WORK_PER_STEP
+    return steps >= 1 and work <= _MAX_WORK_PER_STEP
 
 
 def _stats() -> dict:
