@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from bench import cpu_name  # noqa: E402
-from worker import SHAPES, loss_of  # noqa: E402
+from worker import SHAPES, loss_of, torch_calls  # noqa: E402
 
 IMPLS = ("auto", "native", "torch")
 
@@ -71,27 +71,6 @@ def _jax_calls(impl: str, B: int, T: int, I: int, H: int):
         "forward": lambda: jax.block_until_ready(fwd(params, x)),
         "train": lambda: jax.block_until_ready(train(params, x)),
     }
-
-
-def _torch_calls(B: int, T: int, I: int, H: int):
-    import torch
-
-    torch.manual_seed(0)
-    lstm = torch.nn.LSTM(I, H, batch_first=True)
-    x = torch.randn(B, T, I)
-
-    def fwd():
-        with torch.inference_mode():
-            return lstm(x)
-
-    def train():
-        lstm.zero_grad(set_to_none=True)
-        seq, (h, c) = lstm(x)
-        loss = loss_of(seq, h, c)
-        loss.backward()
-        return loss.item()
-
-    return {"forward": fwd, "train": train}
 
 
 def _calls_per_round(call, round_s: float) -> int:
@@ -139,7 +118,7 @@ def main() -> None:
         for name in args.shapes:
             B, T, I, H = SHAPES[name]
             per_impl = {"auto": _jax_calls("auto", B, T, I, H), "native": _jax_calls("native", B, T, I, H)}
-            per_impl["torch"] = _torch_calls(B, T, I, H)
+            per_impl["torch"] = torch_calls(B, T, I, H)
             for impl, tasks in per_impl.items():
                 for task, call in tasks.items():
                     calls[name, task, impl] = call

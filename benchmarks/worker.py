@@ -180,10 +180,10 @@ def bench_jax(build, budget, min_reps, max_reps) -> dict:
     return res
 
 
-def bench_torch(B, T, I, H, budget, min_reps, max_reps, threads: int = 2) -> dict:
+def torch_calls(B: int, T: int, I: int, H: int) -> dict:
+    """PyTorch's ``nn.LSTM`` forward and training step at this shape, as zero-argument callables."""
     import torch
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(I, H, batch_first=True)
     x = torch.randn(B, T, I)
@@ -199,10 +199,15 @@ def bench_torch(B, T, I, H, budget, min_reps, max_reps, threads: int = 2) -> dic
         loss.backward()
         return loss.item()
 
-    return {
-        "forward": time_it(fwd, budget, min_reps, max_reps),
-        "train": time_it(train, budget, min_reps, max_reps),
-    }
+    return {"forward": fwd, "train": train}
+
+
+def bench_torch(B, T, I, H, budget, min_reps, max_reps, threads: int = 2) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    calls = torch_calls(B, T, I, H)
+    return {task: time_it(call, budget, min_reps, max_reps) for task, call in calls.items()}
 
 
 # ---------------------------------------------------------------------------------------------
