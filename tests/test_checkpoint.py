@@ -128,6 +128,17 @@ def test_python_scalars_round_trip_with_their_type(tmp_path: Path) -> None:
 
 
 RESUME_ARGS = dict(seq_len=10, units=8, batch_size=16, eval_every=10, learning_rate=1e-2)
+RESUME_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def adding_cli(steps: int, checkpoint_path: Path) -> list[str]:
+    """The example's command line for the run that ``Config(seed=3, target_mse=1e-12, **RESUME_ARGS)``
+    describes, for ``steps`` steps, checkpointing to ``checkpoint_path``."""
+    flags = {"steps": steps, "seed": 3, **RESUME_ARGS, "target_mse": 1e-12, "checkpoint": checkpoint_path}
+    cli = [sys.executable, str(ROOT / "examples" / "adding_problem.py")]
+    for name, value in flags.items():
+        cli += ["--" + name.replace("_", "-"), str(value)]
+    return cli + ["--no-progress"]
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
@@ -140,31 +151,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     adding.train(config, checkpoint=str(resumed), progress=False)
     shutil.copy(resumed, tmp_path / "step20.npz")
 
-    cli = [
-        sys.executable,
-        str(ROOT / "examples" / "adding_problem.py"),
-        "--steps",
-        "40",
-        "--seed",
-        "3",
-        "--seq-len",
-        "10",
-        "--units",
-        "8",
-        "--batch-size",
-        "16",
-        "--eval-every",
-        "10",
-        "--learning-rate",
-        "0.01",
-        "--target-mse",
-        "1e-12",
-        "--checkpoint",
-        str(resumed),
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    resuming = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    cli = adding_cli(40, resumed)
+    resuming = subprocess.Popen(
+        cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RESUME_ENV
+    )
     try:
         # Meanwhile, here: 40 steps without a break.
         straight = tmp_path / "straight.npz"
@@ -198,34 +188,12 @@ def test_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path: P
     adding = load_example("adding_problem")
     killed = tmp_path / "killed.npz"
 
-    def cli(steps: int) -> list[str]:
-        return [
-            sys.executable,
-            str(ROOT / "examples" / "adding_problem.py"),
-            "--steps",
-            str(steps),
-            "--seed",
-            "3",
-            "--seq-len",
-            "10",
-            "--units",
-            "8",
-            "--batch-size",
-            "16",
-            "--eval-every",
-            "10",
-            "--learning-rate",
-            "0.01",
-            "--target-mse",
-            "1e-12",
-            "--checkpoint",
-            str(killed),
-            "--no-progress",
-        ]
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     victim = subprocess.Popen(
-        cli(1_000_000), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        adding_cli(1_000_000, killed),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=RESUME_ENV,
     )
     try:
         deadline = time.monotonic() + 240
@@ -246,7 +214,9 @@ def test_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path: P
     assert killed_at > 0 and killed_at % 10 == 0
     total = max(40, killed_at + 20)  # more steps after the kill, however far the victim got
 
-    resumed = subprocess.run(cli(total), capture_output=True, text=True, env=env, timeout=300)
+    resumed = subprocess.run(
+        adding_cli(total, killed), capture_output=True, text=True, env=RESUME_ENV, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"after {total} steps" in resumed.stdout
     straight = tmp_path / "straight.npz"
