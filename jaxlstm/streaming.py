@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, core
+from . import checks, core, stack
+from ._options import SequenceOptions
 from .activations import Activation, ActivationLike, resolve
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
-from .stack import check_stack, stacked_lstm
+from .stack import check_stack
 
 __all__ = ["stream_chunk", "stream_state", "stream_step"]
 
@@ -169,19 +170,10 @@ def stream_chunk(
     Returns:
         ``(new_state, ys)`` with ys ``[..., T_chunk, output_size]``, the top layer's outputs.
     """
+    options = SequenceOptions.of(locals())
     layers, single = _layers(params)
     states = _as_tuple(state, layers, single)
-    out = stacked_lstm(
-        layers,
-        xs,
-        states,
-        mask=mask,
-        residual=residual,
-        activation=activation,
-        recurrent_activation=recurrent_activation,
-        unroll=unroll,
-        impl=impl,
-    )
+    out = stack.run(layers, xs, states, mask, None, options, residual=residual)
     # Every layer is one-direction (_layers), so every state is an LSTMState.
     new_state = cast(tuple[LSTMState, ...], out.state)
     return (new_state[0] if single else new_state), out.sequence
