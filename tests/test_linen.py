@@ -7,13 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import require
 
 import jaxlstm
-
-require("flax")
-
-from jaxlstm.linen import LSTM, STATE_COLLECTION, get_params, to_variables  # noqa: E402
+from jaxlstm.linen import LSTM, STATE_COLLECTION, get_params, to_variables
 
 B, T, I, H = 3, 6, 4, 5
 XS = jax.random.normal(jax.random.key(0), (B, T, I))

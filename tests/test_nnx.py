@@ -7,15 +7,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from conftest import require
+from flax import nnx
 
 import jaxlstm
-
-require("flax")
-
-from flax import nnx  # noqa: E402
-
-from jaxlstm.nnx import LSTM, KeptState  # noqa: E402
+from jaxlstm.nnx import LSTM, KeptState
 
 B, T, I, H = 3, 6, 4, 5
 XS = jax.random.normal(jax.random.key(0), (B, T, I))
