@@ -43,3 +43,10 @@ def test_stateful_state_collection() -> None:
     np.testing.assert_array_equal(variables[STATE_COLLECTION]["state"].h, 0.0)  # init does not advance it
     with pytest.raises(ValueError, match="apply with mutable=\\['lstm_state'\\]"):
         layer.apply(variables, XS)
+
+
+def test_bfloat16_compute_gives_float32_gradients() -> None:
+    params = jaxlstm.init(jax.random.key(0), I, H)
+    layer = LSTM(H, return_state=True, dtype=jnp.bfloat16)
+    grads = jax.grad(lambda v: layer.apply(v, XS)[0].astype(jnp.float32).sum())(to_variables(params))
+    assert all(g.dtype == jnp.float32 and jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
