@@ -6,7 +6,7 @@ kept state; everything they compute goes through here into the core and the laye
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 import jax
@@ -190,28 +190,44 @@ def zeroed_state(
 
 
 def run(
+    module: Any,
     params: LSTMParams,
     inputs: jax.Array,
-    initial_state: Optional[LSTMState],
+    initial_state: Optional[StateLike],
     mask: Optional[jax.Array],
     options: SequenceOptions,
     *,
-    key: Optional[jax.Array],
-    dropout: float,
-    recurrent_dropout: float,
+    batch_shape: tuple[int, ...],
+    kept: Optional[LSTMState],
     lengths: Optional[jax.Array],
-    go_backwards: bool,
-    return_sequences: bool,
-    return_state: bool,
+    deterministic: Optional[bool],
+    training: Optional[bool],
+    dropout_key: Callable[[], jax.Array],
 ) -> tuple[Any, LSTMState]:
-    """One Keras-style layer call: input dropout on the inputs and recurrent dropout on h (one mask
-    per sequence, for every step; rates 0 when deterministic), then ``core.run``.
+    """One call of a linen or NNX ``LSTM`` (``module``: its dropout rates, deterministic default,
+    stateful, go_backwards, return_sequences, return_state): a stateful layer starts from ``kept``
+    (zeros when None); input dropout on the inputs and recurrent dropout on h (one mask per
+    sequence, for every step; ``dropout_key()`` draws when dropping), then ``core.run``.
 
     Returns Keras's outputs (the sequence ``[..., T, H]`` or the last output ``[..., H]``, and
     ``(output, h, c)`` with ``return_state``) and the final state. The last output is the last step
     in processing order (zeros there if it is masked with ``zero_output_for_mask``); with
     ``lengths``, each sequence's own last step, h (step T-1 is padding).
     """
+    initial_state = as_state(initial_state)
+    if module.stateful:
+        if kept is None:
+            kept = core.zero_state(
+                params.units, batch_shape, compute_dtype(module.dtype, inputs, module.param_dtype)
+            )
+        check_kept_state(kept, batch_shape)
+        initial_state = kept if initial_state is None else initial_state
+    dropout, recurrent_dropout = dropout_rates(module.dropout, module.recurrent_dropout)
+    dropping = dropout > 0 or recurrent_dropout > 0
+    if is_deterministic(deterministic, training, module.deterministic, dropping) or not dropping:
+        key, dropout, recurrent_dropout = None, 0.0, 0.0
+    else:
+        key = dropout_key()
     if options.time_major:  # Keras's layout from here on; the sequence goes back at the end
         inputs = jnp.moveaxis(inputs, 0, -2)
         mask = None if mask is None else jnp.moveaxis(jnp.asarray(mask), 0, -1)
@@ -234,14 +250,14 @@ def run(
         mask,
         lengths,
         options.replace(time_major=False),
-        reverse=go_backwards,
+        reverse=module.go_backwards,
         recurrent_dropout_mask=masks.recurrent,
     )
-    if return_sequences:
+    if module.return_sequences:
         output = jnp.moveaxis(out.sequence, -2, 0) if options.time_major else out.sequence
     else:
         output = out.state.h if lengths is not None else out.sequence[..., -1, :]
-    return ((output, out.state.h, out.state.c) if return_state else output), out.state
+    return ((output, out.state.h, out.state.c) if module.return_state else output), out.state
 
 
 def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:

@@ -430,7 +430,9 @@ def lstm(
         reverse: process t = T-1 ... 0 (Keras ``go_backwards``). Outputs come in processing order,
             as in Keras, unless ``keep_order``.
         keep_order: with ``reverse``, return the outputs in input order (what a bidirectional layer
-            needs).
+            needs). Only here, deliberately: the layers above never run one direction reversed
+            for output (``bidirectional`` sets it itself; the modules' ``go_backwards`` is Keras's,
+            outputs in processing order).
         lengths: ``[...]`` int, right padding (PyTorch packed / Flax ``seq_lengths``): the final
             state is each sequence's state at its own last valid step, ``reverse`` runs over each
             valid prefix only, padded outputs are zero. Values outside [0, T] raise when concrete;
@@ -443,6 +445,8 @@ def lstm(
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
             (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
+            Only here, deliberately: it is the hook the Flax modules' ``recurrent_dropout`` rate
+            draws into; ``stacked_lstm`` has PyTorch's between-layer dropout, which has none.
         impl: which implementation computes the sequence; every one composes with every JAX
             transformation (jit, vmap, grad, jvp, linearize, jacfwd/jacrev, hessian, checkpoint,
             control flow, shard_map), in forward and reverse mode.

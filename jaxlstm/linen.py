@@ -151,13 +151,10 @@ class LSTM(nn.Module):
         units = checks.positive_int(self.units, "units")
         options = keras_surface.sequence_options(self)
         weights = keras_surface.weight_options(self)
-        dropout, recurrent_dropout = keras_surface.dropout_rates(self.dropout, self.recurrent_dropout)
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self), self.time_major)
         if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
             keras_surface.module_params(_read_params(_stored(self, ())), units, weights.use_bias)
         params = declare_params(self, inputs.shape[-1], units, weights)
-        initial_state = keras_surface.as_state(initial_state)
-
         kept = None
         if self.stateful:
             if not self.is_initializing() and not self.is_mutable_collection(STATE_COLLECTION):
@@ -165,28 +162,20 @@ class LSTM(nn.Module):
                     f"stateful: this LSTM updates its kept state; apply with mutable=[{STATE_COLLECTION!r}]"
                 )
             dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
-            zeros = lambda: core.zero_state(units, batch_shape, dtype)  # noqa: E731
-            kept = self.variable(STATE_COLLECTION, "state", zeros)
-            keras_surface.check_kept_state(kept.value, batch_shape)
-            if initial_state is None:
-                initial_state = kept.value
-
-        dropping = dropout > 0 or recurrent_dropout > 0
-        deterministic = keras_surface.is_deterministic(deterministic, training, self.deterministic, dropping)
-        on = dropping and not deterministic
+            kept = self.variable(STATE_COLLECTION, "state", core.zero_state, units, batch_shape, dtype)
         outputs, state = keras_surface.run(
+            self,
             params,
             inputs,
             initial_state,
             mask,
             options,
-            key=_dropout_key(self, self.rng_collection) if on else None,
-            dropout=dropout if on else 0.0,
-            recurrent_dropout=recurrent_dropout if on else 0.0,
+            batch_shape=batch_shape,
+            kept=None if kept is None else kept.value,
             lengths=lengths,
-            go_backwards=self.go_backwards,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
+            deterministic=deterministic,
+            training=training,
+            dropout_key=lambda: _dropout_key(self, self.rng_collection),
         )
         # Like BatchNorm's statistics, the kept state is not advanced by ``init``.
         if kept is not None and not self.is_initializing():

@@ -214,32 +214,19 @@ class LSTM(_Direction, nnx.Module):
         batch_shape, _ = keras_surface.check_inputs(
             inputs, self.in_features, self.options.time_major, swapped
         )
-        initial_state = keras_surface.as_state(initial_state)
-        if self.stateful:
-            kept = self.kept_state.get_value()
-            if kept is None:
-                dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
-                kept = core.zero_state(self.units, batch_shape, dtype)
-            keras_surface.check_kept_state(kept, batch_shape)
-            if initial_state is None:
-                initial_state = kept
-
-        dropping = self.dropout > 0 or self.recurrent_dropout > 0
-        deterministic = keras_surface.is_deterministic(deterministic, training, self.deterministic, dropping)
-        on = dropping and not deterministic
         outputs, state = keras_surface.run(
+            self,
             self.params,
             inputs,
             initial_state,
             mask,
             self.options,
-            key=_dropout_key(self, rngs, self.rng_collection) if on else None,
-            dropout=self.dropout if on else 0.0,
-            recurrent_dropout=self.recurrent_dropout if on else 0.0,
+            batch_shape=batch_shape,
+            kept=self.kept_state.get_value() if self.stateful else None,
             lengths=lengths,
-            go_backwards=self.go_backwards,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
+            deterministic=deterministic,
+            training=training,
+            dropout_key=lambda: _dropout_key(self, rngs, self.rng_collection),
         )
         if self.stateful:
             self.kept_state.set_value(state)

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import checks, core, stack
 from ._options import SequenceOptions
-from .activations import Activation, ActivationLike, resolve
+from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 from .stack import check_stack
 
@@ -74,15 +74,14 @@ def stream_state(
     return states[0] if single else states
 
 
-@partial(jax.jit, static_argnames=("residual", "activation", "recurrent_activation"))
+@partial(jax.jit, static_argnames=("residual", "options"))
 def _stream_step(
     layers: tuple[LSTMParams, ...],
     states: tuple[LSTMState, ...],
     x_t: jax.Array,
     *,
     residual: bool,
-    activation: Activation,
-    recurrent_activation: Activation,
+    options: SequenceOptions,
 ) -> tuple[tuple[LSTMState, ...], jax.Array]:
     # Compute in the dtype core.lstm would use, so a stream matches the whole-sequence pass.
     dtype = jnp.result_type(x_t.dtype, layers[0].kernel.dtype)
@@ -91,7 +90,7 @@ def _stream_step(
     for index, (layer, state) in enumerate(zip(layers, states)):
         layer = jax.tree_util.tree_map(lambda a: a.astype(dtype), layer)
         state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(dtype))
-        new, y_t = core.raw_step(layer, state, x_t, activation, recurrent_activation)
+        new, y_t = core.raw_step(layer, state, x_t, options.activation, options.recurrent_activation)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)
@@ -121,11 +120,11 @@ def stream_step(
         ``(new_state, y_t)``: the state in the same structure, and the top layer's output
         ``[..., output_size]``.
     """
+    options = SequenceOptions.of(locals())
     layers, single = _layers(params)
     states = _as_tuple(state, layers, single)
-    check_stack(
-        layers, None, checks.flag(residual, "residual")
-    )  # the layers chain (and fit residual connections)
+    residual = checks.flag(residual, "residual")
+    check_stack(layers, None, residual)  # the layers chain (and fit residual connections)
     checks.float_array(x_t, "x_t")
     x_shape = tuple(np.shape(x_t))
     if len(x_shape) < 1 or x_shape[-1] != layers[0].input_size:
@@ -136,14 +135,7 @@ def stream_step(
     for index, (layer, layer_state) in enumerate(zip(layers, states)):
         name = "state" if single else f"state[{index}]"
         checks.state(layer_state, x_shape[:-1], layer.units, layer.output_size, name=name)
-    new_states, y_t = _stream_step(
-        layers,
-        states,
-        jnp.asarray(x_t),
-        residual=checks.flag(residual, "residual"),
-        activation=resolve(activation, "activation"),
-        recurrent_activation=resolve(recurrent_activation, "recurrent_activation"),
-    )
+    new_states, y_t = _stream_step(layers, states, jnp.asarray(x_t), residual=residual, options=options)
     return (new_states[0] if single else new_states), y_t
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+from collections.abc import Iterator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,16 +185,51 @@ def test_jit_vmap_grad_checkpoint_compose(params) -> None:
             np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_compiles_once_per_shape(params) -> None:
-    from jaxlstm import core
+@contextlib.contextmanager
+def jax_events() -> Iterator[collections.Counter[str]]:
+    """What JAX records while the block runs, counted by event name (public ``jax.monitoring``):
+    one ``TRACE`` per jitted function traced, one ``COMPILE`` per executable built, none on a hit."""
+    counts: collections.Counter[str] = collections.Counter()
 
-    xs = jax.random.normal(jax.random.key(13), (5, 7, INPUT))
-    before = core._lstm._cache_size()
-    for scale in (1.0, 2.0, 3.0):
-        jaxlstm.lstm(params, xs * scale)
-    assert core._lstm._cache_size() == before + 1
-    jaxlstm.lstm(params, xs[:, :3])  # a new shape compiles anew
-    assert core._lstm._cache_size() == before + 2
+    def listener(event: str, duration_secs: float, **kwargs: object) -> None:
+        counts[event] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+TRACE, COMPILE = "/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration"
+
+
+def test_same_shapes_compile_once_values_never_retrace(params) -> None:
+    xs = jax.random.normal(jax.random.key(13), (3, 11, INPUT))
+    mask = jnp.ones((3, 11), bool)
+    # New values of xs, mask and params (made before counting: their own ops compile too).
+    calls = [(params, xs, mask)]
+    calls += [(params, xs * (2 + i), mask.at[0, i].set(False)) for i in range(3)]
+    calls += [(jax.tree_util.tree_map(lambda a: a * (2 + i), params), xs, mask) for i in range(3)]  # noqa: B023
+    shorter = (params, xs[:2, :5], mask[:2, :5])
+    traced = []
+
+    def counting_tanh(x: jax.Array) -> jax.Array:  # a user activation runs the scan: count its traces
+        traced.append(1)
+        return jnp.tanh(x)
+
+    for options in ({}, {"activation": counting_tanh}):  # the default path, and the scan
+        with jax_events() as first:
+            jaxlstm.lstm(*calls[0][:2], mask=calls[0][2], **options)
+        traces = len(traced)
+        with jax_events() as again:
+            for p, x, m in calls[1:]:
+                jaxlstm.lstm(p, x, mask=m, **options)
+        assert again[TRACE] == again[COMPILE] == 0 and len(traced) == traces
+        with jax_events() as new_shape:
+            jaxlstm.lstm(*shorter[:2], mask=shorter[2], **options)  # a new shape compiles anew
+        assert first[COMPILE] >= 1 and new_shape[COMPILE] >= 1
+    assert 0 < traces < len(traced)  # the activation was traced for the first shape, then for the new one
 
 
 def test_bfloat16_compute_with_float32_params(params) -> None:

@@ -1,4 +1,4 @@
-"""Numerical stability, determinism and trace counting of the core."""
+"""Numerical stability and determinism of the core (its compile counting: test_core.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import jaxlstm
-from jaxlstm import core
 
 P = jaxlstm.init(jax.random.key(0), 4, 8)
 
@@ -68,32 +67,3 @@ def test_bit_identical_across_runs_and_jit() -> None:
     for other in (second, jitted):
         np.testing.assert_array_equal(other.sequence, first.sequence)
         np.testing.assert_array_equal(other.state.c, first.state.c)
-
-
-def test_same_shapes_trace_once_values_never_retrace() -> None:
-    traces = []
-    # The default impl runs core._fast_flat (jaxlstm.fast); impl="scan" runs core._one_sequence.
-    original, original_fast = core._one_sequence, core._fast_flat
-
-    def counting(*args, **kwargs):
-        traces.append(1)
-        return original(*args, **kwargs)
-
-    def counting_fast(*args, **kwargs):
-        traces.append(1)
-        return original_fast(*args, **kwargs)
-
-    xs = jax.random.normal(jax.random.key(7), (3, 11, 4))
-    mask = jnp.ones((3, 11), bool)
-    try:
-        core._one_sequence, core._fast_flat = counting, counting_fast
-        core._lstm.clear_cache()
-        for i in range(4):
-            jaxlstm.lstm(P, xs + i, mask=mask.at[0, i].set(False))
-            jaxlstm.lstm(jax.tree_util.tree_map(lambda a: a * (1 + i), P), xs, mask=mask)  # noqa: B023
-        assert len(traces) == 1
-        jaxlstm.lstm(P, xs[:2], mask=mask[:2])  # a new shape traces again
-        assert len(traces) == 2
-    finally:
-        core._one_sequence, core._fast_flat = original, original_fast
-        core._lstm.clear_cache()
