@@ -210,10 +210,21 @@ def test_bidirectional_options_from_any_source_reproduce_keras(keras, jk, tmp_pa
         np.testing.assert_allclose(ours, _first(layer(x, mask=m)), **TOL)
 
 
+def test_keras2_time_major_config_reads_time_major_input(keras, jk):
+    # Keras 3 has no time_major; a Keras 2 config's time_major=True means xs [T, B, I].
+    x = _x(7)
+    layer = keras.layers.LSTM(3, return_sequences=True)
+    layer(x)
+    _randomize(layer, seed=8)
+    options = jk.lstm_options(dict(layer.get_config(), time_major=True))
+    assert options["time_major"] is True
+    out = jaxlstm.lstm(jk.from_keras(layer), np.swapaxes(x, 0, 1), **options)
+    np.testing.assert_allclose(np.swapaxes(out.sequence, 0, 1), _first(layer(x)), **TOL)
+    assert "time_major" not in jk.lstm_options(layer)
+
+
 def test_lstm_options_refuse_what_jaxlstm_cannot_honour(keras, jk):
     base = keras.layers.LSTM(3).get_config()
-    with pytest.raises(ValueError, match=r"config: time_major=True is not supported"):
-        jk.lstm_options(dict(base, time_major=True))
     with pytest.raises(ValueError, match=r"config: Keras option\(s\) \['peephole'\] unknown to jaxlstm"):
         jk.lstm_options(dict(base, peephole=True))
     with pytest.raises(ValueError, match=r"config: go_backwards expected a bool, found 1"):

@@ -259,8 +259,7 @@ def lstm_options(layer: Any) -> dict[str, Any]:
     the sequence and the final state; a stateful loop passes the state back as ``initial_state``).
 
     Raises:
-        ValueError: naming the option, for one jaxlstm cannot honour: ``time_major=True``, an
-            activation jaxlstm does not have or a custom (serialized) one, a non-float dtype
+        ValueError: naming the option, for one jaxlstm cannot honour: an activation jaxlstm does not have or a custom (serialized) one, a non-float dtype
             policy, a Bidirectional whose forward layer has ``go_backwards=True`` or whose backward
             layer computes differently from its forward layer, or a key this function does not know.
         TypeError: ``layer`` is none of the above, or is another kind of layer (GRU, ...).
@@ -360,11 +359,6 @@ def _known(config: Mapping[str, Any], known: frozenset[str], name: str) -> None:
 def _lstm_options(config: Mapping[str, Any], version: Optional[str], name: str) -> dict[str, Any]:
     """The computation options of one Keras LSTM config, ``go_backwards`` still under its Keras name."""
     _known(config, _MAPPED | _IN_PARAMS | _NO_FORWARD_EFFECT, name)
-    if config.get("time_major", False):
-        raise ValueError(
-            f"{name}: time_major=True is not supported by jaxlstm.lstm, which takes xs as [..., T, I]; "
-            "transpose the input (jnp.swapaxes(xs, 0, 1)) and build the options without time_major"
-        )
     options: dict[str, Any] = {
         "go_backwards": _flag(config, "go_backwards", name),
         "activation": _activation(config.get("activation", "tanh"), version, f"{name}: activation"),
@@ -374,6 +368,8 @@ def _lstm_options(config: Mapping[str, Any], version: Optional[str], name: str) 
         "zero_output_for_mask": _flag(config, "zero_output_for_mask", name),
         "unroll": True if _flag(config, "unroll", name) else 1,
     }
+    if _flag(config, "time_major", name):  # Keras 2 only: xs [T, B, I], as jaxlstm's time_major
+        options["time_major"] = True
     options.update(_dtype(config.get("dtype"), f"{name}: dtype"))
     return options
 
