@@ -129,7 +129,8 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
     The caller decides the platform: ask only for computations placed on the CPU. Measured on one
-    AVX2 machine (see ``_MAX_WORK_PER_STEP``); not yet used by ``impl="auto"``.
+    AVX2 machine (see ``_MAX_WORK_PER_STEP``). ``jaxlstm.lstm(impl="auto")`` (and every entry point
+    built on it) asks this with the flattened batch as traced when jax's default backend is the CPU.
     """
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
@@ -190,7 +191,11 @@ def _mask(m, steps: int, batch: int, name: str):
 #   and a factor of its own for every other dimension.
 #
 # Under ``vmap`` the mapped axis is folded into the batch (one call) when the weights are not
-# mapped, else the call runs once per example.
+# mapped, else the call runs once per example (``lax.map``). That loop was measured no slower than
+# the pure-JAX path's batched GEMMs (forward 3.0 vs 3.8 ms for 64 models of B=1 T=50 I=16 H=32,
+# 16 vs 26 ms for 8 of 32/50/32/64, 337 vs 560 ms for 4 of 64/100/128/256; load 2-4), so
+# ``impl="auto"`` keeps the kernels under a vmap over the weights (the backward recurrence then
+# runs the pure-JAX reference, ``_recurrences._batch``).
 
 _BATCH_DIMS = 3
 
