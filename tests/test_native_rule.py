@@ -4,14 +4,11 @@
 or the extension off); its threshold is measured by benchmarks/native_auto.py, not tested here. What
 is tested: ``impl="auto"`` runs the native kernels exactly where the rule says, observed in the
 lowered program (the kernels' XLA FFI targets are named in its custom calls), and the pure-JAX path
-elsewhere: float64, bfloat16, a shape over the rule's bound, ``impl="scan"``, no extension.
+elsewhere: float64, bfloat16, a shape over the rule's bound, ``impl="scan"``; without the
+extension (``JAXLSTM_NATIVE=0``) in test_native_impl.py.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +17,6 @@ import pytest
 import jaxlstm
 from jaxlstm import native
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPES = [(1, 1, 1, 1), (16, 8, 4, 2), (64, 100, 128, 256), (128, 100, 512, 512), (0, 5, 3, 4), (4, 0, 3, 4)]
 # The custom-call targets of the forward and backward kernels (jaxlstm/_native/lstm.cc).
 FORWARD, BACKWARD = "jaxlstm_native_lstm_forward_f32", "jaxlstm_native_lstm_backward_f32"
@@ -95,19 +91,3 @@ def test_auto_runs_pure_jax_for_other_dtypes_and_impls() -> None:
     assert FORWARD not in _lowered(*small, impl=jaxlstm.fast.FastConfig())
     with jax.enable_x64(True):
         assert FORWARD not in _lowered(*small, dtype=jnp.float64)
-
-
-def test_without_the_extension_auto_computes_with_pure_jax() -> None:
-    code = (
-        "import jax, jax.numpy as jnp, jaxlstm; from jaxlstm import native\n"
-        "print(native.preferred(16, 8, 4, 2, jnp.float32))\n"
-        "p = jaxlstm.init(jax.random.PRNGKey(0), 4, 2); xs = jnp.ones((16, 8, 4))\n"
-        "f = lambda p, xs: jaxlstm.lstm(p, xs).sequence\n"
-        f"print({FORWARD!r} in jax.jit(f).lower(p, xs).as_text())\n"
-        "d = jnp.abs(f(p, xs) - jaxlstm.lstm(p, xs, impl='scan').sequence).max()\n"
-        "print(bool(d < 1e-6))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": ROOT, "JAXLSTM_NATIVE": "0", "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split() == ["False", "False", "True"]
