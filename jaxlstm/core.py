@@ -455,9 +455,9 @@ def lstm(
             linear recurrence and its transpose) where it applies (sigmoid/tanh, no projection, no
             recurrent dropout), the reference scan otherwise; the fast path runs on the native CPU
             kernels (as ``"native"``) where ``jaxlstm.native.preferred(N, T, I, H, dtype)`` says they
-            are faster (jax's default backend is the CPU, float32, the extension available, one step's
-            GEMM work ``2 N (I + H) 4H`` at most 200 MFLOP; N is the product of the batch axes as
-            traced, per example under ``vmap``). ``"scan"``: always the reference scan.
+            are faster (today: jax's default backend is the CPU, float32, T >= 1 and the extension
+            available; N is the product of the batch axes as traced, per example under ``vmap``).
+            ``"scan"``: always the reference scan.
             A ``jaxlstm.fast.FastConfig``: the fast path with those options, e.g.
             ``FastConfig(checkpoint_chunks=n)`` for O(T/n + n) training memory; a ValueError where the
             fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:

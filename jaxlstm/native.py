@@ -115,12 +115,12 @@ def isa() -> Optional[str]:
     return _ISA
 
 
-# The rule's threshold (``preferred``), from benchmarks/native_auto.py on the AVX2 Zen 3 (2 cores,
-# load ~1, 2026-12-01; benchmarks/RESULTS.md): native over the pure-JAX fast path was 0.32-0.97 on the
-# seed, small, medium and long shapes (forward and training step; 0.78-1.01 with one core taken by a
-# spinning process) and 1.45 / 1.14 on large (128/100/512/512), where XLA's GEMM wins. One step's GEMM
-# work 2 B (I + H) 4H is 50 MFLOP at medium and 537 MFLOP at large: the bound sits between them.
-_MAX_WORK_PER_STEP = 200e6
+# The rule (``preferred``), from benchmarks/native_auto.py on the AVX2 Zen 3 (2 cores, load 0.1-1.7,
+# 2026-12-01 17:05; benchmarks/RESULTS.md): native over the pure-JAX fast path was 0.27-0.97 forward
+# and 0.59-0.96 training on all five benchmark shapes, the large one (128/100/512/512, 537 MFLOP of
+# GEMM per step) included, once a take-over no longer kept a long call on one thread (it was 1.45 /
+# 1.14 there before, which had set a bound of 200 MFLOP per step). So no bound on the size: the
+# kernels whenever they can run a step.
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -128,14 +128,16 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
-    The caller decides the platform: ask only for computations placed on the CPU. Measured on one
-    AVX2 machine (see ``_MAX_WORK_PER_STEP``). ``jaxlstm.lstm(impl="auto")`` (and every entry point
-    built on it) asks this with the flattened batch as traced when jax's default backend is the CPU.
+    True for float32 with at least one step (any batch, input_size and units): measured faster on
+    every benchmark shape of one AVX2 machine (see the comment above). The caller decides the
+    platform: ask only for computations placed on the CPU. ``jaxlstm.lstm(impl="auto")`` (and every
+    entry point built on it) asks this with the flattened batch as traced when jax's default backend
+    is the CPU.
     """
+    del batch, input_size, units  # measured faster at every size (see above)
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
-    work = 2 * batch * (input_size + units) * 4 * units
-    return steps >= 1 and work <= _MAX_WORK_PER_STEP
+    return steps >= 1
 
 
 def _stats() -> dict:

@@ -136,7 +136,7 @@ class Team {
       if (owner == slot && now_ns() >= lease_end_ns_.load(std::memory_order_relaxed)) {
         owner_.store(-1, std::memory_order_release);  // the lease is over: the others rejoin
       } else if (owner >= 0 && owner != slot) {  // another participant works alone for now
-        if (!wait_for_release()) return;          // the call is done
+        if (!wait_for_release(slot == 0)) return;  // the call is done
         k = stage_hint_.load(std::memory_order_acquire) - 1;  // rejoin at the current stage
         continue;
       }
@@ -200,16 +200,20 @@ class Team {
   }
 
   // A participant while another works alone: sleeps (rather than competing for the core) until the
-  // owner's lease ends (true) or the call is done (false).
-  bool wait_for_release() {
+  // owner's lease ends (true) or the call is done (false). The caller checks every 20 us (its call
+  // returns as soon as the work is done); a helper backs off to 1 ms (a lease lasts 5 ms or more,
+  // and a helper waking often would take time from the owner where they share a core).
+  bool wait_for_release(bool is_caller) {
     const int64_t last = cumulative(n_stages_ - 1);
+    int64_t sleep_us = 20;
     for (;;) {
       for (int i = 0; i < 256; ++i) {
         if (reached(last)) return false;
         if (owner_.load(std::memory_order_acquire) < 0) return true;
         cpu_relax();
       }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+      std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      if (!is_caller) sleep_us = std::min<int64_t>(2 * sleep_us, 1000);
     }
   }
 
