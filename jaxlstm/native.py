@@ -15,8 +15,9 @@ the operand layout this needs.
 
 Threads: each call takes up to the size of XLA's intra-op pool (the calling thread and pool tasks
 from the FFI execution context; see ``_native/lstm.cc``); no call waits for a task that has not
-started, and a call whose peers get descheduled finishes on one thread (and the calls of the next
-200 ms start on one). Results do not depend on the number of threads, bit for bit.
+started, and when a peer gets descheduled (a busy core) one thread takes the call over for a lease
+(5 ms, doubling with each further take-over up to 320 ms; calls that start within it start on one
+thread), after which the others rejoin. Results do not depend on the number of threads, bit for bit.
 
 Environment (read once, at import):
 
