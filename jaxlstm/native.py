@@ -145,7 +145,7 @@ def _stats() -> dict:
     """Diagnostics since import (empty when unavailable): ``calls``, ``threads`` (team sizes summed),
     ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls that one
     thread finished alone because its peers were descheduled) and ``solo_after_contention`` (calls
-    started on one thread within 200 ms of a take-over)."""
+    started by their caller alone, within an earlier take-over's lease)."""
     if _ISA is None:
         return {}
     from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
