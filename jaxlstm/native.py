@@ -143,8 +143,8 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
 
 def _stats() -> dict:
     """Diagnostics since import (empty when unavailable): ``calls``, ``threads`` (team sizes summed),
-    ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls that one
-    thread finished alone because its peers were descheduled) and ``solo_after_contention`` (calls
+    ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls in which one
+    thread took the others' work over for a lease because a peer was descheduled) and ``solo_after_contention`` (calls
     started by their caller alone, within an earlier take-over's lease)."""
     if _ISA is None:
         return {}
