@@ -1,7 +1,8 @@
-"""Where should ``impl="auto"`` pick the native kernels? Times, in ONE process with the
-implementations alternating round by round, the forward pass and the training step of
+"""Where should ``impl="auto"`` pick the native kernels, and what does the default give? Times, in ONE
+process with the implementations alternating round by round, the forward pass and the training
+step of
 
-* ``impl="auto"`` (today: the pure-JAX fast path),
+* ``impl=FastConfig()`` (the pure-JAX fast path, column ``jax``),
 * ``impl="native"`` (the native CPU kernels behind the same derivative rules),
 * PyTorch ``nn.LSTM`` (oneDNN, 2 threads, ``batch_first``),
 
@@ -9,6 +10,9 @@ on the benchmark shapes (``worker.SHAPES``), with the same loss as ``bench.py``
 (``mean(seq^2) + mean(h^2) + mean(c^2)``, gradient w.r.t. the parameters). Each round times every
 (shape, task, implementation) for about ``--round-s`` seconds; the result is the median over
 ``--rounds`` rounds of the per-call time, so slow drifts of the machine's load hit all three alike.
+``impl="auto"`` (the default) compiles to the same program as the column that ``native.preferred``
+picks for the shape (tests/test_native_rule.py checks that), so it is not timed a second time: the
+``auto`` column repeats that column's time and ``picks`` names it.
 
     python benchmarks/native_auto.py            # about 3 minutes (5 shapes, 7 rounds of 0.3 s)
     python benchmarks/native_auto.py --spin     # the same with a busy process pinned to one core
@@ -36,7 +40,7 @@ sys.path.insert(0, str(HERE.parent))
 from bench import cpu_name  # noqa: E402
 from worker import SHAPES, loss_of, torch_calls  # noqa: E402
 
-IMPLS = ("auto", "native", "torch")
+IMPLS = ("jax", "native", "torch")
 
 
 def _uptime() -> str:
@@ -53,7 +57,7 @@ def _spinner() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
-def _jax_calls(impl: str, B: int, T: int, I: int, H: int):
+def _jax_calls(impl, B: int, T: int, I: int, H: int):
     import jax
 
     import jaxlstm
@@ -117,7 +121,10 @@ def main() -> None:
         calls, reps = {}, {}
         for name in args.shapes:
             B, T, I, H = SHAPES[name]
-            per_impl = {"auto": _jax_calls("auto", B, T, I, H), "native": _jax_calls("native", B, T, I, H)}
+            per_impl = {
+                "jax": _jax_calls(jaxlstm.fast.FastConfig(), B, T, I, H),
+                "native": _jax_calls("native", B, T, I, H),
+            }
             per_impl["torch"] = torch_calls(B, T, I, H)
             for impl, tasks in per_impl.items():
                 for task, call in tasks.items():
@@ -134,17 +141,19 @@ def main() -> None:
         print("uptime after: ", _uptime(), f"(ran {time.perf_counter() - start:.0f} s)")
         print()
         print(
-            f"{'shape B/T/I/H':24} {'task':8} {'auto ms':>9} {'native ms':>10} {'torch ms':>9} "
-            f"{'nat/auto':>9} {'nat/torch':>9} {'auto/torch':>10}"
+            f"{'shape B/T/I/H':24} {'task':8} {'jax ms':>9} {'native ms':>10} {'torch ms':>9} "
+            f"{'nat/jax':>8} {'nat/torch':>9} {'picks':>6} {'auto/torch':>10}"
         )
         for name in args.shapes:
+            B, T, I, H = SHAPES[name]
+            picks = "native" if native.preferred(B, T, I, H, "float32") else "jax"
             for task in ("forward", "train"):
                 ms = {impl: 1e3 * statistics.median(times[name, task, impl]) for impl in IMPLS}
                 shape = f"{name} {'/'.join(map(str, SHAPES[name]))}"
                 print(
-                    f"{shape:24} {task:8} {ms['auto']:9.3f} {ms['native']:10.3f} {ms['torch']:9.3f} "
-                    f"{ms['native'] / ms['auto']:9.2f} {ms['native'] / ms['torch']:9.2f} "
-                    f"{ms['auto'] / ms['torch']:10.2f}"
+                    f"{shape:24} {task:8} {ms['jax']:9.3f} {ms['native']:10.3f} {ms['torch']:9.3f} "
+                    f"{ms['native'] / ms['jax']:8.2f} {ms['native'] / ms['torch']:9.2f} {picks:>6} "
+                    f"{ms[picks] / ms['torch']:10.2f}"
                 )
         print()
         print("native calls:", native._stats())

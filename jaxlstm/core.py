@@ -287,13 +287,18 @@ def _lstm(
         and recurrent_dropout_mask is None
         and fast.supports(params, options.activation, options.recurrent_activation)
     ):
+        config = impl if isinstance(impl, fast.FastConfig) else fast.FastConfig()
+        if impl == "auto" and jax.default_backend() == "cpu":
+            from . import native  # only here: the extension is optional
+
+            config = config._replace(native=native.preferred(n, steps, features, units, dtype))
         out = _fast_flat(
             params,
             flat_xs,
             flat_state,
             flat_mask,
             flat_lengths,
-            config=impl if isinstance(impl, fast.FastConfig) else fast.FastConfig(),
+            config=config,
             reverse=reverse,
             keep_order=keep_order,
             zero_output_for_mask=zero_output,
@@ -452,7 +457,11 @@ def lstm(
             control flow, shard_map), in forward and reverse mode.
             ``"auto"`` (default): ``jaxlstm.fast`` (a time-major scan whose derivatives are a fast
             linear recurrence and its transpose) where it applies (sigmoid/tanh, no projection, no
-            recurrent dropout), the reference scan otherwise. ``"scan"``: always the reference scan.
+            recurrent dropout), the reference scan otherwise; the fast path runs on the native CPU
+            kernels (as ``"native"``) where ``jaxlstm.native.preferred(N, T, I, H, dtype)`` says they
+            are faster (today: jax's default backend is the CPU, float32, T >= 1 and the extension
+            available; N is the product of the batch axes as traced, per example under ``vmap``).
+            ``"scan"``: always the reference scan.
             A ``jaxlstm.fast.FastConfig``: the fast path with those options, e.g.
             ``FastConfig(checkpoint_chunks=n)`` for O(T/n + n) training memory; a ValueError where the
             fast path does not apply. ``"cudnn"``: cuDNN's LSTM on a CUDA GPU (``jaxlstm.cudnn``:

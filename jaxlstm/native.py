@@ -15,8 +15,9 @@ the operand layout this needs.
 
 Threads: each call takes up to the size of XLA's intra-op pool (the calling thread and pool tasks
 from the FFI execution context; see ``_native/lstm.cc``); no call waits for a task that has not
-started, and a call whose peers get descheduled finishes on one thread (and the calls of the next
-200 ms start on one). Results do not depend on the number of threads, bit for bit.
+started, and when a peer gets descheduled (a busy core) one thread takes the call over for a lease
+(5 ms, doubling with each further take-over up to 320 ms; calls that start within it start on one
+thread), after which the others rejoin. Results do not depend on the number of threads, bit for bit.
 
 Environment (read once, at import):
 
@@ -115,12 +116,12 @@ def isa() -> Optional[str]:
     return _ISA
 
 
-# The rule's threshold (``preferred``), from benchmarks/native_auto.py on the AVX2 Zen 3 (2 cores,
-# load ~1, 2026-12-01; benchmarks/RESULTS.md): native over the pure-JAX fast path was 0.32-0.97 on the
-# seed, small, medium and long shapes (forward and training step; 0.78-1.01 with one core taken by a
-# spinning process) and 1.45 / 1.14 on large (128/100/512/512), where XLA's GEMM wins. One step's GEMM
-# work 2 B (I + H) 4H is 50 MFLOP at medium and 537 MFLOP at large: the bound sits between them.
-_MAX_WORK_PER_STEP = 200e6
+# The rule (``preferred``), from benchmarks/native_auto.py on the AVX2 Zen 3 (2 cores, load 0.1-1.7,
+# 2026-12-01 17:05; benchmarks/RESULTS.md): native over the pure-JAX fast path was 0.27-0.97 forward
+# and 0.59-0.96 training on all five benchmark shapes, the large one (128/100/512/512, 537 MFLOP of
+# GEMM per step) included, once a take-over no longer kept a long call on one thread (it was 1.45 /
+# 1.14 there before, which had set a bound of 200 MFLOP per step). So no bound on the size: the
+# kernels whenever they can run a step.
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -128,20 +129,23 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
-    The caller decides the platform: ask only for computations placed on the CPU. Measured on one
-    AVX2 machine (see ``_MAX_WORK_PER_STEP``); not yet used by ``impl="auto"``.
+    True for float32 with at least one step (any batch, input_size and units): measured faster on
+    every benchmark shape of one AVX2 machine (see the comment above). The caller decides the
+    platform: ask only for computations placed on the CPU. ``jaxlstm.lstm(impl="auto")`` (and every
+    entry point built on it) asks this with the flattened batch as traced when jax's default backend
+    is the CPU.
     """
+    del batch, input_size, units  # measured faster at every size (see above)
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
-    work = 2 * batch * (input_size + units) * 4 * units
-    return steps >= 1 and work <= _MAX_WORK_PER_STEP
+    return steps >= 1
 
 
 def _stats() -> dict:
     """Diagnostics since import (empty when unavailable): ``calls``, ``threads`` (team sizes summed),
-    ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls that one
-    thread finished alone because its peers were descheduled) and ``solo_after_contention`` (calls
-    started on one thread within 200 ms of a take-over)."""
+    ``helpers_joined`` (pool tasks that started while their call ran), ``taken_over`` (calls in which one
+    thread took the others' work over for a lease because a peer was descheduled) and ``solo_after_contention`` (calls
+    started by their caller alone, within an earlier take-over's lease)."""
     if _ISA is None:
         return {}
     from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
@@ -190,7 +194,11 @@ def _mask(m, steps: int, batch: int, name: str):
 #   and a factor of its own for every other dimension.
 #
 # Under ``vmap`` the mapped axis is folded into the batch (one call) when the weights are not
-# mapped, else the call runs once per example.
+# mapped, else the call runs once per example (``lax.map``). That loop was measured no slower than
+# the pure-JAX path's batched GEMMs (forward 3.0 vs 3.8 ms for 64 models of B=1 T=50 I=16 H=32,
+# 16 vs 26 ms for 8 of 32/50/32/64, 337 vs 560 ms for 4 of 64/100/128/256; load 2-4), so
+# ``impl="auto"`` keeps the kernels under a vmap over the weights (the backward recurrence then
+# runs the pure-JAX reference, ``_recurrences._batch``).
 
 _BATCH_DIMS = 3
 

@@ -1,15 +1,16 @@
-"""jaxlstm.native (the C++ FFI recurrences) against the pure-JAX fast path and a plain lax.scan.
+"""jaxlstm.native (the C++ FFI recurrences) against a plain lax.scan written here.
 
-Forward: every output of ``native.forward`` against ``fast._forward`` (values and residuals).
-Backward: ``native.backward_recurrence`` against ``jax.vjp`` of a plain ``lax.scan`` written here
-(the recurrence with the input projection as an argument, so the cotangent of that argument is
-``d_z``), not against fast.py's hand-written backward. Odd sizes (B=1, T=0/1, I=1, H=1, H not a
-multiple of the vector width), masks, lengths, zero_output both ways, initial states; the ISA
-fallback, thread counts and ``JAXLSTM_NATIVE=0`` in subprocesses (the environment is read at import).
+Forward: every output of ``native.forward`` (values and residuals) against the scan. Backward:
+``native.backward_recurrence`` against ``jax.vjp`` of the scan (the recurrence with the input
+projection as an argument, so the cotangent of that argument is ``d_z``), not against fast.py's
+hand-written backward. Odd sizes (B=1, T=0/1, I=1, H=1, H not a multiple of the vector width),
+masks, lengths, zero_output both ways, initial states, no bias; the ISA fallback and thread counts
+in subprocesses (the environment is read at import). The entry points (``impl="native"``: vmap,
+shard_map, two batch axes, all gradients) are in test_native_impl.py, test_native_shapes.py and
+test_native_partition.py; ``JAXLSTM_NATIVE=0`` in test_native_impl.py.
 
 The tests skip where the extension is not built, unless JAXLSTM_REQUIRE_NATIVE=1 (CI's strict mode),
-which makes a missing extension a failure.
-"""
+which makes a missing extension a failure."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlstm import fast, native
-from jaxlstm.pytrees import LSTMParams
+from jaxlstm import native
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,26 +36,23 @@ needs_native = pytest.mark.skipif(
     not native.available(), reason=f"native extension unavailable: {native.why_unavailable()}"
 )
 
-# (T, B, I, H): T=0 and T=1, B=1, I=1, H=1, H around the AVX2 (8) / AVX-512 (16) widths and the
-# backward tiles (16 / 32), row counts that leave micro-kernel tails.
-SHAPES = [
-    (5, 3, 4, 7),
-    (1, 1, 1, 1),
-    (0, 2, 3, 4),
-    (1, 4, 2, 16),
-    (3, 1, 1, 33),
-    (6, 17, 5, 40),
-    (4, 16, 64, 128),
-    (2, 13, 9, 70),
-]
-# (masks, zero_output): zero_output only matters where steps are not kept.
-MASK_CASES = [
-    ("none", False),
-    ("keep", False),
-    ("keep", True),
-    ("valid", False),
-    ("both", False),
-    ("both", True),
+# (T, B, I, H, masks, zero_output, bias): T=0 and T=1, B=1, I=1, H=1, H around the AVX2 (8) /
+# AVX-512 (16) widths and the backward tiles (16 / 32), row counts that leave micro-kernel tails;
+# every mask case (none, keep, valid = lengths, both; zero_output where steps are not kept) on at
+# least two shapes, one case without bias.
+CASES = [
+    (5, 3, 4, 7, "none", False, True),
+    (5, 3, 4, 7, "both", True, True),
+    (1, 1, 1, 1, "both", False, True),
+    (1, 1, 1, 1, "keep", True, True),
+    (0, 2, 3, 4, "both", False, True),
+    (1, 4, 2, 16, "valid", False, True),
+    (3, 1, 1, 33, "keep", False, True),
+    (6, 17, 5, 40, "both", True, True),
+    (6, 17, 5, 40, "none", False, False),
+    (4, 16, 64, 128, "keep", True, True),
+    (2, 13, 9, 70, "valid", False, True),
+    (2, 13, 9, 70, "both", False, False),
 ]
 
 
@@ -80,62 +77,10 @@ def _close(actual, expected):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
-# ----------------------------------------------------------------------------------------------
-# Forward
-# ----------------------------------------------------------------------------------------------
-
-
-@needs_native
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("masks,zero_output", MASK_CASES)
-def test_forward_matches_fast_path(shape, masks, zero_output):
-    W, U, b, xs, h0, c0, keep, valid = _problem(*shape, masks=masks)
-    params = LSTMParams(W, U, b, None)
-    ref = fast._forward(params, xs, h0, c0, keep, valid, zero_output, fast.FastConfig(), True)
-    out = native.forward(W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=True)
-    ref_leaves, out_leaves = jax.tree.leaves(ref), jax.tree.leaves(out)
-    assert len(out_leaves) == 6
-    for a, e in zip(out_leaves, ref_leaves):
-        assert a.shape == e.shape and a.dtype == jnp.float32
-        _close(a, e)
-    ys, h_T, c_T, res = native.forward(W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=False)
-    assert res is None
-    for a, e in zip((ys, h_T, c_T), ref[:3]):
-        _close(a, e)
-
-
-@needs_native
-def test_forward_without_bias_under_jit():
-    W, U, _, xs, h0, c0, keep, valid = _problem(7, 5, 3, 20)
-    ref = fast._forward(
-        LSTMParams(W, U, None, None), xs, h0, c0, keep, valid, False, fast.FastConfig(), False
-    )
-    run = jax.jit(lambda *a: native.forward(*a, zero_output=False, save=False)[:3])
-    for a, e in zip(run(W, U, None, xs, h0, c0, keep, valid), ref[:3]):
-        _close(a, e)
-
-
-@needs_native
-def test_forward_under_vmap():
-    W, U, b, _, h0, c0, _, _ = _problem(4, 3, 5, 9)
-    xs = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 3, 5)), jnp.float32)
-    run = jax.vmap(lambda x: native.forward(W, U, b, x, h0, c0, None, None, zero_output=False, save=False)[0])
-    ref = jax.vmap(
-        lambda x: fast._forward(
-            LSTMParams(W, U, b, None), x, h0, c0, None, None, False, fast.FastConfig(), False
-        )[0]
-    )
-    _close(run(xs), ref(xs))
-
-
-# ----------------------------------------------------------------------------------------------
-# Backward recurrence
-# ----------------------------------------------------------------------------------------------
-
-
 def _scan_reference(U, a, h0, c0, keep, valid, zero_output):
-    """The masked LSTM as a plain lax.scan, with ``a = xs @ W + b`` as an input: the cotangent of
-    ``a`` is the gradient of the pre-activations."""
+    """The masked LSTM as a plain lax.scan, with ``a = xs @ W + b`` as an input (so the cotangent of
+    ``a`` is the gradient of the pre-activations). Returns ``(ys, h_T, c_T)`` and the residuals
+    ``native.forward(save=True)`` returns: the pre-activations and the state each step starts from."""
 
     def body(carry, inputs):
         h, c = carry
@@ -152,42 +97,41 @@ def _scan_reference(U, a, h0, c0, keep, valid, zero_output):
             h_new, c_new = jnp.where(k, h_new, h), jnp.where(k, c_new, c)
         if v_t is not None:
             y = jnp.where(v_t[:, None], y, 0.0)
-        return (h_new, c_new), y
+        return (h_new, c_new), (y, (z, h, c))
 
-    (h_T, c_T), ys = jax.lax.scan(body, (h0, c0), (a, keep, valid))
-    return ys, h_T, c_T
+    (h_T, c_T), (ys, res) = jax.lax.scan(body, (h0, c0), (a, keep, valid))
+    return (ys, h_T, c_T), res
 
 
 @needs_native
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("masks,zero_output", MASK_CASES)
-def test_backward_recurrence_matches_vjp_of_scan(shape, masks, zero_output):
-    W, U, b, xs, h0, c0, keep, valid = _problem(*shape, masks=masks)
-    a = xs @ W + b
-    outs, vjp = jax.vjp(lambda a, h, c: _scan_reference(U, a, h, c, keep, valid, zero_output), a, h0, c0)
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"-{c[4]}-z{int(c[5])}-b{int(c[6])}"
+)
+def test_forward_and_backward_recurrence_match_a_plain_scan(case):
+    """All six outputs of ``native.forward`` (with and without residuals) against the scan, and
+    ``native.backward_recurrence`` on the scan's residuals against ``jax.vjp`` of the scan. One
+    jitted function per case (one compile)."""
+    T, B, I, H, masks, zero_output, bias = case
+    W, U, b, xs, h0, c0, keep, valid = _problem(T, B, I, H, masks=masks, bias=bias)
     rng = np.random.default_rng(2)
-    cts = tuple(jnp.asarray(rng.normal(size=o.shape), jnp.float32) for o in outs)
-    d_a, d_h0, d_c0 = vjp(cts)
-    _, _, _, (z, _, c_prev) = native.forward(
-        W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=True
-    )
-    out = native.backward_recurrence(U, z, c_prev, keep, valid, *cts, zero_output=zero_output)
-    for got, want in zip(out, (d_a, d_h0, d_c0)):
+    cts = tuple(jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((T, B, H), (B, H), (B, H)))
+
+    @jax.jit
+    def both(W, U, b, xs, h0, c0, keep, valid, cts):
+        a = xs @ W + (0.0 if b is None else b)
+        scan = lambda a, h, c: _scan_reference(U, a, h, c, keep, valid, zero_output)  # noqa: E731
+        ref, vjp, res = jax.vjp(scan, a, h0, c0, has_aux=True)
+        saved = native.forward(W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=True)
+        plain = native.forward(W, U, b, xs, h0, c0, keep, valid, zero_output=zero_output, save=False)
+        back = native.backward_recurrence(U, res[0], res[2], keep, valid, *cts, zero_output=zero_output)
+        return (saved, plain[:3], back), ((*ref, res), ref, vjp(cts))
+
+    (saved, plain, back), (want_saved, want_plain, want_back) = both(W, U, b, xs, h0, c0, keep, valid, cts)
+    assert len(jax.tree.leaves(saved)) == 6
+    for got, want in zip(
+        jax.tree.leaves((saved, plain, back)), jax.tree.leaves((want_saved, want_plain, want_back))
+    ):
         assert got.shape == want.shape and got.dtype == jnp.float32
-        _close(got, want)
-
-
-@needs_native
-def test_backward_recurrence_on_fast_path_residuals_under_jit():
-    """The residuals of fast._forward are accepted as they are (the lead's plug-in point)."""
-    W, U, b, xs, h0, c0, keep, valid = _problem(9, 6, 4, 24)
-    _, _, _, (z, _, c_prev) = fast._forward(
-        LSTMParams(W, U, b, None), xs, h0, c0, keep, valid, True, fast.FastConfig(), True
-    )
-    outs, vjp = jax.vjp(lambda a, h, c: _scan_reference(U, a, h, c, keep, valid, True), xs @ W + b, h0, c0)
-    cts = tuple(jnp.ones_like(o) for o in outs)
-    run = jax.jit(lambda *a: native.backward_recurrence(*a, zero_output=True))
-    for got, want in zip(run(U, z, c_prev, keep, valid, *cts), vjp(cts)):
         _close(got, want)
 
 
@@ -229,7 +173,7 @@ _CHILD = textwrap.dedent(
     out = {"available": native.available(), "why": native.why_unavailable(), "isa": native.isa()}
     if native.available():
         rng = np.random.default_rng(0)
-        T, B, I, H = 6, 11, 5, 37
+        T, B, I, H = 6, 32, 48, 70  # enough work per step for several threads (and 7)
         f = lambda *s: jnp.asarray(rng.normal(size=s) * 0.3, jnp.float32)
         W, U, b, xs, h0, c0 = f(I, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I), f(B, H), f(B, H)
         keep = jnp.asarray(rng.random((T, B)) > 0.3)
@@ -241,24 +185,45 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _child(env: dict) -> dict:
-    """Runs _CHILD with the JAXLSTM_NATIVE* variables of this process replaced by ``env``'s."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("JAXLSTM_NATIVE")}
-    full.update({"PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})
-    full.update({k: v for k, v in env.items() if v is not None})
-    run = subprocess.run(
-        [sys.executable, "-c", _CHILD], env=full, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout.strip().splitlines()[-1])
+# The children, by name: the environment each one runs with (None: unset). Started together, so
+# their imports and compiles overlap.
+CHILDREN = {
+    "default": {},
+    "avx2-one-thread": {"JAXLSTM_NATIVE_ISA": "avx2", "JAXLSTM_NATIVE_THREADS": "1"},
+    # More tasks than the pool has threads: tasks that start late or after the call finished must
+    # neither block the call nor change the result.
+    "seven-threads": {"JAXLSTM_NATIVE_THREADS": "7"},
+    "avx512": {"JAXLSTM_NATIVE_ISA": "avx512"},
+    "unknown-isa": {"JAXLSTM_NATIVE_ISA": "sse2"},
+}
 
 
 @pytest.fixture(scope="module")
-def default_child():
-    return _child({"JAXLSTM_NATIVE_ISA": None, "JAXLSTM_NATIVE_THREADS": None})
+def children() -> dict:
+    """Runs _CHILD once per entry of CHILDREN, concurrently, with the JAXLSTM_NATIVE* variables of
+    this process replaced by the entry's; returns each child's JSON output."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JAXLSTM_NATIVE")}
+    base.update({"PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"})
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _CHILD],
+            env={**base, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, env in CHILDREN.items()
+    }
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (name, stderr[-3000:])
+        out[name] = json.loads(stdout.strip().splitlines()[-1])
+    return out
 
 
 def _same_values(a: dict, b: dict, exact: bool):
+    assert len(a["values"]) == len(b["values"]) == 7
     for x, y in zip(a["values"], b["values"]):
         if exact:
             assert x == y
@@ -266,80 +231,32 @@ def _same_values(a: dict, b: dict, exact: bool):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
-def test_disabled_by_environment_imports_and_says_why():
-    out = _child({"JAXLSTM_NATIVE": "0"})
-    assert out["available"] is False and out["isa"] is None
-    assert "disabled" in out["why"] and "JAXLSTM_NATIVE=0" in out["why"]
-
-
 @needs_native
-def test_forced_avx2_fallback_matches_default(default_child):
-    forced = _child({"JAXLSTM_NATIVE_ISA": "avx2"})
+def test_forced_avx2_fallback_on_one_thread_matches_default(children):
+    forced, default = children["avx2-one-thread"], children["default"]
     assert forced["available"] and forced["isa"] == "avx2"
-    # Same ISA as the default on an AVX2-only CPU (bit-identical), else the same values to 1e-5.
-    _same_values(forced, default_child, exact=default_child["isa"] == "avx2")
+    # The same ISA as the default on an AVX2-only CPU (bit-identical: the thread count changes no
+    # bit), else the same values to 1e-5.
+    _same_values(forced, default, exact=default["isa"] == "avx2")
 
 
 @needs_native
-def test_forced_avx512_runs_or_says_the_cpu_lacks_it(default_child):
-    forced = _child({"JAXLSTM_NATIVE_ISA": "avx512"})
-    if default_child["isa"] == "avx512":
+def test_more_threads_than_the_pool_do_not_change_a_bit(children):
+    _same_values(children["seven-threads"], children["default"], exact=True)
+
+
+@needs_native
+def test_forced_avx512_runs_or_says_the_cpu_lacks_it(children):
+    forced = children["avx512"]
+    if children["default"]["isa"] == "avx512":
         assert forced["isa"] == "avx512"
-        _same_values(forced, default_child, exact=True)
+        _same_values(forced, children["default"], exact=True)
     else:
         assert not forced["available"] and "avx512" in forced["why"]
 
 
-@needs_native
-@pytest.mark.parametrize("threads", ["1", "7"])
-def test_thread_count_does_not_change_a_bit(default_child, threads):
-    """1 thread, and more tasks than the pool has threads (tasks that start late or after the call
-    finished must neither block the call nor change the result)."""
-    out = _child({"JAXLSTM_NATIVE_THREADS": threads, "JAXLSTM_NATIVE_ISA": None})
-    _same_values(out, default_child, exact=True)
-
-
-def test_unknown_isa_name_says_so():
-    out = _child({"JAXLSTM_NATIVE_ISA": "sse2"})
+def test_unknown_isa_name_says_so(children):
+    out = children["unknown-isa"]
     if out["why"] is not None and "not built" in out["why"]:
         pytest.skip(out["why"])
     assert not out["available"] and "JAXLSTM_NATIVE_ISA" in out["why"]
-
-
-_SHARD_CHILD = textwrap.dedent(
-    """
-    import jax
-    jax.config.update("jax_num_cpu_devices", 2)
-    import numpy as np, jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec as P
-    from jaxlstm import native, fast
-    from jaxlstm.pytrees import LSTMParams
-    rng = np.random.default_rng(0)
-    T, B, I, H = 5, 6, 3, 10
-    f = lambda *s: jnp.asarray(rng.normal(size=s) * 0.3, jnp.float32)
-    W, U, b, xs, h0, c0 = f(I, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I), f(B, H), f(B, H)
-    mesh = Mesh(np.array(jax.devices()), ("b",))
-
-    def local(xs, h0, c0):
-        ys, hT, cT, _ = native.forward(W, U, b, xs, h0, c0, None, None, zero_output=False, save=False)
-        return ys, hT, cT
-
-    run = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(None, "b"), P("b"), P("b")),
-                                out_specs=(P(None, "b"), P("b"), P("b"))))
-    got = run(xs, h0, c0)
-    want = fast._forward(LSTMParams(W, U, b, None), xs, h0, c0, None, None, False, fast.FastConfig(), False)[:3]
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
-    print("ok", len(jax.devices()))
-    """
-)
-
-
-@needs_native
-def test_forward_under_shard_map_over_the_batch_on_two_devices():
-    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-    run = subprocess.run(
-        [sys.executable, "-c", _SHARD_CHILD], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-2:] == ["ok", "2"]

@@ -161,9 +161,16 @@ def test_without_the_extension_native_is_a_clear_error_and_auto_computes() -> No
         import jaxlstm
         from jaxlstm import native
         assert not native.available() and "JAXLSTM_NATIVE=0" in native.why_unavailable()
+        assert native.preferred(2, 5, 3, 4, jnp.float32) is False
         params = jaxlstm.init(jax.random.key(0), 3, 4)
         xs = jnp.ones((2, 5, 3))
-        print(float(jax.grad(lambda p: jaxlstm.lstm(p, xs).sequence.sum())(params).kernel.sum()))
+        loss = lambda p: jaxlstm.lstm(p, xs).sequence.sum()
+        # impl="auto" lowers to the pure-JAX path (no custom call of the kernels) and computes.
+        assert "jaxlstm_native_lstm" not in jax.jit(jax.grad(loss)).lower(params).as_text()
+        reference = jax.grad(lambda p: jaxlstm.lstm(p, xs, impl="scan").sequence.sum())(params)
+        for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss)(params)), jax.tree_util.tree_leaves(reference)):
+            assert abs(a - b).max() < 1e-5
+        print("computed")
         try:
             jaxlstm.lstm(params, xs, impl="native")
         except ValueError as e:
@@ -172,6 +179,7 @@ def test_without_the_extension_native_is_a_clear_error_and_auto_computes() -> No
         JAXLSTM_NATIVE="0",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "computed" in proc.stdout, proc.stdout
     assert (
         "ERROR jaxlstm: impl='native': the native kernels are unavailable: disabled by the environment"
         in (proc.stdout)

@@ -109,8 +109,9 @@ def _problem(T, B, I, H, seed=0):
     return f(I, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I), f(B, H), f(B, H)
 
 
-def _fast_forward(W, U, b, xs, h0, c0, keep=None):
-    return fast._forward(LSTMParams(W, U, b, None), xs, h0, c0, keep, None, False, fast.FastConfig(), True)
+def _fast_path(W, U, b, xs, h0, c0, keep=None):
+    """``(ys, h_T, c_T)`` of the pure-JAX fast path (public entry point, no native kernels)."""
+    return fast.lstm_time_major(LSTMParams(W, U, b, None), xs, h0, c0, keep)
 
 
 @needs_native
@@ -125,10 +126,14 @@ def test_vmap_folds_shared_weights_into_one_call() -> None:
     jaxpr = str(jax.make_jaxpr(jax.vmap(run))(xs, keep))
     assert jaxpr.count("jaxlstm_native_forward") == 1 and "while" not in jaxpr
     got = jax.jit(jax.vmap(run))(xs, keep)
-    want = jax.vmap(lambda x, k: _fast_forward(W, U, b, x, h0, c0, k))(xs, keep)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    want = jax.vmap(lambda x, k: _fast_path(W, U, b, x, h0, c0, k))(xs, keep)
+    for g, w in zip(got[:3], want):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    # The residuals: those of one call per example (test_native.py checks those against a scan).
+    for i in range(2):
+        for g, w in zip(got[3], run(xs[i], keep[i])[3]):
+            np.testing.assert_allclose(g[i], w, rtol=1e-6, atol=1e-6)
     # The backward call folds the same way.
     _, _, _, (z, _, c_prev) = got
     d_ys = jnp.ones_like(got[0])
@@ -157,6 +162,6 @@ def test_vmap_with_per_example_weights_runs_one_call_per_example() -> None:
         return native.forward(W * s, U * s, b, xs, h0, c0, None, None, zero_output=False, save=False)[:3]
 
     got = jax.jit(jax.vmap(run))(scale)
-    want = jax.vmap(lambda s: _fast_forward(W * s, U * s, b, xs, h0, c0)[:3])(scale)
+    want = jax.vmap(lambda s: _fast_path(W * s, U * s, b, xs, h0, c0))(scale)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)

@@ -9,8 +9,12 @@
 // cache), then steals the rest. A participant only ever waits at a barrier for items that another
 // running participant has claimed, never for a task that may not have started: a helper that
 // starts late (or never) just leaves its items to the others. A participant that waits far longer
-// than an item takes (its peer was descheduled, e.g. by another process on that core) makes itself
-// the only worker for the rest of the call: one thread, no more barriers to wait at.
+// than an item takes (its peer was descheduled, e.g. by another process on that core) takes the
+// call over for a lease: it works alone, with no barriers to wait at, while the others sleep; when
+// the lease ends (checked between stages) the others rejoin. Leases double with every take-over
+// (the core stays busy) and halve with every call that ran on several threads without one, so a
+// long call loses its threads only while a core is actually taken, and a busy core costs one
+// take-over per lease, not one per call.
 // All per-call state lives in one reference-counted object, so a helper that starts after the call
 // returned finds nothing to claim and exits without touching freed memory.
 
@@ -84,6 +88,29 @@ inline void cpu_relax() {
 #endif
 }
 
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The take-over lease (see the top of this file), shared by all calls: its length, and until when
+// new calls start owned by their caller (a take-over's lease outlives its call).
+constexpr int64_t kMinLeaseNs = 5000000, kMaxLeaseNs = 320000000;  // 5 ms .. 320 ms
+std::atomic<int64_t> lease_ns{kMinLeaseNs};
+std::atomic<int64_t> solo_until_ns{0};
+
+// A take-over now: returns the end of its lease and doubles the next one.
+int64_t begin_lease() {
+  const int64_t lease = lease_ns.load(std::memory_order_relaxed);
+  lease_ns.store(std::min(2 * lease, kMaxLeaseNs), std::memory_order_relaxed);
+  const int64_t end = now_ns() + lease;
+  int64_t prev = solo_until_ns.load(std::memory_order_relaxed);
+  while (prev < end && !solo_until_ns.compare_exchange_weak(prev, end, std::memory_order_relaxed)) {
+  }
+  return end;
+}
+
 struct alignas(64) SlotCounter {
   // (stage << 32) | next offset into the slot's item range for that stage.
   std::atomic<int64_t> value{-1};
@@ -101,14 +128,17 @@ class Team {
   int n_slots() const { return n_slots_; }
   int take_slot() { return next_slot_.fetch_add(1, std::memory_order_relaxed); }
 
-  // Runs stages until the end; `is_caller` marks the thread that called the handler (it must not
-  // return before every stage is done, whoever does the work).
-  void participate(int slot, bool is_caller) {
+  // Runs stages until the end: returns only after the last stage's barrier (whoever did the work),
+  // which is what the calling thread needs before its handler returns.
+  void participate(int slot) {
     for (int64_t k = stage_hint_.load(std::memory_order_acquire); k < n_stages_; ++k) {
       const int owner = owner_.load(std::memory_order_acquire);
-      if (owner >= 0 && owner != slot) {  // another participant works alone from now on
-        if (is_caller) wait_passive(cumulative(n_stages_ - 1));
-        return;
+      if (owner == slot && now_ns() >= lease_end_ns_.load(std::memory_order_relaxed)) {
+        owner_.store(-1, std::memory_order_release);  // the lease is over: the others rejoin
+      } else if (owner >= 0 && owner != slot) {  // another participant works alone for now
+        if (!wait_for_release(slot == 0)) return;  // the call is done
+        k = stage_hint_.load(std::memory_order_acquire) - 1;  // rejoin at the current stage
+        continue;
       }
       int64_t mine = 0;
       const auto t0 = Clock::now();
@@ -130,8 +160,17 @@ class Team {
 
   bool finished() const { return stage_hint_.load(std::memory_order_relaxed) >= n_stages_; }
 
-  // Whether some participant took the rest of a call over (its peers were descheduled).
-  bool taken_over() const { return owner_.load(std::memory_order_relaxed) >= 0; }
+  // The caller owns the call until `until_ns` (a core was busy a moment ago); set before any helper
+  // is scheduled.
+  void start_owned(int64_t until_ns) {
+    lease_end_ns_.store(until_ns, std::memory_order_relaxed);
+    owner_.store(0, std::memory_order_release);
+  }
+
+  // Whether some participant took the call over (its peers were descheduled) at least once.
+  bool taken_over() const { return take_overs_.load(std::memory_order_relaxed) > 0; }
+  void helper_joined() { joined_.fetch_add(1, std::memory_order_relaxed); }
+  bool helpers_joined() const { return joined_.load(std::memory_order_relaxed) > 0; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -151,17 +190,30 @@ class Team {
       if (waited < std::chrono::microseconds(50)) continue;
       if (waited > take_over_after && owner_.load(std::memory_order_relaxed) < 0) {
         int expected = -1;
-        owner_.compare_exchange_strong(expected, slot, std::memory_order_acq_rel);
+        if (owner_.compare_exchange_strong(expected, slot, std::memory_order_acq_rel)) {
+          lease_end_ns_.store(begin_lease(), std::memory_order_relaxed);
+          take_overs_.fetch_add(1, std::memory_order_relaxed);
+        }
       }
       std::this_thread::yield();
     }
   }
 
-  // The caller when another participant works alone: sleeps (rather than competing for the core).
-  void wait_passive(int64_t target) {
-    while (!reached(target)) {
-      for (int i = 0; i < 256 && !reached(target); ++i) cpu_relax();
-      if (!reached(target)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  // A participant while another works alone: sleeps (rather than competing for the core) until the
+  // owner's lease ends (true) or the call is done (false). The caller checks every 20 us (its call
+  // returns as soon as the work is done); a helper backs off to 1 ms (a lease lasts 5 ms or more,
+  // and a helper waking often would take time from the owner where they share a core).
+  bool wait_for_release(bool is_caller) {
+    const int64_t last = cumulative(n_stages_ - 1);
+    int64_t sleep_us = 20;
+    for (;;) {
+      for (int i = 0; i < 256; ++i) {
+        if (reached(last)) return false;
+        if (owner_.load(std::memory_order_acquire) < 0) return true;
+        cpu_relax();
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      if (!is_caller) sleep_us = std::min<int64_t>(2 * sleep_us, 1000);
     }
   }
 
@@ -194,6 +246,8 @@ class Team {
   alignas(64) std::atomic<int64_t> done_{0};
   alignas(64) std::atomic<int64_t> stage_hint_{0};
   alignas(64) std::atomic<int> owner_{-1};
+  std::atomic<int64_t> lease_end_ns_{0};
+  std::atomic<int> take_overs_{0}, joined_{0};
   std::atomic<int> next_slot_{1};
 };
 
@@ -203,45 +257,42 @@ struct Stats {
       solo_after_contention{0};
 } stats;
 
-// After a call whose team was taken over by one thread (a core busy with other work), the calls of
-// the next 200 ms run on one thread from the start instead of losing a time slice each.
-std::atomic<int64_t> solo_until_ns{0};
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // Runs the team on the caller plus up to n_slots-1 pool tasks; returns when every stage is done.
+// Within a lease that an earlier call's take-over started, the caller owns the call from the start
+// (the helpers join when the lease ends, if the call is still running then).
 void run_team(const std::shared_ptr<Team>& team, ffi::ThreadPool& pool) {
+  const int64_t solo_until = solo_until_ns.load(std::memory_order_relaxed);
+  const bool owned = team->n_slots() > 1 && now_ns() < solo_until;
+  if (owned) {
+    team->start_owned(solo_until);
+    stats.solo_after_contention.fetch_add(1, std::memory_order_relaxed);
+  }
   for (int i = 1; i < team->n_slots(); ++i) {
     pool.Schedule([team]() {
       const int slot = team->take_slot();
       if (slot < team->n_slots() && !team->finished()) {
         stats.helpers_joined.fetch_add(1, std::memory_order_relaxed);
-        team->participate(slot, /*is_caller=*/false);
+        team->helper_joined();
+        team->participate(slot);
       }
     });
   }
-  team->participate(0, /*is_caller=*/true);
+  team->participate(0);
   stats.calls.fetch_add(1, std::memory_order_relaxed);
   stats.threads.fetch_add(team->n_slots(), std::memory_order_relaxed);
   if (team->taken_over()) {
     stats.taken_over.fetch_add(1, std::memory_order_relaxed);
-    solo_until_ns.store(now_ns() + 200000000, std::memory_order_relaxed);
+  } else if (!owned && team->helpers_joined()) {  // several threads, no take-over: halve the lease
+    const int64_t lease = lease_ns.load(std::memory_order_relaxed);
+    lease_ns.store(std::max(lease / 2, kMinLeaseNs), std::memory_order_relaxed);
   }
 }
 
 // How many threads: the pool's size (caller included), capped by items per step and by the work
 // per step (a thread should get at least ~256 kFLOP, a few microseconds, of each step: a barrier
-// costs about a microsecond with many threads). One thread within 200 ms of a take-over.
+// costs about a microsecond with many threads).
 int team_size(ffi::ThreadPool& pool, int32_t requested, int64_t items, double flops_per_step) {
   int64_t n = requested > 0 ? requested : pool.num_threads();
-  if (requested <= 0 && n > 1 && now_ns() < solo_until_ns.load(std::memory_order_relaxed)) {
-    stats.solo_after_contention.fetch_add(1, std::memory_order_relaxed);
-    n = 1;
-  }
   n = std::max<int64_t>(1, std::min<int64_t>({n, items, 256}));
   const int64_t by_work = static_cast<int64_t>(flops_per_step / 262144.0);
   return static_cast<int>(std::max<int64_t>(1, std::min(n, by_work)));
@@ -515,8 +566,9 @@ static PyObject* get_stats(PyObject*, PyObject*) {
 static PyMethodDef methods[] = {
     {"stats", get_stats, METH_NOARGS,
      "Counters since load: calls, threads (summed team sizes), helpers_joined (helper tasks that "
-     "ran while their call was live), taken_over (calls one thread finished alone), "
-     "solo_after_contention (calls started on one thread after a recent take-over)."},
+     "ran while their call was live), taken_over (calls in which one thread took the others' "
+     "work over for a lease), solo_after_contention (calls started by their caller alone, within "
+     "an earlier take-over's lease)."},
     {"cpu_features", cpu_features, METH_NOARGS,
      "{'avx2_fma': bool, 'avx512': bool}: the instruction sets this CPU and OS support."},
     {nullptr, nullptr, 0, nullptr}};
