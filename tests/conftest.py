@@ -20,9 +20,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # Many tests compile the same computation (the same LSTM on the same shapes, built by different
 # tests, workers or subprocesses); JAX's persistent compilation cache lets each compile once per run,
-# which saved 5-25% of the CPU time of the files measured. Set here, before jax is imported, the environment
-# reaches pytest-xdist's workers and the tests' subprocesses. A fresh folder per run, removed at the
-# end; a cache the user configured is left alone.
+# which saved 5-25% of the CPU time of the files measured. Set here, before jax is imported, the
+# environment reaches pytest-xdist's workers and the tests' subprocesses. A fresh folder per run,
+# removed at the end; a cache the user configured is left alone.
 _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_CACHE:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxlstm-tests-jit-")

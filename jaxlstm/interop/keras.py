@@ -259,9 +259,10 @@ def lstm_options(layer: Any) -> dict[str, Any]:
     the sequence and the final state; a stateful loop passes the state back as ``initial_state``).
 
     Raises:
-        ValueError: naming the option, for one jaxlstm cannot honour: an activation jaxlstm does not have or a custom (serialized) one, a non-float dtype
-            policy, a Bidirectional whose forward layer has ``go_backwards=True`` or whose backward
-            layer computes differently from its forward layer, or a key this function does not know.
+        ValueError: naming the option, for one jaxlstm cannot honour: an activation jaxlstm does
+            not have or a custom (serialized) one, a non-float dtype policy, a Bidirectional whose
+            forward layer has ``go_backwards=True`` or whose backward layer computes differently
+            from its forward layer, or a key this function does not know.
         TypeError: ``layer`` is none of the above, or is another kind of layer (GRU, ...).
     """
     from .keras_files import KerasLayer  # here: keras_files imports this module
