@@ -13,7 +13,7 @@ from . import sharding as sharding
 from ._bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
 from .activations import ACTIVATIONS, hard_sigmoid
 from .core import init, lstm, step, zero_state
-from .pytrees import BidirectionalParams, LSTMOutput, LSTMParams, LSTMState
+from .pytrees import BidirectionalParams, LayerNormParams, LSTMOutput, LSTMParams, LSTMState, PeepholeParams
 from .stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state
 from .streaming import stream_chunk, stream_state, stream_step
 
@@ -27,6 +27,8 @@ __all__ = [
     "LSTMOutput",
     "LSTMParams",
     "LSTMState",
+    "LayerNormParams",
+    "PeepholeParams",
     "StackOutput",
     "TorchState",
     "bidirectional",

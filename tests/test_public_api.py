@@ -77,7 +77,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "LSTMOutput": {"": "class(sequence: ForwardRef('jax.Array'), state: ForwardRef('LSTMState'))"},
         "LSTMParams": {
             "": "class(kernel: ForwardRef('jax.Array'), recurrent_kernel: ForwardRef('jax.Array'), bias: ForwardRef('Optional[jax.Array]') = None, projection: "
-            "ForwardRef('Optional[jax.Array]') = None)",
+            "ForwardRef('Optional[jax.Array]') = None, layer_norm: ForwardRef('Optional[LayerNormParams]') = None, peepholes: ForwardRef('Optional[PeepholeParams]') = None)",
+            "gates": "property",
             "input_size": "property",
             "output_size": "property",
             "units": "property",
@@ -86,6 +87,13 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(h: ForwardRef('jax.Array'), c: ForwardRef('jax.Array'))",
             "from_flax_carry": "(cls, carry: 'tuple[jax.Array, jax.Array]') -> 'LSTMState'",
             "to_flax_carry": "(self) -> 'tuple[jax.Array, jax.Array]'",
+        },
+        "LayerNormParams": {
+            "": "class(x_gain: ForwardRef('jax.Array'), x_offset: ForwardRef('jax.Array'), h_gain: ForwardRef('jax.Array'), h_offset: ForwardRef('jax.Array'), "
+            "c_gain: ForwardRef('jax.Array'), c_offset: ForwardRef('jax.Array'))"
+        },
+        "PeepholeParams": {
+            "": "class(i: ForwardRef('Optional[jax.Array]'), f: ForwardRef('jax.Array'), o: ForwardRef('jax.Array'))"
         },
         "StackOutput": {
             "": "class(sequence: ForwardRef('jax.Array'), state: ForwardRef('tuple[LayerState, ...]'))"
