@@ -7,6 +7,9 @@ Why not pickle: loading a pickle runs code from the file. Here the file holds on
 (``allow_pickle=False`` on both sides) and a JSON string; the structure comes from ``like``, the
 caller's own template, and is checked against what was saved: the leaf paths (``jax.tree_util.keystr``),
 shapes and dtypes must match, or ``restore`` raises a ``ValueError`` naming the first difference.
+A checkpoint saved before ``LSTMParams`` gained its ``layer_norm`` and ``peepholes`` fields (when it
+had four) restores into today's plain ``LSTMParams``: its leaves are the same, only its recorded
+structure lacks the two trailing ``None`` children.
 
 Dtypes numpy cannot name in a ``.npz`` (bfloat16, float8...) are stored as same-width unsigned
 integers and viewed back, so nothing is rounded. Typed PRNG keys (``jax.random.key``) are stored as
@@ -24,6 +27,7 @@ arrays, metadata over 4 MiB of JSON or nested over 100 levels) raises ``InvalidF
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -35,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .interop._safe_files import InvalidFileError, load_json_object, read_npz, reading, refuse
+from .pytrees import LSTMParams
 
 __all__ = ["save", "restore", "InvalidFileError"]
 
@@ -46,6 +51,22 @@ _META = "__metadata__"
 _NATIVE_KINDS = "biuf"
 # Python scalar type -> the dtype it is stored as (see the module docstring for why these).
 _PYTHON_DTYPES = {"bool": np.dtype(bool), "int": np.dtype(np.int64), "float": np.dtype(np.float64)}
+# LSTMParams as it was before the layer_norm and peepholes fields: the same name, so that its treedef
+# prints as the checkpoints saved then recorded it.
+_LSTMParams4 = collections.namedtuple("LSTMParams", LSTMParams._fields[:4])
+
+
+def _four_field_treedef(tree: Any) -> str:
+    """``str(treedef)`` of ``tree`` as a checkpoint saved before the two fields records it: every
+    ``LSTMParams`` without ``layer_norm`` and ``peepholes`` as the four-field tuple (same leaves)."""
+
+    def old(x: Any) -> Any:
+        if isinstance(x, LSTMParams) and x.layer_norm is None and x.peepholes is None:
+            return _LSTMParams4(*x[:4])
+        return x
+
+    is_params = lambda x: isinstance(x, LSTMParams)
+    return str(jax.tree_util.tree_structure(jax.tree_util.tree_map(old, tree, is_leaf=is_params)))
 
 
 def _paths_and_leaves(tree: Any) -> tuple[list[str], list[Any], Any]:
@@ -129,7 +150,9 @@ def restore(path: str | os.PathLike, like: T) -> T:
     Args:
         path: a file written by ``save``.
         like: a pytree with the saved structure; its leaves may be arrays or ``jax.ShapeDtypeStruct``
-            (e.g. ``jax.eval_shape(make_state)``), and only their shapes and dtypes are used.
+            (e.g. ``jax.eval_shape(make_state)``), and only their shapes and dtypes are used. A plain
+            ``LSTMParams`` in it also matches one saved before the ``layer_norm`` / ``peepholes``
+            fields existed.
 
     Returns:
         A pytree like ``like`` whose leaves are bit-identical to the saved ones: ``jax.Array`` on the
@@ -154,7 +177,8 @@ def restore(path: str | os.PathLike, like: T) -> T:
 
     paths, templates, treedef = _paths_and_leaves(like)
     saved_paths = [e["path"] for e in entries]
-    if saved_paths != paths or treedef_text != str(treedef):
+    same = treedef_text == str(treedef) or treedef_text == _four_field_treedef(like)
+    if saved_paths != paths or not same:
         missing = ", ".join(p for p in paths if p not in saved_paths) or "none"
         extra = ", ".join(p for p in saved_paths if p not in paths) or "none"
         detail = f"leaves only in like: {missing}; only in the checkpoint: {extra}"
