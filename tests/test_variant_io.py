@@ -5,6 +5,7 @@ code of commit 2437b60) still load into today's types."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -13,8 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import require
 
-from jaxlstm import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams, checkpoint
+from jaxlstm import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams, checkpoint, checks
+from jaxlstm.interop import InvalidFileError
+from jaxlstm.interop import io as jio
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 LEGACY = os.path.join(FIXTURES, "legacy")
@@ -133,3 +137,155 @@ def test_checkpoint_round_trips_variant_params(variant: str, tmp_path) -> None:
             ValueError, match=r"like\['params'\]\.kernel: expected shape \[3, 16\] .*has \[3, 12\]"
         ):
             checkpoint.restore(path, {**tree, "params": four})
+
+
+# ----------------------------------------------------------------------------------------------
+# interop.io
+# ----------------------------------------------------------------------------------------------
+
+
+def _checks_accept_variants() -> bool:
+    try:
+        checks.params(
+            variant_params(np.random.default_rng(0), 2, 2, layer_norm=True, peepholes=True, cifg=True)
+        )
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _stand_in_params(p: Any, name: str = "params") -> tuple[int, int, int]:
+    """What checks.params will check of the variant fields (issue 15, var-core): the shapes of every
+    field for G gate blocks, peepholes.i None iff G == 3. Only used while the library's own check
+    still refuses variant params; the fixture below switches it off once it accepts them."""
+    if not isinstance(p, LSTMParams):
+        raise TypeError(f"{name}: expected LSTMParams, found {type(p).__name__}")
+    units, out, g = p.units, p.output_size, p.gates
+    expect = {"kernel": (p.input_size, g * units), "recurrent_kernel": (out, g * units), "bias": (g * units,)}
+    if p.projection is not None:
+        expect["projection"] = (units, out)
+    if p.layer_norm is not None:
+        expect.update({f"layer_norm.{k}": (g * units,) for k in ("x_gain", "x_offset", "h_gain", "h_offset")})
+        expect.update({"layer_norm.c_gain": (units,), "layer_norm.c_offset": (units,)})
+    if p.peepholes is not None:
+        if (p.peepholes.i is None) != (g == 3):
+            raise ValueError(f"{name}.peepholes.i: None exactly when there are 3 gate blocks")
+        expect.update({f"peepholes.{k}": (units,) for k in "ifo" if getattr(p.peepholes, k) is not None})
+    for path, shape in expect.items():
+        value = p
+        for part in path.split("."):
+            value = getattr(value, part)
+        if value is not None and np.shape(value) != shape:
+            raise ValueError(f"{name}.{path}: expected shape {list(shape)}, found {list(np.shape(value))}")
+        if value is not None:
+            checks.float_array(value, f"{name}.{path}")
+    return p.input_size, units, out
+
+
+@pytest.fixture
+def variant_checks(monkeypatch):
+    """Until var-core's checks.params accepts the variant fields, stand in for it (a no-op after)."""
+    if not _checks_accept_variants():
+        monkeypatch.setattr(checks, "params", _stand_in_params)  # checks.bidirectional calls it too
+
+
+def header(path: Any) -> dict[str, Any]:
+    """The JSON header of an io file (either format)."""
+    path = str(path)
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as data:
+            return json.loads(data["__jaxlstm__"].tobytes())
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        return json.loads((f.metadata() or {})["__jaxlstm__"])
+
+
+def rewrite_header(src: Any, dst: Any, edit: Any) -> None:
+    """Copy the .npz io file ``src`` to ``dst`` with its header edited by ``edit(header)``."""
+    with np.load(src, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = edit(json.loads(arrays.pop("__jaxlstm__").tobytes()))
+    np.savez(dst, **arrays, __jaxlstm__=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+
+
+@pytest.mark.parametrize("ext", ["npz", "safetensors"])
+def test_io_version_1_files_load_with_no_variant_fields(ext: str) -> None:
+    require("safetensors") if ext == "safetensors" else None
+    path = os.path.join(LEGACY, f"io_v1.{ext}")
+    assert header(path)["version"] == 1
+    params, config = jio.load(path)
+    same_bits(params, legacy_trees()["stack"]["params"])
+    assert config == make_legacy_files.CONFIG
+    assert all(p.layer_norm is None and p.peepholes is None for p in (params[0].forward, *params[1:]))
+
+
+@pytest.mark.parametrize("ext", ["npz", "safetensors"])
+def test_io_round_trips_variant_params(ext: str, tmp_path, variant_checks) -> None:
+    require("safetensors") if ext == "safetensors" else None
+    rng = np.random.default_rng(2)
+    for variant, kwargs in VARIANTS.items():
+        one = variant_params(rng, 3, 4, **kwargs)
+        out = one.output_size
+        stack = (
+            BidirectionalParams(one, variant_params(rng, 3, 4, **{**kwargs, "proj_size": None})),
+            variant_params(rng, out + 4, 2, **kwargs, dtype=jnp.bfloat16),
+            variant_params(rng, 2, 2),  # plain beside variants
+        )
+        for params in (one, stack):
+            path = tmp_path / f"{variant}.{ext}"
+            jio.save(path, params, config={"layer_norm_carry": "normalised"})
+            loaded, config = jio.load(path)
+            same_bits(loaded, params)
+            assert config == {"layer_norm_carry": "normalised"}
+    meta = header(path)
+    assert meta["version"] == 2
+    layer = meta["params"]["stack"][1]["lstm"]
+    assert layer["layer_norm"] == {k: f"1.layer_norm.{k}" for k in LayerNormParams._fields}
+    assert layer["peepholes"] == {"i": None, "f": "1.peepholes.f", "o": "1.peepholes.o"}  # CIFG: no i
+    assert meta["dtypes"]["1.layer_norm.c_gain"] == "bfloat16"
+    assert meta["params"]["stack"][2]["lstm"]["layer_norm"] is None
+
+
+def test_io_refuses_malformed_variant_structures(tmp_path, variant_checks) -> None:
+    rng = np.random.default_rng(3)
+    good = tmp_path / "good.npz"
+    jio.save(good, variant_params(rng, 3, 4, layer_norm=True, peepholes=True))
+
+    def field(name: str, value: Any) -> Any:
+        return lambda m: {**m, "params": {"layer": {"lstm": {**m["params"]["layer"]["lstm"], name: value}}}}
+
+    ln = header(good)["params"]["layer"]["lstm"]["layer_norm"]
+    cases = {
+        "ln-field-missing": (field("layer_norm", {k: v for k, v in ln.items() if k != "c_gain"}), "layer_norm must have the fields \\['x_gain'"),
+        "ln-field-extra": (field("layer_norm", {**ln, "eval": "os.system"}), "layer_norm must have the fields"),
+        "ln-list": (field("layer_norm", list(ln.values())), "layer_norm must have the fields .*found list"),
+        "ln-string": (field("layer_norm", "layer_norm.x_gain"), "layer_norm must have the fields .*found str"),
+        "ln-gain-null": (field("layer_norm", {**ln, "x_gain": None}), r"layer_norm\.x_gain is null"),
+        "ln-gain-int": (field("layer_norm", {**ln, "x_gain": 3}), r"layer_norm\.x_gain is a int, not a tensor name"),
+        "ln-gain-absent": (field("layer_norm", {**ln, "x_gain": "nowhere"}), "tensor 'nowhere' listed in the structure is missing"),
+        "peep-f-null": (field("peepholes", {"i": "peepholes.i", "f": None, "o": "peepholes.o"}), r"peepholes\.f is null"),
+        "peep-nested": (field("peepholes", {"i": {"i": "peepholes.i"}, "f": "peepholes.f", "o": "peepholes.o"}), r"peepholes\.i is a dict"),
+        "kernel-null": (field("kernel", None), r"kernel is null"),
+        "v2-without-fields": (lambda m: {**m, "params": {"layer": {"lstm": {k: v for k, v in m["params"]["layer"]["lstm"].items() if k not in ("layer_norm", "peepholes")}}}}, "an LSTMParams entry must have the fields"),
+        "v1-with-fields": (lambda m: {**m, "version": 1}, r"an LSTMParams entry must have the fields \['kernel', 'recurrent_kernel', 'bias', 'projection'\], found"),
+        "version-true": (lambda m: {**m, "version": True}, "version True, expected 'jaxlstm' version 1 or 2"),
+        "version-3": (lambda m: {**m, "version": 3}, "version 3, expected 'jaxlstm' version 1 or 2"),
+        "version-str": (lambda m: {**m, "version": "2"}, "version '2', expected"),
+        # well-formed, but the tensors do not make valid params: the final check names the field
+        "ln-wrong-tensor": (field("layer_norm", {**ln, "x_gain": "layer_norm.c_gain"}), r"layer_norm\.x_gain"),
+    }  # fmt: skip
+    for label, (edit, message) in cases.items():
+        path = tmp_path / f"{label}.npz"
+        rewrite_header(good, path, edit)
+        with pytest.raises(InvalidFileError, match=f"{label}\\.npz.*{message}") as info:
+            jio.load(path)
+        assert isinstance(info.value, ValueError)
+
+
+def test_io_plain_params_are_written_as_version_2(tmp_path) -> None:
+    path = tmp_path / "plain.npz"
+    jio.save(path, variant_params(np.random.default_rng(4), 2, 3))
+    lstm = header(path)["params"]["layer"]["lstm"]
+    assert header(path)["version"] == 2 and lstm["layer_norm"] is None and lstm["peepholes"] is None
+    assert jio.load(path)[0].layer_norm is None

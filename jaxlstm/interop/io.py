@@ -10,6 +10,17 @@ BidirectionalParams or a stack of them) plus any JSON config you pass (units, ac
 Arrays come back bit-identical, dtype and all (bfloat16 and other ml_dtypes included: stored as
 raw bits, their dtype named in the header).
 
+Tensor names are the fields' paths: ``kernel``, ``0.forward.bias`` (a stack's first layer),
+``layer_norm.x_gain``, ``peepholes.f``; the structure in the header lists each ``LSTMParams`` as
+``{"kernel": name, ..., "projection": name or null, "layer_norm": {"x_gain": name, ...} or null,
+"peepholes": {"i": name or null, "f": name, "o": name} or null}``. This is format version 2;
+``load`` also reads version 1 (written before ``layer_norm`` and ``peepholes`` existed), whose
+params come back with both ``None``.
+
+The options a variant's weights are meant with (``layer_norm_epsilon``, ``layer_norm_carry`` of
+``jaxlstm.lstm``) are not weights: keep them in ``config``, e.g. ``config={"layer_norm_epsilon":
+1e-3, "layer_norm_carry": "normalised"}`` for weights converted from TF Addons.
+
     save("model.safetensors", params, config={"activation": "tanh"})
     params, config = load("model.safetensors")
 
@@ -26,15 +37,22 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..pytrees import BidirectionalParams, LSTMParams
+from ..pytrees import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams
 from ._arrays import layer_params, lstm_params, numpy
 from ._safe_files import InvalidFileError, check_safetensors, load_json_object, read_npz, reading, refuse
 
 __all__ = ["save", "load", "InvalidFileError"]
 
 FORMAT = "jaxlstm"
-VERSION = 1
+VERSION = 2
 _META = "__jaxlstm__"
+# The LSTMParams fields each format version lists: version 1 predates layer_norm and peepholes
+# (read with both None); version 2 lists all six.
+_FIELDS = {1: LSTMParams._fields[:4], 2: LSTMParams._fields}
+# Fields that hold a NamedTuple of tensors, stored as one tensor per sub-field.
+_NESTED = {"layer_norm": LayerNormParams, "peepholes": PeepholeParams}
+# The entries a structure may leave null; every other one names a tensor.
+_MAY_BE_NULL = frozenset({"bias", "projection", "peepholes.i"})
 
 
 def _label(prefix: str) -> str:
@@ -44,16 +62,23 @@ def _label(prefix: str) -> str:
 
 
 def _describe(params: Any, tensors: dict[str, np.ndarray]) -> Any:
-    def one(p: LSTMParams, prefix: str) -> dict[str, Optional[str]]:
+    def store(value: Any, name: str) -> Optional[str]:
+        if value is None:
+            return None
+        tensors[name] = np.ascontiguousarray(numpy(value, name))
+        return name
+
+    def one(p: LSTMParams, prefix: str) -> dict[str, Any]:
         p = lstm_params(p, _label(prefix))
-        names: dict[str, Optional[str]] = {}
+        names: dict[str, Any] = {}
         for field in p._fields:
             value = getattr(p, field)
-            if value is None:
-                names[field] = None
+            if field in _NESTED and value is not None:  # layer_norm / peepholes: one tensor per field
+                names[field] = {
+                    sub: store(getattr(value, sub), f"{prefix}{field}.{sub}") for sub in value._fields
+                }
             else:
-                names[field] = prefix + field
-                tensors[prefix + field] = np.ascontiguousarray(numpy(value, prefix + field))
+                names[field] = store(value, prefix + field)
         return names
 
     def layer(p: Any, prefix: str) -> dict[str, Any]:
@@ -93,18 +118,41 @@ def _dtype(name: Any) -> np.dtype:
     return dtype
 
 
-def _rebuild(structure: Any, tensors: dict[str, np.ndarray]) -> Any:
-    def one(names: dict[str, Optional[str]]) -> LSTMParams:
-        if set(names) != set(LSTMParams._fields):
-            raise ValueError(f"file: malformed jaxlstm structure, fields {sorted(map(str, names))[:10]}")
-        values = {}
-        for field, name in names.items():
-            if name is None:
-                values[field] = None
-            elif name not in tensors:
-                raise ValueError(f"file: tensor {name!r} listed in the structure is missing")
-            else:
-                values[field] = tensors[name]  # numpy: jnp would drop float64 without x64
+def _rebuild(structure: Any, tensors: dict[str, np.ndarray], version: int) -> Any:
+    fields = _FIELDS[version]
+
+    def tensor(names: dict[str, Any], field: str, where: str) -> Optional[np.ndarray]:
+        name = names[field]
+        if name is None:
+            if where not in _MAY_BE_NULL:
+                raise ValueError(f"file: malformed jaxlstm structure, {where} is null (a tensor is required)")
+            return None
+        if not isinstance(name, str):
+            raise ValueError(
+                f"file: malformed jaxlstm structure, {where} is a {type(name).__name__}, not a tensor name"
+            )
+        if name not in tensors:
+            raise ValueError(f"file: tensor {name!r} listed in the structure is missing")
+        return tensors[name]  # numpy: jnp would drop float64 without x64
+
+    def record(names: Any, expected: tuple[str, ...], where: str) -> dict[str, Any]:
+        if not isinstance(names, dict) or set(names) != set(expected):
+            found = sorted(map(str, names))[:10] if isinstance(names, dict) else type(names).__name__
+            raise ValueError(
+                f"file: malformed jaxlstm structure, {where} must have the fields {list(expected)}, found {found}"
+            )
+        return names
+
+    def one(names: Any) -> LSTMParams:
+        names = record(names, fields, "an LSTMParams entry")
+        values: dict[str, Any] = {}
+        for field in fields:
+            cls = _NESTED.get(field)
+            if cls is None:
+                values[field] = tensor(names, field, field)
+            elif names[field] is not None:
+                sub = record(names[field], cls._fields, field)
+                values[field] = cls(**{k: tensor(sub, k, f"{field}.{k}") for k in cls._fields})
         return LSTMParams(**values)
 
     def layer(d: dict[str, Any]) -> Any:
@@ -118,7 +166,8 @@ def _rebuild(structure: Any, tensors: dict[str, np.ndarray]) -> Any:
 
 
 def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] = None) -> None:
-    """Write ``params`` (one layer or a stack) and a JSON-serialisable ``config`` to ``path``.
+    """Write ``params`` (one layer or a stack, variants included) and a JSON-serialisable ``config``
+    to ``path``, as format version 2.
 
     The format follows the extension: ``.safetensors`` or ``.npz``.
     """
@@ -152,7 +201,7 @@ def save(path: str | os.PathLike, params: Any, config: Optional[dict[str, Any]] 
 
 
 def load(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
-    """Read a file written by ``save``: returns ``(params, config)``.
+    """Read a file written by ``save`` (format version 1 or 2): returns ``(params, config)``.
 
     The params hold numpy arrays, bit-identical to the saved ones (dtype included; converting to jax
     arrays would silently turn float64 into float32 unless x64 is enabled).
@@ -191,17 +240,18 @@ def _load(path: str, what: str) -> tuple[Any, dict[str, Any]]:
     if text is None:
         refuse(path, f"was not written by jaxlstm.interop.io.save (no {_META} header)")
     header = load_json_object(text, path, f"{_META} header")
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    version = header.get("version")
+    if header.get("format") != FORMAT or type(version) is not int or version not in _FIELDS:
         refuse(
             path,
-            f"has format {str(header.get('format'))[:100]!r} version {str(header.get('version'))[:100]!r}, "
-            f"expected {FORMAT!r} version {VERSION}",
+            f"has format {str(header.get('format'))[:100]!r} version {repr(version)[:100]}, "
+            f"expected {FORMAT!r} version {' or '.join(map(str, _FIELDS))}",
         )
     try:
         for k, name in header.get("dtypes", {}).items():
             if k in tensors and tensors[k].dtype.name != name:
                 tensors[k] = tensors[k].view(_dtype(name))  # bfloat16 & co. were stored as raw bits
-        params = _rebuild(header["params"], tensors)
+        params = _rebuild(header["params"], tensors, version)
         config = header["config"]
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise InvalidFileError(
