@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -289,3 +290,69 @@ def test_io_plain_params_are_written_as_version_2(tmp_path) -> None:
     lstm = header(path)["params"]["layer"]["lstm"]
     assert header(path)["version"] == 2 and lstm["layer_norm"] is None and lstm["peepholes"] is None
     assert jio.load(path)[0].layer_norm is None
+
+
+# ----------------------------------------------------------------------------------------------
+# converters to peers without the variants refuse them, naming the field
+# ----------------------------------------------------------------------------------------------
+
+REFUSALS = {
+    "layer_norm": (dict(layer_norm=True), "has no layer-norm LSTM: {name}.layer_norm is set"),
+    "peepholes": (dict(peepholes=True), "has no peephole LSTM: {name}.peepholes is set"),
+    "cifg": (dict(cifg=True), r"has no coupled-gate \(CIFG\) LSTM: {name} has 3 gate blocks \({name}.kernel \[3, 12\] for 4 units\)"),
+    # the first variant found is named; CIFG with peepholes has peepholes.i None
+    "cifg_peepholes": (dict(cifg=True, peepholes=True), "has no peephole LSTM: {name}.peepholes is set"),
+    "cifg_projection": (dict(cifg=True, proj_size=2), r"has no coupled-gate \(CIFG\) LSTM: {name} has 3 gate blocks"),
+}  # fmt: skip
+
+
+def _converters() -> dict[str, tuple[str, Any]]:
+    """Every to_* converter: (the peer named in the message, a call taking one layer's params)."""
+    from jaxlstm.interop import equinox, flax, haiku, keras, torch
+
+    def nnx_cell() -> Any:
+        from flax import nnx
+
+        return nnx.LSTMCell(3, 4, rngs=nnx.Rngs(0))
+
+    return {
+        "keras_weights": ("Keras", keras.to_keras_weights),
+        "keras": ("Keras", lambda p: keras.to_keras(p, None)),  # refused before the layer is looked at
+        "torch": ("PyTorch", torch.to_torch),
+        "torch_stack": (
+            "PyTorch",
+            lambda p: torch.to_torch((variant_params(np.random.default_rng(0), 3, 4), p)),
+        ),
+        "torch_cell": ("PyTorch", torch.to_torch_cell),
+        "linen": ("Flax", flax.to_linen),
+        "linen_rnn": ("Flax", lambda p: flax.to_linen(p, rnn=True)),
+        "nnx": ("Flax", lambda p: flax.to_nnx(p, nnx_cell())),
+        "equinox": ("Equinox", equinox.to_equinox),
+        "haiku": ("Haiku", haiku.to_haiku),
+    }
+
+
+@pytest.mark.parametrize("variant", REFUSALS)
+def test_converters_to_peers_without_the_variant_refuse_it(variant: str) -> None:
+    kwargs, message = REFUSALS[variant]
+    params = variant_params(np.random.default_rng(5), 3, 4, **kwargs)
+    for label, (peer, convert) in _converters().items():
+        name = {"torch": "params[0]", "torch_stack": "params[1]"}.get(label, "params")  # to_torch: a stack
+        expected = f"^{re.escape(name)}: {peer} " + message.format(name=re.escape(name))
+        with pytest.raises(ValueError, match=expected):
+            convert(params)
+
+
+def test_converters_name_the_direction_of_a_bidirectional_variant() -> None:
+    from jaxlstm.interop import flax, keras, torch
+
+    rng = np.random.default_rng(6)
+    params = BidirectionalParams(variant_params(rng, 3, 4), variant_params(rng, 3, 4, layer_norm=True))
+    expected = r"^params\.backward: {} has no layer-norm LSTM: params\.backward\.layer_norm is set"
+    for peer, convert in (("Keras", keras.to_keras_weights), ("Flax", flax.to_linen)):
+        with pytest.raises(ValueError, match=expected.format(peer)):
+            convert(params)
+    with pytest.raises(ValueError, match=r"^params\[0\]\.backward: PyTorch has no layer-norm LSTM"):
+        torch.to_torch(params)
+    # plain params still convert (the refusal looks at nothing else)
+    assert len(keras.to_keras_weights(params._replace(backward=params.forward))) == 6

@@ -100,6 +100,34 @@ def no_projection(p: LSTMParams, peer: str, name: str = "params") -> None:
         )
 
 
+def plain_lstm(p: Any, peer: str, name: str = "params") -> None:
+    """Refuse the LSTM variants ``peer`` has no cell for, naming the field: layer normalisation,
+    peepholes, coupled input-forget gates (3 gate blocks). ``p`` is one layer's params
+    (``BidirectionalParams``: each direction).
+
+    Called before the shape checks, so that 3 gate blocks are reported as a coupled-gate LSTM, not
+    as a shape mismatch; anything else about ``p`` is left to those checks.
+    """
+    if isinstance(p, BidirectionalParams):
+        plain_lstm(p.forward, peer, f"{name}.forward")
+        plain_lstm(p.backward, peer, f"{name}.backward")
+        return
+    if not isinstance(p, LSTMParams):
+        return
+    if p.layer_norm is not None:
+        raise ValueError(f"{name}: {peer} has no layer-norm LSTM: {name}.layer_norm is set")
+    if p.peepholes is not None:
+        raise ValueError(f"{name}: {peer} has no peephole LSTM: {name}.peepholes is set")
+    kernel = np.shape(p.kernel) if p.kernel is not None else ()
+    source = p.projection if p.projection is not None else p.recurrent_kernel
+    units = np.shape(source)[0] if source is not None and np.ndim(source) == 2 else 0
+    if len(kernel) == 2 and units and kernel[1] == 3 * units:
+        raise ValueError(
+            f"{name}: {peer} has no coupled-gate (CIFG) LSTM: {name} has 3 gate blocks "
+            f"({name}.kernel {checks.fmt(kernel)} for {units} units)"
+        )
+
+
 def as_stack(params: Any, name: str = "params") -> tuple[LayerParams, ...]:
     """One layer's params or a stack (tuple/list of per-layer params) as a tuple."""
     if isinstance(params, (LSTMParams, BidirectionalParams)):

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..pytrees import LSTMParams
-from ._arrays import expect_rank, expect_shape, gate_width, lstm_params, no_projection, to_params
+from ._arrays import expect_rank, expect_shape, gate_width, lstm_params, no_projection, plain_lstm, to_params
 
 __all__ = ["from_equinox", "to_equinox"]
 
@@ -42,6 +42,7 @@ def to_equinox(params: LSTMParams, cell: Optional[Any] = None) -> Any:
     import jax
     import jax.numpy as jnp
 
+    plain_lstm(params, "Equinox")
     p = lstm_params(params)
     no_projection(p, "Equinox")
     if cell is not None and not isinstance(cell, eqx.nn.LSTMCell):

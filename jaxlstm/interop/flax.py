@@ -29,6 +29,7 @@ from ._arrays import (
     lstm_params,
     no_projection,
     numpy,
+    plain_lstm,
     to_params,
 )
 
@@ -116,6 +117,7 @@ def to_linen(params: LayerParams, *, rnn: bool = False) -> dict[str, Any]:
     ``BidirectionalParams`` give ``nn.Bidirectional``'s ``forward_rnn`` / ``backward_rnn``. A missing
     bias becomes zeros (Flax cells always have one).
     """
+    plain_lstm(params, "Flax")
     if isinstance(params, BidirectionalParams):
         layer_params(params)
         return {
@@ -203,6 +205,7 @@ def to_nnx(params: LayerParams, cell: Any) -> Any:
     """
     import jax.numpy as jnp
 
+    plain_lstm(params, "Flax")
     updates = _nnx_updates(params, cell, "params")
     for variable, value, name in updates:
         expect_shape(value, np.shape(variable[...]), name)

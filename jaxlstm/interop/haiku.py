@@ -25,6 +25,7 @@ from ._arrays import (
     lstm_params,
     no_projection,
     numpy,
+    plain_lstm,
     to_params,
 )
 
@@ -115,6 +116,7 @@ def to_haiku(params: LSTMParams, name: str = "lstm") -> dict[str, dict[str, Any]
     """
     import jax.numpy as jnp
 
+    plain_lstm(params, "Haiku")
     p = lstm_params(params)
     no_projection(p, "Haiku")
     units = p.units

@@ -28,6 +28,7 @@ from ._arrays import (
     layer_params,
     lstm_params,
     no_projection,
+    plain_lstm,
     to_params,
 )
 
@@ -92,6 +93,7 @@ def from_keras_weights(
 
 def to_keras_weights(params: LayerParams) -> list[np.ndarray]:
     """The ``set_weights()`` list for an LSTM (or ``Bidirectional(LSTM)``) with these params."""
+    plain_lstm(params, "Keras")
     if isinstance(params, BidirectionalParams):
         layer_params(params)
         return to_keras_weights(params.forward) + to_keras_weights(params.backward)
@@ -135,6 +137,7 @@ def to_keras(params: LayerParams, layer: Any) -> Any:
     Shapes are checked against the layer first, so a mismatch names the tensor instead of failing
     inside Keras.
     """
+    plain_lstm(params, "Keras")
     if _is_bidirectional(layer):
         if not isinstance(params, BidirectionalParams):
             raise TypeError(

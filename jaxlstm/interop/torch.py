@@ -31,6 +31,7 @@ from ._arrays import (
     layer_params,
     lstm_params,
     numpy,
+    plain_lstm,
     to_params,
 )
 from ._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
@@ -166,6 +167,8 @@ def to_torch(params: Any) -> OrderedDict[str, Any]:
     ``bias_ih_l{k}``; ``bias_hh_l{k}`` is zero.
     """
     stack = as_stack(params)
+    for layer, p in enumerate(stack):
+        plain_lstm(p, "PyTorch", f"params[{layer}]")
     bidirectional = isinstance(stack[0], BidirectionalParams)
     for p in stack:
         if isinstance(p, BidirectionalParams) != bidirectional:
@@ -228,6 +231,7 @@ def from_torch_cell(state_dict: Any, *, prefix: str = "") -> LSTMParams:
 
 def to_torch_cell(params: LSTMParams) -> OrderedDict[str, Any]:
     """A state_dict for ``nn.LSTMCell(input_size, units, bias=params.bias is not None)``."""
+    plain_lstm(params, "PyTorch")
     p = lstm_params(params)
     if p.projection is not None:
         raise ValueError("params: nn.LSTMCell has no projection (proj_size); found params.projection")
