@@ -9,9 +9,14 @@ One submodule per peer; each imports its peer only inside its functions, so impo
     flax         linen ``LSTMCell`` / ``OptimizedLSTMCell`` params, NNX ``LSTMCell`` / ``OptimizedLSTMCell``
     equinox      ``equinox.nn.LSTMCell``
     haiku        ``haiku.LSTM`` params
+    addons       TensorFlow Addons ``LayerNormLSTMCell`` / ``PeepholeLSTMCell`` weights (no TF import)
     io           jaxlstm's own lossless format (safetensors + JSON config, no pickle)
 
 Submodules load on first attribute access: ``jaxlstm.interop.torch.from_torch(...)``.
+
+A converter to a peer that has no such cell refuses the LSTM variants (``layer_norm``,
+``peepholes``, 3 gate blocks), naming the field: ``torch.to_torch`` of layer-normalised params raises
+``ValueError("params[0]: PyTorch has no layer-norm LSTM: params[0].layer_norm is set")``.
 
 ``InvalidFileError`` (a ``ValueError`` naming the file) is what every loader raises for a file it
 cannot read (truncated, corrupt or crafted): ``keras_files``, ``io.load``, ``torch.load_torch_file``
@@ -27,11 +32,11 @@ from typing import TYPE_CHECKING
 from ._safe_files import InvalidFileError  # numpy and the standard library only: stays light
 
 if TYPE_CHECKING:  # type checkers see the submodules; at run time they load on first access
-    from . import equinox, flax, haiku, io, keras, keras_files, torch
+    from . import addons, equinox, flax, haiku, io, keras, keras_files, torch
 
-_SUBMODULES = ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")
+_SUBMODULES = ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "addons", "io")
 
-__all__ = ["InvalidFileError", "keras", "keras_files", "torch", "flax", "equinox", "haiku", "io"]
+__all__ = ["InvalidFileError", "keras", "keras_files", "torch", "flax", "equinox", "haiku", "addons", "io"]
 
 
 def __getattr__(name: str) -> ModuleType:

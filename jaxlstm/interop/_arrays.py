@@ -100,23 +100,24 @@ def no_projection(p: LSTMParams, peer: str, name: str = "params") -> None:
         )
 
 
-def plain_lstm(p: Any, peer: str, name: str = "params") -> None:
+def plain_lstm(p: Any, peer: str, name: str = "params", *, allow: tuple[str, ...] = ()) -> None:
     """Refuse the LSTM variants ``peer`` has no cell for, naming the field: layer normalisation,
-    peepholes, coupled input-forget gates (3 gate blocks). ``p`` is one layer's params
-    (``BidirectionalParams``: each direction).
+    peepholes, coupled input-forget gates (3 gate blocks); ``allow`` names the fields ``peer`` has
+    (``"layer_norm"``, ``"peepholes"``). ``p`` is one layer's params (``BidirectionalParams``: each
+    direction).
 
     Called before the shape checks, so that 3 gate blocks are reported as a coupled-gate LSTM, not
     as a shape mismatch; anything else about ``p`` is left to those checks.
     """
     if isinstance(p, BidirectionalParams):
-        plain_lstm(p.forward, peer, f"{name}.forward")
-        plain_lstm(p.backward, peer, f"{name}.backward")
+        plain_lstm(p.forward, peer, f"{name}.forward", allow=allow)
+        plain_lstm(p.backward, peer, f"{name}.backward", allow=allow)
         return
     if not isinstance(p, LSTMParams):
         return
-    if p.layer_norm is not None:
+    if p.layer_norm is not None and "layer_norm" not in allow:
         raise ValueError(f"{name}: {peer} has no layer-norm LSTM: {name}.layer_norm is set")
-    if p.peepholes is not None:
+    if p.peepholes is not None and "peepholes" not in allow:
         raise ValueError(f"{name}: {peer} has no peephole LSTM: {name}.peepholes is set")
     kernel = np.shape(p.kernel) if p.kernel is not None else ()
     source = p.projection if p.projection is not None else p.recurrent_kernel
