@@ -200,3 +200,15 @@ def test_to_addons_refuses_what_the_cell_does_not_have(cells) -> None:
             convert(params)
     with pytest.raises(TypeError, match=r"params: expected LSTMParams, found tuple"):
         addons.to_addons_peephole(tuple(peep))
+
+
+def test_importing_addons_loads_no_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jaxlstm.interop; jaxlstm.interop.addons.from_addons_peephole; "
+        "print([p for p in ('tensorflow', 'tensorflow_addons', 'keras', 'tf_keras') if p in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -22,7 +22,10 @@ MODULES = [
     "jaxlstm.checkpoint",
     "jaxlstm.sharding",
     "jaxlstm.interop",
-] + [f"jaxlstm.interop.{m}" for m in ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "io")]
+] + [
+    f"jaxlstm.interop.{m}"
+    for m in ("keras", "keras_files", "torch", "flax", "equinox", "haiku", "addons", "io")
+]
 
 
 def sig(obj: Any) -> str:
@@ -136,6 +139,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
     },
     "jaxlstm.interop": {
         "InvalidFileError": {"": "classtype"},
+        "addons": "module",
         "equinox": "module",
         "flax": "module",
         "haiku": "module",
@@ -143,6 +147,12 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "keras": "module",
         "keras_files": "module",
         "torch": "module",
+    },
+    "jaxlstm.interop.addons": {
+        "from_addons_layer_norm": "(weights: 'Sequence[Any]', *, use_bias: 'bool | None' = None) -> 'LSTMParams'",
+        "from_addons_peephole": "(weights: 'Sequence[Any]', *, use_bias: 'bool | None' = None) -> 'LSTMParams'",
+        "to_addons_layer_norm": "(params: 'LSTMParams') -> 'list[np.ndarray]'",
+        "to_addons_peephole": "(params: 'LSTMParams') -> 'list[np.ndarray]'",
     },
     "jaxlstm.interop.equinox": {
         "from_equinox": "(cell: 'Any') -> 'LSTMParams'",

@@ -35,7 +35,7 @@ weights.) A cell with other activations than tanh / sigmoid needs the same ``act
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +63,7 @@ _PEEPHOLE = (
 _CELLS = {"layer_norm": ("LayerNormLSTMCell", _LAYER_NORM), "peepholes": ("PeepholeLSTMCell", _PEEPHOLE)}
 
 
-def _from_weights(weights: Any, use_bias: Optional[bool], variant: str) -> LSTMParams:
+def _from_weights(weights: Any, use_bias: bool | None, variant: str) -> LSTMParams:
     cell, extra = _CELLS[variant]
     if not isinstance(weights, (list, tuple)):
         raise TypeError(
@@ -130,7 +130,7 @@ def _to_weights(params: Any, variant: str) -> list[np.ndarray]:
     return out
 
 
-def from_addons_layer_norm(weights: Sequence[Any], *, use_bias: Optional[bool] = None) -> LSTMParams:
+def from_addons_layer_norm(weights: Sequence[Any], *, use_bias: bool | None = None) -> LSTMParams:
     """Params of a TF Addons ``LayerNormLSTMCell`` from its ``get_weights()`` list.
 
     Args:
@@ -164,7 +164,7 @@ def to_addons_layer_norm(params: LSTMParams) -> list[np.ndarray]:
     return _to_weights(params, "layer_norm")
 
 
-def from_addons_peephole(weights: Sequence[Any], *, use_bias: Optional[bool] = None) -> LSTMParams:
+def from_addons_peephole(weights: Sequence[Any], *, use_bias: bool | None = None) -> LSTMParams:
     """Params of a TF Addons ``PeepholeLSTMCell`` from its ``get_weights()`` list.
 
     Args:
