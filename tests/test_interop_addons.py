@@ -11,6 +11,7 @@ from typing import Any
 import _variant_reference as ref
 import numpy as np
 import pytest
+from conftest import require
 
 from jaxlstm import LayerNormParams, LSTMParams, PeepholeParams
 from jaxlstm.interop import addons
@@ -212,3 +213,56 @@ def test_importing_addons_loads_no_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# A tf.keras 2 .h5 model with Addons cells (tests/fixtures/make_addons_h5.py)
+# ----------------------------------------------------------------------------------------------
+
+H5 = os.path.join(os.path.dirname(__file__), "fixtures", "addons", "rnn_tfkeras2.h5")
+LN_LAYER, PEEP_LAYER = "ln_rnn/ln_rnn/layer_norm_lstm_cell", "peep_rnn/peep_rnn/peephole_lstm_cell"
+
+
+def test_keras_files_refuses_addons_cells_instead_of_dropping_their_weights() -> None:
+    """Their kernel, recurrent_kernel and bias look like an LSTM's: read as one, the layer norms or
+    peepholes would be silently dropped."""
+    require("h5py")
+    from jaxlstm.interop import InvalidFileError, keras_files
+
+    assert [layer.name for layer in keras_files.list_layers(H5)] == [LN_LAYER, PEEP_LAYER]
+    ln = r"kernel_norm/gamma:0, kernel_norm/beta:0, recurrent_norm/gamma:0, .*state_norm/beta:0"
+    with pytest.raises(
+        InvalidFileError,
+        match=rf"rnn_tfkeras2\.h5'?: name: layer '{LN_LAYER}' is not a Keras LSTM: its cell also has {ln} "
+        r"\(read its weights with h5py from 'model_weights/ln_rnn'\); a TF Addons LayerNormLSTMCell's: "
+        r"convert them with interop\.addons\.from_addons_layer_norm",
+    ):
+        keras_files.load_layers(H5)
+    with pytest.raises(
+        InvalidFileError,
+        match=r"is not a Keras LSTM: its cell also has input_gate_peephole_weights:0, "
+        r"forget_gate_peephole_weights:0, output_gate_peephole_weights:0 .*interop\.addons\.from_addons_peephole",
+    ):
+        keras_files.load_layer(H5, PEEP_LAYER)
+
+
+def test_weights_read_from_a_tf_keras_file_reproduce_its_model() -> None:
+    """What the refusal tells a user to do: the layer's weights, in its weight_names order, through
+    the converter, reproduce what TensorFlow computed with the model (oracle, zero initial state)."""
+    h5py = require("h5py")
+    with np.load(os.path.join(os.path.dirname(H5), "rnn_outputs.npz")) as f:
+        out = dict(f)
+    with h5py.File(H5, "r") as f:
+
+        def layer_weights(group: str) -> list[np.ndarray]:
+            g = f["model_weights"][group]
+            return [np.asarray(g[name]) for name in g.attrs["weight_names"]]
+
+        ln = addons.from_addons_layer_norm(layer_weights("ln_rnn"))
+        peep = addons.from_addons_peephole(layer_weights("peep_rnn"))
+    ln_ys, _, _ = ref.lstm(
+        oracle_params(ln), out["xs"], variant=ref.Variant(layer_norm=True, carry_normalised=True)
+    )
+    np.testing.assert_allclose(ln_ys, out["ln_ys"], rtol=0, atol=TOL)
+    peep_ys, _, _ = ref.lstm(oracle_params(peep), out["ln_ys"], variant=ref.Variant(peepholes=True))
+    np.testing.assert_allclose(peep_ys, out["peep_ys"], rtol=0, atol=TOL)

@@ -86,6 +86,9 @@ class KerasLayer(NamedTuple):
 class _Found(NamedTuple):
     info: KerasLayer
     weights: dict[str, dict[str, str]]  # direction ("" | "forward" | "backward") -> field -> dataset path
+    # Other weights of the same cell (their names after the cell's: a TF Addons LayerNormLSTMCell's
+    # norms, a PeepholeLSTMCell's peepholes): the layer is not a plain LSTM, loading it is refused.
+    unread: tuple[str, ...] = ()
 
 
 class _Opened(NamedTuple):
@@ -212,7 +215,7 @@ def _is_bidirectional(f: Any, group: str) -> bool:
     )
 
 
-def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]], tuple[str, ...]]]:
     """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a Keras 3 weights file."""
     groups: list[str] = []
     f.visit(lambda n: groups.append(n) if n.endswith("/vars") or n == "vars" else None)
@@ -225,11 +228,11 @@ def _scan_keras3(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
         if _is_bidirectional(f, group):
             fwd, bwd = _keras3_lstm(f, f"{group}/forward_layer"), _keras3_lstm(f, f"{group}/backward_layer")
             # _is_bidirectional found an LSTM in both directions: neither is None.
-            yield name, group, cast(dict[str, dict[str, str]], {"forward": fwd, "backward": bwd})
+            yield name, group, cast(dict[str, dict[str, str]], {"forward": fwd, "backward": bwd}), ()
             continue
         single = _keras3_lstm(f, group)
         if single:
-            yield name, group, {"": single}
+            yield name, group, {"": single}, ()
 
 
 _LEGACY_FIELD = re.compile(r"^(.*?)/?(kernel|recurrent_kernel|bias)(:\d+)?$")
@@ -247,7 +250,7 @@ def _legacy_owner(prefix: str) -> tuple[str, str]:
     return "/".join(parts), ""
 
 
-def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[str, str]], tuple[str, ...]]]:
     """(name, h5 group, weights) of every LSTM / Bidirectional(LSTM) in a legacy tf.keras ``.h5``.
 
     A top-level layer's group holds its own weights (``top/lstm_cell/kernel:0``). A nested model's
@@ -259,12 +262,15 @@ def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
     prefix = "model_weights/" if "model_weights" in f else ""
     for group_name in _names(root, "layer_names", path):
         owners: dict[str, dict[str, dict[str, str]]] = {}
-        for w in _names(root[group_name], "weight_names", path):
+        cells: dict[str, set[str]] = {}  # layer -> the prefixes of its cells' weights
+        names = _names(root[group_name], "weight_names", path)
+        for w in names:
             m = _LEGACY_FIELD.match(w)
             if m is None:
                 continue  # not an LSTM weight (e.g. a BatchNormalization's moving_mean)
             layer, direction = _legacy_owner(m.group(1))
             owners.setdefault(layer, {}).setdefault(direction, {})[m.group(2)] = f"{prefix}{group_name}/{w}"
+            cells.setdefault(layer, set()).add(m.group(1))
         for layer, weights in owners.items():
             if set(weights) not in ({""}, {"forward", "backward"}):
                 continue
@@ -275,7 +281,14 @@ def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
                 for d in weights.values()
             ):
                 name = group_name if layer in ("", group_name) else f"{group_name}/{layer}"
-                yield name, prefix + group_name, weights
+                unread = tuple(
+                    w[len(c) + 1 :]
+                    for w in names
+                    if _LEGACY_FIELD.match(w) is None
+                    for c in sorted(cells[layer])
+                    if c and w.startswith(c + "/")
+                )
+                yield name, prefix + group_name, weights, unread
 
 
 def _scan(path: str) -> tuple[list[_Found], _Opened]:
@@ -288,7 +301,7 @@ def _scan(path: str) -> tuple[list[_Found], _Opened]:
         configs = _layer_configs(config) if config is not None else {}
         order = {n: k for k, n in enumerate(configs)}  # model order, as the config lists the layers
         keyed = []
-        for name, group, weights in entries:
+        for name, group, weights, unread in entries:
             first = next(iter(weights.values()))
             kshape = _shape(f, first["kernel"])
             kind = "Bidirectional" if "forward" in weights else "LSTM"
@@ -305,7 +318,7 @@ def _scan(path: str) -> tuple[list[_Found], _Opened]:
                 configs.get(config_name),
                 version,
             )
-            keyed.append((order.get(config_name, len(order)), _Found(info, weights)))
+            keyed.append((order.get(config_name, len(order)), _Found(info, weights, unread)))
         keyed.sort(key=lambda pair: pair[0])  # stable: file order without a config
         return [entry for _, entry in keyed], opened
     except BaseException:
@@ -425,6 +438,18 @@ def _entry(found: list[_Found], name: str, path: str) -> _Found:
 
 def _load(opened: _Opened, entry: _Found) -> LayerParams:
     label = f"{entry.info.name!r}"
+    if entry.unread:
+        hint = ""
+        if any("_norm/" in w for w in entry.unread):
+            hint = (
+                "; a TF Addons LayerNormLSTMCell's: convert them with interop.addons.from_addons_layer_norm"
+            )
+        elif any("peephole" in w for w in entry.unread):
+            hint = "; a TF Addons PeepholeLSTMCell's: convert them with interop.addons.from_addons_peephole"
+        raise ValueError(
+            f"name: layer {label} is not a Keras LSTM: its cell also has {', '.join(entry.unread[:8])} "
+            f"(read its weights with h5py from {entry.info.path!r}){hint}"
+        )
     if entry.info.kind == "Bidirectional":
         return BidirectionalParams(
             forward=_read(opened, entry.weights["forward"], entry.info, label),
@@ -441,7 +466,9 @@ def load_layer(path: str | os.PathLike, name: str) -> LayerParams:
         FileNotFoundError: no file at ``path``.
         ValueError: no LSTM layer ``name`` (the message lists the LSTM layers present).
         InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
-            the file is not a readable Keras file, or its weights do not form valid params.
+            the file is not a readable Keras file, or its weights do not form valid params, or the
+            layer's cell has weights a Keras LSTM does not (a TF Addons ``LayerNormLSTMCell`` or
+            ``PeepholeLSTMCell``: see ``interop.addons``).
     """
     return load_layers(path, [name])[0]
 
@@ -455,7 +482,9 @@ def load_layers(path: str | os.PathLike, names: Optional[list[str]] = None) -> t
         ValueError: no LSTM layer of one of ``names`` (the message lists the LSTM layers present),
             or no LSTM layer at all.
         InvalidFileError: (``jaxlstm.interop.InvalidFileError``, a ``ValueError`` naming the file)
-            the file is not a readable Keras file, or its weights do not form valid params.
+            the file is not a readable Keras file, or its weights do not form valid params, or the
+            layer's cell has weights a Keras LSTM does not (a TF Addons ``LayerNormLSTMCell`` or
+            ``PeepholeLSTMCell``: see ``interop.addons``).
     """
     path = _file(path)
     with reading(path, _WHAT):
