@@ -212,7 +212,8 @@ def rewrite_header(src: Any, dst: Any, edit: Any) -> None:
 
 @pytest.mark.parametrize("ext", ["npz", "safetensors"])
 def test_io_version_1_files_load_with_no_variant_fields(ext: str) -> None:
-    require("safetensors") if ext == "safetensors" else None
+    if ext == "safetensors":
+        require("safetensors")
     path = os.path.join(LEGACY, f"io_v1.{ext}")
     assert header(path)["version"] == 1
     params, config = jio.load(path)
@@ -223,7 +224,8 @@ def test_io_version_1_files_load_with_no_variant_fields(ext: str) -> None:
 
 @pytest.mark.parametrize("ext", ["npz", "safetensors"])
 def test_io_round_trips_variant_params(ext: str, tmp_path, variant_checks) -> None:
-    require("safetensors") if ext == "safetensors" else None
+    if ext == "safetensors":
+        require("safetensors")
     rng = np.random.default_rng(2)
     for variant, kwargs in VARIANTS.items():
         one = variant_params(rng, 3, 4, **kwargs)
