@@ -229,7 +229,8 @@ def test_keras_files_refuses_addons_cells_instead_of_dropping_their_weights() ->
     require("h5py")
     from jaxlstm.interop import InvalidFileError, keras_files
 
-    assert [layer.name for layer in keras_files.list_layers(H5)] == [LN_LAYER, PEEP_LAYER]
+    layers = {layer.name: layer.kind for layer in keras_files.list_layers(H5)}
+    assert layers == {LN_LAYER: "LSTM", PEEP_LAYER: "LSTM", "bi": "Bidirectional"}
     ln = r"kernel_norm/gamma:0, kernel_norm/beta:0, recurrent_norm/gamma:0, .*state_norm/beta:0"
     with pytest.raises(
         InvalidFileError,
@@ -237,13 +238,20 @@ def test_keras_files_refuses_addons_cells_instead_of_dropping_their_weights() ->
         r"\(read its weights with h5py from 'model_weights/ln_rnn'\); a TF Addons LayerNormLSTMCell's: "
         r"convert them with interop\.addons\.from_addons_layer_norm",
     ):
-        keras_files.load_layers(H5)
+        keras_files.load_layer(H5, LN_LAYER)
     with pytest.raises(
         InvalidFileError,
         match=r"is not a Keras LSTM: its cell also has input_gate_peephole_weights:0, "
         r"forget_gate_peephole_weights:0, output_gate_peephole_weights:0 .*interop\.addons\.from_addons_peephole",
     ):
         keras_files.load_layer(H5, PEEP_LAYER)
+    with pytest.raises(
+        InvalidFileError,
+        match=r"layer 'bi' is not a Keras LSTM: its cell also has kernel_norm/gamma:0, .*, state_norm/beta:0 \(",
+    ):
+        keras_files.load_layer(H5, "bi")
+    with pytest.raises(InvalidFileError, match="is not a Keras LSTM"):  # the whole stack
+        keras_files.load_layers(H5)
 
 
 def test_weights_read_from_a_tf_keras_file_reproduce_its_model() -> None:
@@ -260,9 +268,17 @@ def test_weights_read_from_a_tf_keras_file_reproduce_its_model() -> None:
 
         ln = addons.from_addons_layer_norm(layer_weights("ln_rnn"))
         peep = addons.from_addons_peephole(layer_weights("peep_rnn"))
+        bi = layer_weights("bi")  # a Bidirectional's list: the forward cell's, then the backward's
+        forward, backward = addons.from_addons_layer_norm(bi[:9]), addons.from_addons_layer_norm(bi[9:])
     ln_ys, _, _ = ref.lstm(
         oracle_params(ln), out["xs"], variant=ref.Variant(layer_norm=True, carry_normalised=True)
     )
     np.testing.assert_allclose(ln_ys, out["ln_ys"], rtol=0, atol=TOL)
     peep_ys, _, _ = ref.lstm(oracle_params(peep), out["ln_ys"], variant=ref.Variant(peepholes=True))
     np.testing.assert_allclose(peep_ys, out["peep_ys"], rtol=0, atol=TOL)
+    addons_ln = ref.Variant(layer_norm=True, carry_normalised=True)
+    fwd_ys, _, _ = ref.lstm(oracle_params(forward), out["peep_ys"], variant=addons_ln)
+    bwd_ys, _, _ = ref.lstm(
+        oracle_params(backward), out["peep_ys"], variant=addons_ln, reverse=True, keep_order=True
+    )
+    np.testing.assert_allclose(np.concatenate([fwd_ys, bwd_ys], -1), out["bi_ys"], rtol=0, atol=TOL)

@@ -29,7 +29,8 @@ The cell carries the *normalised* cell state ``LN(c_t)`` to the next step (Ba et
 which ``jaxlstm.lstm(params, x)`` runs as they are. (TF1's ``LSTMCell(use_peepholes=True)`` also
 added ``forget_bias=1.0`` at call time; Addons has it in the bias initialiser, so it is in the
 weights.) A cell with other activations than tanh / sigmoid needs the same ``activation`` /
-``recurrent_activation`` in ``jaxlstm.lstm``.
+``recurrent_activation`` in ``jaxlstm.lstm``. A ``Bidirectional(RNN(cell))``'s ``get_weights()`` is
+the forward cell's list then the backward's: convert each half into ``BidirectionalParams``.
 """
 
 from __future__ import annotations

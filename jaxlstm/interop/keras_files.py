@@ -282,11 +282,13 @@ def _scan_legacy(f: Any, path: str) -> Iterator[tuple[str, str, dict[str, dict[s
             ):
                 name = group_name if layer in ("", group_name) else f"{group_name}/{layer}"
                 unread = tuple(
-                    w[len(c) + 1 :]
-                    for w in names
-                    if _LEGACY_FIELD.match(w) is None
-                    for c in sorted(cells[layer])
-                    if c and w.startswith(c + "/")
+                    dict.fromkeys(  # the names after the cell's; a Bidirectional's two cells share them
+                        w[len(c) + 1 :]
+                        for w in names
+                        if _LEGACY_FIELD.match(w) is None
+                        for c in sorted(cells[layer])
+                        if c and w.startswith(c + "/")
+                    )
                 )
                 yield name, prefix + group_name, weights, unread
 
