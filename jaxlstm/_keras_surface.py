@@ -15,7 +15,7 @@ import numpy as np
 
 from . import checks, core
 from ._dropout import sequence_masks
-from ._options import InitializerLike, SequenceOptions, WeightOptions
+from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
 __all__ = ["InitializerLike", "StateLike"]
@@ -251,7 +251,7 @@ def run(
         lengths,
         options.replace(time_major=False),
         reverse=module.go_backwards,
-        recurrent_dropout_mask=masks.recurrent,
+        inputs=CallInputs(recurrent_dropout_mask=masks.recurrent),
     )
     if module.return_sequences:
         output = jnp.moveaxis(out.sequence, -2, 0) if options.time_major else out.sequence

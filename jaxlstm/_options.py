@@ -2,22 +2,25 @@
 parameter builder.
 
 ``SequenceOptions``: how a sequence is computed (activations, unroll, dtype, zero_output_for_mask,
-impl, time_major). ``WeightOptions``: how weights are made (initialisers, use_bias, unit_forget_bias,
-proj_size, param_dtype). Both are frozen and hashable (a static ``jit`` argument) and validated where
-they are built, so everything past the public signature passes one object. Imports jax and numpy only.
+impl, time_major, and the static options of the variants). ``WeightOptions``: how weights are made
+(initialisers, use_bias, unit_forget_bias, proj_size, param_dtype, and which variant's weights). Both
+are frozen and hashable (a static ``jit`` argument) and validated where they are built, so everything
+past the public signature passes one object. ``CallInputs``: the per-call traced arrays of the
+variants, one object threaded beside them. Imports jax and numpy only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 
 from . import checks
 from .activations import resolve
+from .pytrees import LSTMState
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 InitializerLike = Union[str, Initializer]
@@ -50,12 +53,43 @@ def _set(obj: Any, **values: Any) -> None:
         object.__setattr__(obj, name, value)
 
 
+# Ba et al. carry the raw new cell c~; TF Addons' LayerNormLSTMCell carries LN(c~).
+LAYER_NORM_CARRIES = ("raw", "normalised")
+# One recurrent (and input) dropout mask for all gates, or one per gate block (Keras 3's LSTM).
+DROPOUT_MASKS = ("shared", "per_gate")
+
+
+class CallInputs(NamedTuple):
+    """The per-call traced arrays of the variants (all optional), one object through every layer.
+
+    Shapes for xs ``[..., T, I]`` (``...`` the batch axes), h ``[..., P]``, c ``[..., H]``, G gate blocks:
+
+    Attributes:
+        resets: ``[..., T]`` bool (``[T, ...]`` with ``time_major``): at a True step the state is
+            replaced by ``reset_state`` before the step (Haiku ``ResetCore``).
+        reset_state: ``LSTMState`` broadcast to the batch; None is zeros.
+        zoneout_key: a PRNG key for zoneout's training masks; None is evaluation (the expectation).
+        weight_drop_mask: ``[P, G*H]``, multiplied onto ``recurrent_kernel`` once per call.
+        recurrent_dropout_mask: ``[..., P]`` (``dropout_masks="shared"``) or ``[..., G, P]``
+            (``"per_gate"``), multiplied onto h before the recurrent matmul; the carried h is unmasked.
+        input_dropout_mask: ``[..., I]`` or ``[..., G, I]``, multiplied onto x_t before ``x_t @ kernel``.
+    """
+
+    resets: Optional[jax.Array] = None
+    reset_state: Optional[LSTMState] = None
+    zoneout_key: Optional[jax.Array] = None
+    weight_drop_mask: Optional[jax.Array] = None
+    recurrent_dropout_mask: Optional[jax.Array] = None
+    input_dropout_mask: Optional[jax.Array] = None
+
+
 @dataclasses.dataclass(frozen=True)
 class SequenceOptions:
     """How a sequence is computed; see ``jaxlstm.lstm`` for each option.
 
     ``zero_output_for_mask`` None is Keras's default for the layer kind (False for one direction,
     True for a bidirectional layer). ``unroll`` False is 1 (Keras's bool, or ``lax.scan``'s int).
+    ``zoneout`` is held as the pair ``(z_c, z_h)``; ``carry_dtype`` None means the computation dtype.
     """
 
     # Given as ActivationLike / InitializerLike, held resolved (callables) after __post_init__.
@@ -66,10 +100,22 @@ class SequenceOptions:
     zero_output_for_mask: Optional[bool] = None
     impl: Any = "auto"
     time_major: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    dropout_masks: str = "shared"
+    carry_dtype: Any = None
 
     def __post_init__(self) -> None:
         _set(
             self,
+            layer_norm_epsilon=checks.positive_float(self.layer_norm_epsilon, "layer_norm_epsilon"),
+            layer_norm_carry=checks.choice(self.layer_norm_carry, LAYER_NORM_CARRIES, "layer_norm_carry"),
+            zoneout=checks.zoneout(self.zoneout),
+            dropout_masks=checks.choice(self.dropout_masks, DROPOUT_MASKS, "dropout_masks"),
+            carry_dtype=None
+            if self.carry_dtype is None
+            else checks.float_dtype(self.carry_dtype, "carry_dtype"),
             activation=resolve(self.activation, "activation"),
             recurrent_activation=resolve(self.recurrent_activation, "recurrent_activation"),
             unroll=checks.unroll(self.unroll),

@@ -113,14 +113,17 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "None, **init_kwargs: 'Any') -> 'tuple[LayerParams, ...]'",
         "lstm": "(params: 'LSTMParams', xs: 'jax.Array', initial_state: 'Optional[LSTMState]' = None, mask: 'Optional[jax.Array]' = None, *, reverse: 'bool' = False, keep_order: 'bool' = False, "
         "lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
-        "unroll: 'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto', time_major: 'bool' = False) -> 'LSTMOutput'",
+        "unroll: 'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto', time_major: 'bool' = False, "
+        "layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, dropout_masks: 'str' = 'shared', carry_dtype: 'Any' = None, "
+        "resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[LSTMState]' = None, zoneout_key: 'Optional[jax.Array]' = None, weight_drop_mask: 'Optional[jax.Array]' = None, "
+        "input_dropout_mask: 'Optional[jax.Array]' = None) -> 'LSTMOutput'",
         "merge": "(forward: 'jax.Array', backward: 'jax.Array', merge_mode: 'Optional[str]' = 'concat') -> 'Union[jax.Array, tuple[jax.Array, jax.Array]]'",
         "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = "
         "'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, "
         "residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
         "unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None) -> 'StackOutput'",
-        "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid') -> 'tuple[LSTMState, "
-        "jax.Array]'",
+        "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
+        "layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw') -> 'tuple[LSTMState, jax.Array]'",
         "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', "
         "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, impl: 'Any' = 'auto') -> 'tuple[StreamState, jax.Array]'",
         "stream_state": "(params: 'StreamParams', batch_shape: 'Sequence[int]' = (), dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'StreamState'",
