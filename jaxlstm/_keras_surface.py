@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, core
-from ._dropout import sequence_masks
+from ._dropout import keep_mask, sequence_masks
 from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 
@@ -22,9 +22,23 @@ __all__ = ["InitializerLike", "StateLike"]
 
 StateLike = Union[LSTMState, Sequence[jax.Array]]
 
-_SEQUENCE = ("activation", "recurrent_activation", "unroll", "dtype", "zero_output_for_mask", "impl")
+_SEQUENCE = (
+    "activation",
+    "recurrent_activation",
+    "unroll",
+    "dtype",
+    "zero_output_for_mask",
+    "impl",
+    "layer_norm_epsilon",
+    "layer_norm_carry",
+    "zoneout",
+    "dropout_masks",
+    "carry_dtype",
+)
+# The weight variants (and use_bias): flags of the module that given params must agree with.
+_VARIANT_FLAGS = ("use_bias", "coupled_gates", "layer_norm", "peepholes")
 _WEIGHTS = (
-    "use_bias",
+    *_VARIANT_FLAGS,
     "unit_forget_bias",
     "kernel_initializer",
     "recurrent_initializer",
@@ -60,12 +74,19 @@ def dropout_rates(dropout: Any, recurrent_dropout: Any = 0.0) -> tuple[float, fl
     return checks.fraction(dropout, "dropout"), checks.fraction(recurrent_dropout, "recurrent_dropout")
 
 
+def regularised(dropout: float, recurrent_dropout: float, weight_drop: float, options: SequenceOptions) -> bool:
+    """Whether a layer with these rates draws randomness in training (so needs a mode and an RNG):
+    input or recurrent dropout, weight drop or zoneout."""
+    return dropout > 0 or recurrent_dropout > 0 or weight_drop > 0 or options.zoneout != (0.0, 0.0)
+
+
 def is_deterministic(
     deterministic: Optional[bool], training: Optional[bool], default: Optional[bool], needed: bool
 ) -> bool:
     """Resolve Flax's ``deterministic`` and Keras's ``training`` (its negation) into one flag.
 
-    Call arguments win over the module's default. ``needed`` (some dropout rate > 0) makes a missing
+    Call arguments win over the module's default. ``needed`` (some dropout, weight-drop or zoneout
+    rate > 0) makes a missing
     value an error, as in ``flax.linen.Dropout``; with no dropout the answer does not matter.
     """
     if deterministic is not None and training is not None and bool(deterministic) == bool(training):
@@ -81,8 +102,8 @@ def is_deterministic(
         return checks.flag(default, "deterministic")
     if needed:
         raise ValueError(
-            "deterministic: dropout is > 0, so pass deterministic=True/False "
-            "(or training=False/True) to the call or to the module"
+            "deterministic: dropout is > 0 (dropout, recurrent_dropout, weight_drop or zoneout), so "
+            "pass deterministic=True/False (or training=False/True) to the call or to the module"
         )
     return True
 
@@ -146,25 +167,55 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
     return LSTMState.from_flax_carry(tuple(carry))
 
 
-def module_params(params: Any, units: int, use_bias: bool, name: str = "params") -> LSTMParams:
-    """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units`` with a bias iff
-    ``use_bias`` and no projection."""
+def variant_flags(source: Any) -> dict[str, bool]:
+    """``use_bias``, ``coupled_gates``, ``layer_norm``, ``peepholes``: of ``LSTMParams`` (what they
+    hold) or of a module's ``WeightOptions`` (what it declares)."""
+    if isinstance(source, LSTMParams):
+        return dict(
+            use_bias=source.bias is not None,
+            coupled_gates=source.gates == 3,
+            layer_norm=source.layer_norm is not None,
+            peepholes=source.peepholes is not None,
+        )
+    return {name: bool(getattr(source, name, False)) for name in _VARIANT_FLAGS}
+
+
+def module_params(
+    params: Any,
+    units: int,
+    *,
+    use_bias: bool,
+    coupled_gates: bool = False,
+    layer_norm: bool = False,
+    peepholes: bool = False,
+    name: str = "params",
+) -> LSTMParams:
+    """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units``, no projection,
+    and the module's variant: a bias iff ``use_bias``, 3 gate blocks iff ``coupled_gates``,
+    ``layer_norm`` / ``peepholes`` fields iff those flags."""
+    gates = 3 if coupled_gates else 4
     # None when params has no kernel: np.shape(None) is (), and checks.params below reports it.
     given: Any = getattr(params, "kernel", None)
     kernel = np.shape(given)
-    if len(kernel) == 2 and kernel[1] != 4 * units:  # the module's units first: blame the kernel
+    if len(kernel) == 2 and kernel[1] != gates * units:  # the module's units first: blame the kernel
+        cifg = " (coupled_gates=True: blocks f, c, o)" if coupled_gates else ""
+        other = ""
+        if kernel[1] == (7 - gates) * units:
+            other = f"; {7 - gates} gate blocks are a module with coupled_gates={not coupled_gates}"
         raise ValueError(
-            f"{name}.kernel: expected shape [input_size, 4*units] = [{kernel[0]}, {4 * units}] "
-            f"for units={units}, found {checks.fmt(kernel)}{checks.layout_hint(params)}"
+            f"{name}.kernel: expected shape [input_size, {gates}*units] = [{kernel[0]}, {gates * units}] "
+            f"for units={units}{cifg}, found {checks.fmt(kernel)}{other}{checks.layout_hint(params)}"
         )
-    checks.params(params)
+    checks.params(params, name)
     if params.projection is not None:
         raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
-    if (params.bias is None) == use_bias:
-        raise ValueError(
-            f"{name}.bias: this module has use_bias={use_bias}, found bias "
-            f"{'None' if params.bias is None else 'present'}"
-        )
+    for field, on in (("bias", use_bias), ("layer_norm", layer_norm), ("peepholes", peepholes)):
+        if (getattr(params, field) is None) == on:
+            flag = "use_bias" if field == "bias" else field
+            raise ValueError(
+                f"{name}.{field}: this module has {flag}={on}, found {field} "
+                f"{'None' if getattr(params, field) is None else 'present'}"
+            )
     return params
 
 
@@ -200,19 +251,24 @@ def run(
     batch_shape: tuple[int, ...],
     kept: Optional[LSTMState],
     lengths: Optional[jax.Array],
+    resets: Optional[jax.Array],
     deterministic: Optional[bool],
     training: Optional[bool],
     dropout_key: Callable[[], jax.Array],
 ) -> tuple[Any, LSTMState]:
-    """One call of a linen or NNX ``LSTM`` (``module``: its dropout rates, deterministic default,
-    stateful, go_backwards, return_sequences, return_state): a stateful layer starts from ``kept``
-    (zeros when None); input dropout on the inputs and recurrent dropout on h (one mask per
-    sequence, for every step; ``dropout_key()`` draws when dropping), then ``core.run``.
+    """One call of a linen or NNX ``LSTM`` (``module``: its dropout, recurrent_dropout and
+    weight_drop rates, deterministic default, stateful, go_backwards, return_sequences,
+    return_state): a stateful layer starts from ``kept`` (zeros when None); in training
+    (``dropout_key()`` draws one key when some rate is > 0) input dropout on x_t and recurrent
+    dropout on h (one mask per sequence for every step, per gate with ``dropout_masks="per_gate"``),
+    one weight-drop mask on ``recurrent_kernel`` and zoneout's key; then ``core.run``. In evaluation
+    no mask, and zoneout is its expectation.
 
     Returns Keras's outputs (the sequence ``[..., T, H]`` or the last output ``[..., H]``, and
     ``(output, h, c)`` with ``return_state``) and the final state. The last output is the last step
     in processing order (zeros there if it is masked with ``zero_output_for_mask``); with
-    ``lengths``, each sequence's own last step, h (step T-1 is padding).
+    ``lengths``, each sequence's own last step, h (step T-1 is padding). ``resets`` ``[..., T]``
+    (``[T, ...]`` with ``time_major``) resets the state to zeros before a True step.
     """
     initial_state = as_state(initial_state)
     if module.stateful:
@@ -223,26 +279,30 @@ def run(
         check_kept_state(kept, batch_shape)
         initial_state = kept if initial_state is None else initial_state
     dropout, recurrent_dropout = dropout_rates(module.dropout, module.recurrent_dropout)
-    dropping = dropout > 0 or recurrent_dropout > 0
-    if is_deterministic(deterministic, training, module.deterministic, dropping) or not dropping:
-        key, dropout, recurrent_dropout = None, 0.0, 0.0
-    else:
-        key = dropout_key()
+    weight_drop = checks.fraction(module.weight_drop, "weight_drop")
+    dropping = regularised(dropout, recurrent_dropout, weight_drop, options)
+    evaluating = is_deterministic(deterministic, training, module.deterministic, dropping)
+    key = dropout_key() if dropping and not evaluating else None
     if options.time_major:  # Keras's layout from here on; the sequence goes back at the end
         inputs = jnp.moveaxis(inputs, 0, -2)
-        mask = None if mask is None else jnp.moveaxis(jnp.asarray(mask), 0, -1)
+        mask, resets = (None if a is None else jnp.moveaxis(jnp.asarray(a), 0, -1) for a in (mask, resets))
     dtype = compute_dtype(options.dtype, inputs, params.kernel.dtype)
     masks = sequence_masks(
         key,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
+        dropout=0.0 if key is None else dropout,
+        recurrent_dropout=0.0 if key is None else recurrent_dropout,
         batch_shape=np.shape(inputs)[:-2],
         input_size=np.shape(inputs)[-1],
         output_size=params.output_size,
         dtype=dtype,
+        gates=params.gates if options.dropout_masks == "per_gate" else None,
     )
-    if masks.inputs is not None:
-        inputs = inputs * jnp.expand_dims(masks.inputs, -2).astype(inputs.dtype)
+    # Weight drop and zoneout draw from keys of their own, so the dropout masks keep their bits.
+    weight_drop_mask = None
+    if key is not None and weight_drop > 0:
+        shape = np.shape(params.recurrent_kernel)
+        weight_drop_mask = keep_mask(jax.random.fold_in(key, 1), weight_drop, shape, dtype)
+    zoneout_key = None if key is None or options.zoneout == (0.0, 0.0) else jax.random.fold_in(key, 2)
     out = core.run(
         params,
         inputs,
@@ -251,7 +311,13 @@ def run(
         lengths,
         options.replace(time_major=False),
         reverse=module.go_backwards,
-        inputs=CallInputs(recurrent_dropout_mask=masks.recurrent),
+        inputs=CallInputs(
+            resets=resets,
+            zoneout_key=zoneout_key,
+            weight_drop_mask=weight_drop_mask,
+            recurrent_dropout_mask=masks.recurrent,
+            input_dropout_mask=masks.inputs,
+        ),
     )
     if module.return_sequences:
         output = jnp.moveaxis(out.sequence, -2, 0) if options.time_major else out.sequence
