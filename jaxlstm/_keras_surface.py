@@ -16,7 +16,7 @@ import numpy as np
 from . import checks, core
 from ._dropout import keep_mask, sequence_masks
 from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["InitializerLike", "StateLike"]
 
@@ -74,7 +74,9 @@ def dropout_rates(dropout: Any, recurrent_dropout: Any = 0.0) -> tuple[float, fl
     return checks.fraction(dropout, "dropout"), checks.fraction(recurrent_dropout, "recurrent_dropout")
 
 
-def regularised(dropout: float, recurrent_dropout: float, weight_drop: float, options: SequenceOptions) -> bool:
+def regularised(
+    dropout: float, recurrent_dropout: float, weight_drop: float, options: SequenceOptions
+) -> bool:
     """Whether a layer with these rates draws randomness in training (so needs a mode and an RNG):
     input or recurrent dropout, weight drop or zoneout."""
     return dropout > 0 or recurrent_dropout > 0 or weight_drop > 0 or options.zoneout != (0.0, 0.0)
@@ -219,6 +221,33 @@ def module_params(
     return params
 
 
+# The nested fields of LSTMParams: stored as a dict of arrays under the field's name.
+NESTED: dict[str, Any] = {"layer_norm": LayerNormParams, "peepholes": PeepholeParams}
+
+
+def params_tree(params: LSTMParams) -> dict[str, Any]:
+    """``LSTMParams`` as the modules store them: ``{field: array}`` for the present fields, and
+    ``{subfield: array}`` under ``layer_norm`` / ``peepholes`` (``peepholes.i`` left out when None)."""
+    tree: dict[str, Any] = {}
+    for field, value in params._asdict().items():
+        if value is not None and field in NESTED:
+            value = {sub: v for sub, v in value._asdict().items() if v is not None}
+        if value is not None:
+            tree[field] = value
+    return tree
+
+
+def tree_params(tree: Mapping[str, Any]) -> LSTMParams:
+    """The inverse of ``params_tree`` (no checks; absent fields and subfields are None)."""
+    fields: dict[str, Any] = {}
+    for field in LSTMParams._fields:
+        value = tree.get(field)
+        if value is not None and field in NESTED:
+            value = NESTED[field](**{sub: value.get(sub) for sub in NESTED[field]._fields})
+        fields[field] = value
+    return LSTMParams(**fields)
+
+
 def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:
     """A stateful layer's kept state must have the batch shape of the new inputs."""
     kept_shape = tuple(np.shape(kept.c)[:-1])
@@ -331,9 +360,17 @@ def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
     return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
 
 
-def cast(tree: Any, dtype: Any) -> Any:
-    """Every array in ``tree`` as ``dtype`` (the cell's compute dtype; the layer lets the core cast)."""
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), tree)
+def cell_step(
+    params: LSTMParams, state: LSTMState, inputs: jax.Array, options: SequenceOptions, dtype: Any
+) -> tuple[LSTMState, jax.Array]:
+    """A cell's one step in the compute ``dtype`` (c and the added weights in ``carry_dtype`` when
+    set), every variant of ``params`` and ``options`` included; zoneout is its expectation (a cell
+    has no per-step key: the Flax RNN drivers pass none)."""
+    checks.carry_dtype(options.carry_dtype, dtype)
+    carry = dtype if options.carry_dtype is None else options.carry_dtype
+    params = core._cast_params(params, dtype, carry)
+    state = LSTMState(h=jnp.asarray(state.h).astype(dtype), c=jnp.asarray(state.c).astype(carry))
+    return core._step(params, state, jnp.asarray(inputs).astype(dtype), options)
 
 
 # from_params overwrites every weight: zeros are the cheapest placeholders to create first.

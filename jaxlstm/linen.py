@@ -43,15 +43,26 @@ __all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]
 STATE_COLLECTION = "lstm_state"
 
 
+def _nested_init(specs: Mapping[str, Any]) -> Any:
+    """One linen param holding a nested field's ``{subfield: array}`` (``layer_norm``, ``peepholes``)."""
+
+    def init(key: jax.Array, dtype: Any) -> dict[str, jax.Array]:
+        keys = jax.random.split(key, len(specs))
+        return {sub: fn(k, shape, dtype) for k, (sub, (fn, shape)) in zip(keys, specs.items())}
+
+    return init
+
+
 def declare_params(module: nn.Module, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
-    """Declare (or fetch) one direction's weights on ``module`` with the one parameter builder."""
-    specs = weights.specs(input_size, units)
-    return LSTMParams(
-        **{
-            name: module.param(name, init, shape, weights.param_dtype)
-            for name, (init, shape) in specs.items()
-        }
-    )
+    """Declare (or fetch) one direction's weights on ``module`` with the one parameter builder; the
+    variants' nested fields are one param each, a dict (``params/layer_norm/x_gain`` ...)."""
+    tree = {
+        name: module.param(name, _nested_init(spec), weights.param_dtype)
+        if isinstance(spec, dict)
+        else module.param(name, spec[0], spec[1], weights.param_dtype)
+        for name, spec in weights.specs(input_size, units).items()
+    }
+    return keras_surface.tree_params(tree)
 
 
 def _stored(module: nn.Module, path: Sequence[str]) -> Mapping[str, Any]:
@@ -104,12 +115,32 @@ class LSTM(nn.Module):
         dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
         deterministic: default for the call's ``deterministic`` (dropout off when True); with
             dropout, the call or the module must set it (as ``flax.linen.Dropout``).
-        rng_collection: the RNG stream dropout draws from (``"dropout"``).
+        rng_collection: the RNG stream dropout (weight drop, zoneout) draws from (``"dropout"``).
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
-    training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list ``[h, c]``; mask is
-    ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the
-    last output is then each sequence's own last step). T must be at least 1.
+    The variants (issue 15; equations in the README, each as in ``jaxlstm.lstm``):
+        layer_norm, peepholes, coupled_gates: the weights of a layer-normalised LSTM (params
+            ``layer_norm/{x,h,c}_{gain,offset}``), of peephole connections (``peepholes/{i,f,o}``)
+            and of coupled input-forget gates (3 gate blocks f, c, o: ``kernel [I, 3H]``).
+        layer_norm_epsilon, layer_norm_carry: as in ``jaxlstm.lstm`` (1e-3, ``"raw"``; TF Addons
+            carries the normalised cell, ``"normalised"``).
+        zoneout: a rate, or ``(z_c, z_h)``: in training each unit keeps its previous c (h) with that
+            probability at every step (masks from the ``rng_collection`` stream); in evaluation the
+            expectation ``z c_{t-1} + (1 - z) c~``.
+        weight_drop: DropConnect rate on ``recurrent_kernel`` (AWD-LSTM): one mask per call in
+            training, shared by the batch; none in evaluation.
+        dropout_masks: ``"shared"`` (one input and one recurrent mask for every gate) or
+            ``"per_gate"`` (Keras 3's ``recurrent_dropout``: an independent mask per gate block, for
+            the input and for h, drawn once per call).
+        carry_dtype: e.g. float32 under ``dtype=bfloat16``: c and the gates kept in it.
+    Zoneout and weight drop count as dropout: with either > 0 the call or the module must set
+    ``deterministic``.
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list
+    ``[h, c]``; mask is ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in
+    ``jaxlstm.lstm`` (the last output is then each sequence's own last step); resets ``[..., T]``
+    bool (``[T, ...]`` with time_major): the state is zeroed before a True step (episode starts,
+    Haiku ``ResetCore``). T must be at least 1.
     Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, and ``(output, h, c)`` with
     return_state.
     """
@@ -136,6 +167,15 @@ class LSTM(nn.Module):
     rng_collection: str = "dropout"
     impl: Any = "auto"
     time_major: bool = False
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    weight_drop: float = 0.0
+    dropout_masks: str = "shared"
+    carry_dtype: Any = None
 
     @nn.compact
     def __call__(
@@ -145,6 +185,7 @@ class LSTM(nn.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
     ) -> Any:
@@ -153,7 +194,8 @@ class LSTM(nn.Module):
         weights = keras_surface.weight_options(self)
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self), self.time_major)
         if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
-            keras_surface.module_params(_read_params(_stored(self, ())), units, weights.use_bias)
+            given = _read_params(_stored(self, ()))
+            keras_surface.module_params(given, units, **keras_surface.variant_flags(weights))
         params = declare_params(self, inputs.shape[-1], units, weights)
         kept = None
         if self.stateful:
@@ -173,6 +215,7 @@ class LSTM(nn.Module):
             batch_shape=batch_shape,
             kept=None if kept is None else kept.value,
             lengths=lengths,
+            resets=resets,
             deterministic=deterministic,
             training=training,
             dropout_key=lambda: _dropout_key(self, self.rng_collection),
@@ -201,7 +244,10 @@ class LSTMCell(nn.RNNCellBase):
 
     Same parameters (names, Keras layout, initialisers) and numbers as ``LSTM``; the step is
     ``core.step``. ``nn.RNN(LSTMCell(units))`` equals ``LSTM(units, return_sequences=True)``.
-    No dropout: use ``LSTM`` for that.
+    The variants' options as in ``LSTM``: ``layer_norm``, ``peepholes``, ``coupled_gates`` (the
+    weights), ``layer_norm_epsilon``, ``layer_norm_carry``, ``carry_dtype``; ``zoneout`` is always
+    its evaluation form, the expectation (Flax's RNN drivers give a cell no per-step key). No
+    dropout and no training-mode zoneout: use ``LSTM`` for those.
 
     Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h [..., H])``.
     """
@@ -216,6 +262,13 @@ class LSTMCell(nn.RNNCellBase):
     unit_forget_bias: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    carry_dtype: Any = None
 
     @nn.compact
     def __call__(
@@ -223,11 +276,14 @@ class LSTMCell(nn.RNNCellBase):
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
         units = checks.positive_int(self.units, "units")
         options = keras_surface.sequence_options(self)
+        weights = keras_surface.weight_options(self)
         state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), units)
-        params = declare_params(self, inputs.shape[-1], units, keras_surface.weight_options(self))
+        if not self.is_initializing():
+            given = _read_params(_stored(self, ()))
+            keras_surface.module_params(given, units, **keras_surface.variant_flags(weights))
+        params = declare_params(self, inputs.shape[-1], units, weights)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
-        params, state, inputs = keras_surface.cast((params, state, inputs), dtype)
-        state, y = core.raw_step(params, state, inputs, options.activation, options.recurrent_activation)
+        state, y = keras_surface.cell_step(params, state, inputs, options, dtype)
         return state.to_flax_carry(), y
 
     @nn.nowrap
@@ -411,9 +467,9 @@ def _read_params(tree: Mapping[str, Any]) -> LSTMParams:
     if missing:
         raise ValueError(
             f"variables: missing {missing}; an LSTM / LSTMCell stores kernel, recurrent_kernel and (with "
-            f"use_bias) bias, found {sorted(tree)}"
+            f"use_bias) bias, and layer_norm / peepholes with those variants, found {sorted(tree)}"
         )
-    return LSTMParams(tree["kernel"], tree["recurrent_kernel"], tree.get("bias"), tree.get("projection"))
+    return keras_surface.tree_params(tree)
 
 
 def _read_layer(tree: Mapping[str, Any]) -> LayerParams:
@@ -452,7 +508,7 @@ def _tree(params: Any, name: str) -> dict[str, Any]:
             "backward": _tree(params.backward, f"{name}.backward"),
         }
     checks.params(params, name)
-    return {field: value for field, value in params._asdict().items() if value is not None}
+    return keras_surface.params_tree(params)
 
 
 def to_variables(params: Union[LayerParams, Sequence[LayerParams]]) -> dict[str, dict[str, Any]]:
