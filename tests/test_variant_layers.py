@@ -204,3 +204,28 @@ def test_stream_step_reset_errors(xs) -> None:
         jaxlstm.stream_step(params, state, xs[:, 0], reset=np.zeros((B, 1), bool))
     with pytest.raises(ValueError, match="reset_state: given without reset"):
         jaxlstm.stream_step(params, state, xs[:, 0], reset_state=state)
+
+
+def test_no_gradient_crosses_an_episode_boundary(xs) -> None:
+    """Outputs of the second episode of sequence 0 (steps 3, 4) do not depend on any other step's
+    input, in either direction, in a bidirectional stack: their gradient there is exactly zero."""
+    params = jaxlstm.init_stack(jax.random.key(16), I, H, num_layers=2, bidirectional=True)
+
+    def second_episode(xs):
+        out = jaxlstm.stacked_lstm(params, xs, resets=RESETS)
+        return jnp.sum(out.sequence[0, 3:5] ** 2)
+
+    grad = jax.jit(jax.grad(second_episode))(xs)
+    outside = np.ones((B, T), bool)
+    outside[0, 3:5] = False
+    assert float(jnp.abs(grad[outside]).max()) == 0.0
+    assert float(jnp.abs(grad[0, 3:5]).min()) > 0.0
+
+
+def test_vmap_over_a_stack_with_resets_equals_the_batched_call(xs) -> None:
+    params = jaxlstm.init_stack(jax.random.key(17), I, H, num_layers=2)
+    batched = jaxlstm.stacked_lstm(params, xs, resets=RESETS, zoneout=0.1, deterministic=True).sequence
+    mapped = jax.vmap(
+        lambda x, r: jaxlstm.stacked_lstm(params, x, resets=r, zoneout=0.1, deterministic=True).sequence
+    )(xs, RESETS)
+    np.testing.assert_allclose(mapped, batched, rtol=1e-6, atol=1e-7)
