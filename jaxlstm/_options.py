@@ -138,10 +138,22 @@ class SequenceOptions:
         return bidirectional if self.zero_output_for_mask is None else self.zero_output_for_mask
 
 
+def _vector_glorot_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    """Keras's glorot_uniform of a vector ``[H]`` (fan_in = fan_out = H): uniform in +-sqrt(3/H), how
+    TF Addons' PeepholeLSTMCell draws its peephole weights (with the kernel's default initialiser)."""
+    limit = (3.0 / shape[-1]) ** 0.5
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+# A nested field's specs: {subfield: (initializer, shape)} (LayerNormParams, PeepholeParams).
+Specs = dict[str, Any]
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightOptions:
     """How one direction's weights are made (``jaxlstm.init``'s keyword arguments; initialisers by
-    Keras name or as ``(key, shape, dtype)`` callables)."""
+    Keras name or as ``(key, shape, dtype)`` callables). ``layer_norm``, ``peepholes`` and
+    ``coupled_gates`` make the weights of those variants (the variant is the weights)."""
 
     use_bias: bool = True
     unit_forget_bias: bool = True
@@ -151,6 +163,9 @@ class WeightOptions:
     projection_init: Any = "glorot_uniform"
     proj_size: Optional[int] = None
     param_dtype: Any = jnp.float32
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
 
     def __post_init__(self) -> None:
         _set(
@@ -163,6 +178,9 @@ class WeightOptions:
             projection_init=initializer(self.projection_init, "projection_initializer"),
             proj_size=None if self.proj_size is None else checks.positive_int(self.proj_size, "proj_size"),
             param_dtype=checks.float_dtype(self.param_dtype, "param_dtype"),
+            layer_norm=checks.flag(self.layer_norm, "layer_norm"),
+            peepholes=checks.flag(self.peepholes, "peepholes"),
+            coupled_gates=checks.flag(self.coupled_gates, "coupled_gates"),
         )
 
     @classmethod
@@ -173,29 +191,54 @@ class WeightOptions:
     def output_size(self, units: int) -> int:
         return units if self.proj_size is None else self.proj_size
 
-    def specs(self, input_size: int, units: int) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    @property
+    def gates(self) -> int:
+        """G: 4 gate blocks i, f, c, o, or 3 (f, c, o) with coupled input and forget gates."""
+        return 3 if self.coupled_gates else 4
+
+    def specs(self, input_size: int, units: int) -> dict[str, Any]:
         """The one parameter builder: ``{field: (initializer, shape)}`` of ``LSTMParams``, in field
-        order (kernel, recurrent_kernel, bias, projection; absent ones left out). Each initializer
+        order (kernel, recurrent_kernel, bias, projection, layer_norm, peepholes; absent ones left
+        out); ``layer_norm`` and ``peepholes`` map to ``{subfield: (initializer, shape)}`` in their
+        NamedTuple's field order (``peepholes`` without ``i`` with coupled gates). Each initializer
         takes ``(key, shape, dtype)``: it draws half precision in float32 and casts (XLA has no
         bfloat16/float16 QR, which the orthogonal initialiser needs), and the bias's sets the forget
-        block to 1.0 with ``unit_forget_bias`` (Keras sets, it does not add)."""
+        block (``[H:2H]``, ``[0:H]`` with coupled gates) to 1.0 with ``unit_forget_bias`` (Keras
+        sets, it does not add). Layer-norm gains start at 1 and offsets at 0; peephole weights are
+        drawn like TF Addons' (Keras glorot_uniform of a vector, uniform in +-sqrt(3/H))."""
         input_size = checks.positive_int(input_size, "input_size")
         units = checks.positive_int(units, "units")
-        out = self.output_size(units)
+        out, width = self.output_size(units), self.gates * units
+        forget = 0 if self.coupled_gates else units
 
         def drawn(init: Initializer, forget_block: bool = False) -> Initializer:
             def draw(key: jax.Array, shape: Sequence[int], dtype: Any = self.param_dtype) -> jax.Array:
                 value = init(key, shape, jnp.promote_types(dtype, jnp.float32)).astype(dtype)
-                return value.at[units : 2 * units].set(1.0) if forget_block else value
+                return value.at[forget : forget + units].set(1.0) if forget_block else value
 
             return draw
 
-        specs: dict[str, tuple[Initializer, tuple[int, ...]]] = {
-            "kernel": (drawn(self.kernel_init), (input_size, 4 * units)),
-            "recurrent_kernel": (drawn(self.recurrent_init), (out, 4 * units)),
+        specs: dict[str, Any] = {
+            "kernel": (drawn(self.kernel_init), (input_size, width)),
+            "recurrent_kernel": (drawn(self.recurrent_init), (out, width)),
         }
         if self.use_bias:
-            specs["bias"] = (drawn(self.bias_init, self.unit_forget_bias), (4 * units,))
+            specs["bias"] = (drawn(self.bias_init, self.unit_forget_bias), (width,))
         if self.proj_size is not None:
             specs["projection"] = (drawn(self.projection_init), (units, out))
+        if self.layer_norm:
+            ones, zeros = drawn(INITIALIZERS["ones"]), drawn(INITIALIZERS["zeros"])
+            specs["layer_norm"] = {
+                "x_gain": (ones, (width,)),
+                "x_offset": (zeros, (width,)),
+                "h_gain": (ones, (width,)),
+                "h_offset": (zeros, (width,)),
+                "c_gain": (ones, (units,)),
+                "c_offset": (zeros, (units,)),
+            }
+        if self.peepholes:
+            peep = (drawn(_vector_glorot_uniform), (units,))
+            specs["peepholes"] = (
+                {"f": peep, "o": peep} if self.coupled_gates else {"i": peep, "f": peep, "o": peep}
+            )
         return specs

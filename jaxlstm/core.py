@@ -24,7 +24,7 @@ from . import checks, cudnn, fast
 from ._manual_axes import vary_like
 from ._options import CallInputs, Initializer, SequenceOptions, WeightOptions
 from .activations import Activation, ActivationLike
-from .pytrees import LSTMOutput, LSTMParams, LSTMState
+from .pytrees import LayerNormParams, LSTMOutput, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["init", "step", "lstm", "zero_state", "LSTMParams", "LSTMState", "LSTMOutput"]
 
@@ -47,6 +47,9 @@ def init(
     proj_size: Optional[int] = None,
     projection_init: Initializer = jax.nn.initializers.glorot_uniform(),
     param_dtype: Any = jnp.float32,
+    layer_norm: bool = False,
+    peepholes: bool = False,
+    coupled_gates: bool = False,
 ) -> LSTMParams:
     """Parameters with Keras's default initialisers.
 
@@ -62,10 +65,17 @@ def init(
         proj_size: P, for an LSTM with projected recurrence (PyTorch ``proj_size``); None for none.
         projection_init: initialiser of the ``[H, P]`` projection.
         param_dtype: dtype of the stored parameters.
+        layer_norm: add ``LayerNormParams`` (gains ``x_gain``/``h_gain`` ``[G*H]`` and ``c_gain``
+            ``[H]`` at 1, offsets at 0): a layer-normalised LSTM (Ba et al.; TF Addons).
+        peepholes: add ``PeepholeParams`` ``i``, ``f``, ``o`` ``[H]`` (no ``i`` with coupled gates),
+            drawn like TF Addons' (Keras glorot_uniform of a vector: uniform in +-sqrt(3/H)).
+        coupled_gates: 3 gate blocks f, c, o (CIFG, ``i = 1 - f``) instead of 4.
 
     Returns:
-        ``LSTMParams`` with kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]`` (``[P, 4H]`` with a
-        projection), bias ``[4H]`` or None, projection ``[H, P]`` or None.
+        ``LSTMParams`` with kernel ``[I, G*H]``, recurrent_kernel ``[H, G*H]`` (``[P, G*H]`` with a
+        projection), bias ``[G*H]`` or None, projection ``[H, P]`` or None, layer_norm and peepholes
+        or None; G = 4, or 3 with ``coupled_gates``. The plain fields draw the same values whatever
+        the variant flags.
     """
     checks.prng_key(key)
     weights = WeightOptions(
@@ -77,16 +87,39 @@ def init(
         projection_init=projection_init,
         proj_size=proj_size,
         param_dtype=param_dtype,
+        layer_norm=layer_norm,
+        peepholes=peepholes,
+        coupled_gates=coupled_gates,
     )
     return init_params(key, input_size, units, weights)
 
 
 def init_params(key: jax.Array, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
-    """``init`` with its options as one ``WeightOptions``; one key per field (kernel, recurrent_kernel,
-    bias, projection), split from ``key``."""
+    """``init`` with its options as one ``WeightOptions``; one key per plain field (kernel,
+    recurrent_kernel, bias, projection) split from ``key`` (so they are the same for every variant),
+    and one per nested field's leaf split from ``fold_in(key, field index)``."""
     keys = dict(zip(LSTMParams._fields, jax.random.split(key, 4)))
     specs = weights.specs(input_size, units)
-    return LSTMParams(**{f: draw(keys[f], shape, weights.param_dtype) for f, (draw, shape) in specs.items()})
+    dtype = weights.param_dtype
+    made: dict[str, Any] = {}
+    for index, field in enumerate(LSTMParams._fields):
+        spec = specs.get(field)
+        if isinstance(spec, dict):  # a nested NamedTuple: LayerNormParams / PeepholeParams
+            leaf_keys = jax.random.split(jax.random.fold_in(key, index), len(spec))
+            made[field] = {
+                name: draw(k, shape, dtype) for k, (name, (draw, shape)) in zip(leaf_keys, spec.items())
+            }
+        elif spec is not None:
+            draw, shape = spec
+            made[field] = draw(keys[field], shape, dtype)
+    return LSTMParams(
+        kernel=made["kernel"],
+        recurrent_kernel=made["recurrent_kernel"],
+        bias=made.get("bias"),
+        projection=made.get("projection"),
+        layer_norm=None if "layer_norm" not in made else LayerNormParams(**made["layer_norm"]),
+        peepholes=None if "peepholes" not in made else PeepholeParams(**{"i": None, **made["peepholes"]}),
+    )
 
 
 def zero_state(

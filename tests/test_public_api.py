@@ -104,7 +104,8 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "hard_sigmoid": "(x: 'jax.Array') -> 'jax.Array'",
         "init": "(key: 'jax.Array', input_size: 'int', units: 'int', *, use_bias: 'bool' = True, unit_forget_bias: 'bool' = True, kernel_init: 'Initializer' = <function "
         "variance_scaling.<locals>.init>, recurrent_init: 'Initializer' = <function orthogonal.<locals>.init>, bias_init: 'Initializer' = <function zeros>, proj_size: 'Optional[int]' = "
-        "None, projection_init: 'Initializer' = <function variance_scaling.<locals>.init>, param_dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'LSTMParams'",
+        "None, projection_init: 'Initializer' = <function variance_scaling.<locals>.init>, param_dtype: 'Any' = <class 'jax.numpy.float32'>, layer_norm: 'bool' = False, "
+        "peepholes: 'bool' = False, coupled_gates: 'bool' = False) -> 'LSTMParams'",
         "init_bidirectional": "(key: 'jax.Array', input_size: 'int', units: 'int', **init_kwargs: 'Any') -> 'BidirectionalParams'",
         "init_stack": "(key: 'jax.Array', input_size: 'int', units: 'int', num_layers: 'int' = 1, *, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', proj_size: 'Optional[int]' = "
         "None, **init_kwargs: 'Any') -> 'tuple[LayerParams, ...]'",
