@@ -20,7 +20,6 @@ import jax.numpy as jnp
 
 from . import checks
 from .activations import resolve
-from .pytrees import LSTMState
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 InitializerLike = Union[str, Initializer]
@@ -75,10 +74,11 @@ class CallInputs(NamedTuple):
         input_dropout_mask: ``[..., I]`` or ``[..., G, I]``, multiplied onto x_t before ``x_t @ kernel``.
     """
 
+    # Any: in a bidirectional layer or a stack, one state / mask per direction or layer.
     resets: Optional[jax.Array] = None
-    reset_state: Optional[LSTMState] = None
+    reset_state: Optional[Any] = None
     zoneout_key: Optional[jax.Array] = None
-    weight_drop_mask: Optional[jax.Array] = None
+    weight_drop_mask: Optional[Any] = None
     recurrent_dropout_mask: Optional[jax.Array] = None
     input_dropout_mask: Optional[jax.Array] = None
 

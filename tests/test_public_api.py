@@ -99,10 +99,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(sequence: ForwardRef('jax.Array'), state: ForwardRef('tuple[LayerState, ...]'))"
         },
         "TorchState": {"": "class(h_n: ForwardRef('jax.Array'), c_n: ForwardRef('jax.Array'))"},
-        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: "
-        "'Optional[str]' = 'concat', lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', "
-        "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False) -> "
-        "'BidirectionalOutput'",
+        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'Optional[str]' = 'concat', lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[BidirectionalState]' = None, zoneout_key: 'Optional[jax.Array]' = None, weight_drop_mask: 'Optional[tuple[jax.Array, jax.Array]]' = None) -> 'BidirectionalOutput'",
         "from_torch_state": "(h_0: 'jax.Array', c_0: 'jax.Array', params: 'Sequence[LayerParams]') -> 'tuple[LayerState, ...]'",
         "hard_sigmoid": "(x: 'jax.Array') -> 'jax.Array'",
         "init": "(key: 'jax.Array', input_size: 'int', units: 'int', *, use_bias: 'bool' = True, unit_forget_bias: 'bool' = True, kernel_init: 'Initializer' = <function "
@@ -119,17 +116,12 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[LSTMState]' = None, zoneout_key: 'Optional[jax.Array]' = None, weight_drop_mask: 'Optional[jax.Array]' = None, "
         "input_dropout_mask: 'Optional[jax.Array]' = None) -> 'LSTMOutput'",
         "merge": "(forward: 'jax.Array', backward: 'jax.Array', merge_mode: 'Optional[str]' = 'concat') -> 'Union[jax.Array, tuple[jax.Array, jax.Array]]'",
-        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = "
-        "'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, "
-        "residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
-        "unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None) -> 'StackOutput'",
+        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = 'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[Sequence[LayerState]]' = None, weight_drop: 'float' = 0.0) -> 'StackOutput'",
         "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
         "layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw') -> 'tuple[LSTMState, jax.Array]'",
-        "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', "
-        "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, impl: 'Any' = 'auto') -> 'tuple[StreamState, jax.Array]'",
+        "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, impl: 'Any' = 'auto', layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[StreamState]' = None) -> 'tuple[StreamState, jax.Array]'",
         "stream_state": "(params: 'StreamParams', batch_shape: 'Sequence[int]' = (), dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'StreamState'",
-        "stream_step": "(params: 'StreamParams', state: 'StreamState', x_t: 'jax.Array', *, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: "
-        "'ActivationLike' = 'sigmoid') -> 'tuple[StreamState, jax.Array]'",
+        "stream_step": "(params: 'StreamParams', state: 'StreamState', x_t: 'jax.Array', *, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, reset: 'Optional[jax.Array]' = None, reset_state: 'Optional[StreamState]' = None) -> 'tuple[StreamState, jax.Array]'",
         "torch_state": "(state: 'Sequence[LayerState]') -> 'TorchState'",
         "zero_state": "(params_or_units: 'LSTMParams | int', batch_shape: 'Sequence[int]' = (), dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'LSTMState'",
     },
