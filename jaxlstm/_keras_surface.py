@@ -182,19 +182,12 @@ def variant_flags(source: Any) -> dict[str, bool]:
     return {name: bool(getattr(source, name, False)) for name in _VARIANT_FLAGS}
 
 
-def module_params(
-    params: Any,
-    units: int,
-    *,
-    use_bias: bool,
-    coupled_gates: bool = False,
-    layer_norm: bool = False,
-    peepholes: bool = False,
-    name: str = "params",
-) -> LSTMParams:
+def module_params(params: Any, units: int, flags: Mapping[str, bool], name: str = "params") -> LSTMParams:
     """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units``, no projection,
-    and the module's variant: a bias iff ``use_bias``, 3 gate blocks iff ``coupled_gates``,
-    ``layer_norm`` / ``peepholes`` fields iff those flags."""
+    and the module's variant (``flags``, as ``variant_flags`` gives them): a bias iff ``use_bias``,
+    3 gate blocks iff ``coupled_gates``, ``layer_norm`` / ``peepholes`` fields iff those flags."""
+    use_bias, coupled_gates = flags["use_bias"], flags.get("coupled_gates", False)
+    layer_norm, peepholes = flags.get("layer_norm", False), flags.get("peepholes", False)
     gates = 3 if coupled_gates else 4
     # None when params has no kernel: np.shape(None) is (), and checks.params below reports it.
     given: Any = getattr(params, "kernel", None)
@@ -355,6 +348,27 @@ def run(
     return ((output, out.state.h, out.state.c) if module.return_state else output), out.state
 
 
+def bidirectional_inputs(
+    params: BidirectionalParams,
+    resets: Optional[jax.Array],
+    key: Optional[jax.Array],
+    weight_drop: float,
+    options: SequenceOptions,
+) -> CallInputs:
+    """A ``Bidirectional`` module's per-call inputs: its resets and, in training (``key`` given),
+    one weight-drop mask per direction and zoneout's key, from keys of their own."""
+    weight_drop_mask = zoneout_key = None
+    if key is not None and weight_drop > 0:
+        keys = jax.random.split(jax.random.fold_in(key, 1))
+        weight_drop_mask = tuple(
+            keep_mask(k, weight_drop, np.shape(p.recurrent_kernel), p.recurrent_kernel.dtype)
+            for k, p in zip(keys, params)
+        )
+    if key is not None and options.zoneout != (0.0, 0.0):
+        zoneout_key = jax.random.fold_in(key, 2)
+    return CallInputs(resets=resets, zoneout_key=zoneout_key, weight_drop_mask=weight_drop_mask)
+
+
 def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
     """Flax's convention: ``dtype``, or when None the promotion of the inputs' and the parameters'."""
     return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
@@ -384,7 +398,8 @@ PLACEHOLDER_INIT = dict(
 
 def stack_shape(params: Any) -> dict[str, Any]:
     """The sizes a stack (or bidirectional) module needs to hold ``params``: ``in_features``,
-    ``units``, ``proj_size``, ``use_bias``, ``num_layers`` and ``bidirectional``."""
+    ``units``, ``proj_size``, the variant flags (``use_bias``, ``coupled_gates``, ``layer_norm``,
+    ``peepholes``), ``num_layers`` and ``bidirectional``."""
     layers = checks.layers(params) if not isinstance(params, BidirectionalParams) else (params,)
     checks.layer(layers[0], "params[0]")
     bottom = layers[0].forward if isinstance(layers[0], BidirectionalParams) else layers[0]
@@ -392,7 +407,7 @@ def stack_shape(params: Any) -> dict[str, Any]:
         in_features=bottom.input_size,
         units=bottom.units,
         proj_size=None if bottom.projection is None else bottom.output_size,
-        use_bias=bottom.bias is not None,
+        **variant_flags(bottom),
         num_layers=len(layers),
         bidirectional=isinstance(layers[0], BidirectionalParams),
     )

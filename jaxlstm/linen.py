@@ -31,7 +31,7 @@ from . import _bidirectional, checks, core, stack
 from . import _keras_surface as keras_surface
 from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
-from ._options import WeightOptions
+from ._options import CallInputs, WeightOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams
 from .stack import StackOutput
@@ -195,7 +195,7 @@ class LSTM(nn.Module):
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self), self.time_major)
         if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
             given = _read_params(_stored(self, ()))
-            keras_surface.module_params(given, units, **keras_surface.variant_flags(weights))
+            keras_surface.module_params(given, units, keras_surface.variant_flags(weights))
         params = declare_params(self, inputs.shape[-1], units, weights)
         kept = None
         if self.stateful:
@@ -280,7 +280,7 @@ class LSTMCell(nn.RNNCellBase):
         state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), units)
         if not self.is_initializing():
             given = _read_params(_stored(self, ()))
-            keras_surface.module_params(given, units, **keras_surface.variant_flags(weights))
+            keras_surface.module_params(given, units, keras_surface.variant_flags(weights))
         params = declare_params(self, inputs.shape[-1], units, weights)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
         state, y = keras_surface.cell_step(params, state, inputs, options, dtype)
@@ -340,6 +340,14 @@ class _LayerFields(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     impl: Any = "auto"
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    weight_drop: float = 0.0
+    carry_dtype: Any = None
 
 
 class Bidirectional(_LayerFields):
@@ -352,14 +360,22 @@ class Bidirectional(_LayerFields):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``;
             ``projection_initializer`` for the ``[H, P]`` projection.
         unroll, dtype, param_dtype, impl, time_major: as in ``LSTM``.
+        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
+            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions (one
+            weight-drop mask per direction).
+        deterministic: default for the call's ``deterministic``; with zoneout or weight drop > 0
+            the call or the module must set it. rng_collection: the RNG stream they draw from.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
-    ``BidirectionalOutput`` (sequence ``[..., T, F]``; see ``jaxlstm.bidirectional``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None)`` -> ``BidirectionalOutput`` (sequence ``[..., T, F]``; see
+    ``jaxlstm.bidirectional``; ``resets`` are episode starts, as there).
     """
 
     merge_mode: Optional[str] = "concat"
     zero_output_for_mask: Optional[bool] = None
     time_major: bool = False
+    deterministic: Optional[bool] = None
+    rng_collection: str = "dropout"
 
     @nn.compact
     def __call__(
@@ -369,6 +385,8 @@ class Bidirectional(_LayerFields):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
     ) -> BidirectionalOutput:
         units = checks.positive_int(self.units, "units")
         options, weights = keras_surface.sequence_options(self), keras_surface.weight_options(self)
@@ -377,7 +395,14 @@ class Bidirectional(_LayerFields):
             forward=_Weights(units, weights, name="forward")(inputs.shape[-1]),
             backward=_Weights(units, weights, name="backward")(inputs.shape[-1]),
         )
-        return _bidirectional.run(params, inputs, initial_state, mask, lengths, options, self.merge_mode)
+        weight_drop = checks.fraction(self.weight_drop, "weight_drop")
+        dropping = keras_surface.regularised(0.0, 0.0, weight_drop, options)
+        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
+        key = _dropout_key(self, self.rng_collection) if dropping and not evaluating else None
+        call = keras_surface.bidirectional_inputs(params, resets, key, weight_drop, options)
+        return _bidirectional.run(
+            params, inputs, initial_state, mask, lengths, options, self.merge_mode, call
+        )
 
 
 class StackedLSTM(_LayerFields):
@@ -396,11 +421,13 @@ class StackedLSTM(_LayerFields):
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
-            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major, and the
+            variants (layer_norm ... carry_dtype; zoneout and weight drop in every layer, drawn
+            from ``rng_collection`` when not deterministic, which must then be set).
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
     deterministic=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``, per-layer states;
-    ``torch_state`` gives h_n / c_n).
+    ``torch_state`` gives h_n / c_n; ``resets`` episode starts for every layer).
     """
 
     num_layers: int = 1
@@ -422,6 +449,7 @@ class StackedLSTM(_LayerFields):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
     ) -> StackOutput:
         units = checks.positive_int(self.units, "units")
@@ -439,7 +467,11 @@ class StackedLSTM(_LayerFields):
             width = weights.output_size(units)
             width = merged_size(width, self.merge_mode) if self.bidirectional else width
         deterministic = self.deterministic if deterministic is None else deterministic
-        dropping = rate > 0 and num_layers > 1 and deterministic is False
+        weight_drop = checks.fraction(self.weight_drop, "weight_drop")
+        randomised = (rate > 0 and num_layers > 1) or keras_surface.regularised(
+            0.0, 0.0, weight_drop, options
+        )
+        dropping = randomised and deterministic is False
         return stack.run(
             tuple(params),
             inputs,
@@ -452,6 +484,8 @@ class StackedLSTM(_LayerFields):
             key=_dropout_key(self, self.rng_collection) if dropping else None,
             deterministic=deterministic,
             residual=self.residual,
+            weight_drop=weight_drop,
+            inputs=CallInputs(resets=resets),
         )
 
 

@@ -27,7 +27,7 @@ from . import _bidirectional, checks, core, stack
 from . import _keras_surface as keras_surface
 from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
-from ._options import WeightOptions
+from ._options import CallInputs, WeightOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams
 from .stack import StackOutput
@@ -113,7 +113,7 @@ class _Direction:
         use_bias, layer_norm / peepholes iff the module has them) into the module's ``nnx.Param``s.
         (A method rather than a property setter: NNX intercepts attribute assignment.)"""
         current = self.params
-        keras_surface.module_params(params, current.units, **keras_surface.variant_flags(current))
+        keras_surface.module_params(params, current.units, keras_surface.variant_flags(current))
         self._write(params, "params")
 
     @classmethod
@@ -417,10 +417,15 @@ class Bidirectional(_Layers, nnx.Module):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``,
             and so are unroll, dtype, param_dtype, impl and time_major; ``projection_initializer``
             for ``[H, P]``.
-        rngs: ``nnx.Rngs`` for the initialisers (``params`` stream).
+        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
+            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions.
+        deterministic: zoneout and weight drop off (zoneout: its expectation) when True
+            (``model.eval()``); False by default. rng_collection: the ``rngs`` stream they draw from.
+        rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and zoneout / weight drop.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
-    ``BidirectionalOutput`` (sequence ``[..., T, F]``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, rngs=None)`` -> ``BidirectionalOutput`` (sequence ``[..., T, F]``;
+    ``resets`` are episode starts, as in ``jaxlstm.bidirectional``).
     """
 
     def __init__(
@@ -444,12 +449,27 @@ class Bidirectional(_Layers, nnx.Module):
         param_dtype: Any = jnp.float32,
         impl: Any = "auto",
         time_major: bool = False,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        weight_drop: float = 0.0,
+        carry_dtype: Any = None,
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
         rngs: nnx.Rngs,
     ) -> None:
         units = checks.positive_int(units, "units")
         self.merge_mode = checks.merge_mode(merge_mode)
         self.options = keras_surface.sequence_options(locals())
         self.weights = _BidirectionalWeights(in_features, units, keras_surface.weight_options(locals()), rngs)
+        self.weight_drop = checks.fraction(weight_drop, "weight_drop")
+        self.deterministic = checks.flag(deterministic, "deterministic")
+        self.rng_collection = rng_collection
+        dropping = keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
+        self.rngs = _dropout_stream(rngs, rng_collection, dropping)
 
     @property
     def params(self) -> BidirectionalParams:
@@ -467,12 +487,26 @@ class Bidirectional(_Layers, nnx.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
+        rngs: RngsLike = None,
     ) -> BidirectionalOutput:
         """Inputs ``[..., T, I]`` -> ``BidirectionalOutput`` (see ``jaxlstm.bidirectional``)."""
-        keras_surface.check_inputs(inputs, self.params.forward.input_size, self.options.time_major)
+        params = self.params
+        keras_surface.check_inputs(inputs, params.forward.input_size, self.options.time_major)
+        dropping = keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
+        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
+        key = _dropout_key(self, rngs, self.rng_collection) if dropping and not evaluating else None
+        call = keras_surface.bidirectional_inputs(params, resets, key, self.weight_drop, self.options)
         return _bidirectional.run(
-            self.params, inputs, initial_state, mask, lengths, self.options, self.merge_mode
+            params, inputs, initial_state, mask, lengths, self.options, self.merge_mode, call
         )
+
+    def set_view(self, deterministic: Optional[bool] = None) -> None:
+        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: zoneout and weight
+        drop off if True."""
+        if deterministic is not None:
+            self.deterministic = deterministic
 
 
 class StackedLSTM(_Layers, nnx.Module):
@@ -489,12 +523,14 @@ class StackedLSTM(_Layers, nnx.Module):
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
-            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
-        rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major, and the
+            variants (layer_norm ... carry_dtype; zoneout and weight drop in every layer).
+        rng_collection: the ``rngs`` stream dropout (zoneout, weight drop) draws from (``"dropout"``).
         rngs: ``nnx.Rngs`` for the initialisers (``params``) and dropout.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
-    deterministic=None, rngs=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, rngs=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``; ``resets``
+    episode starts for every layer).
     """
 
     def __init__(
@@ -525,6 +561,14 @@ class StackedLSTM(_Layers, nnx.Module):
         impl: Any = "auto",
         time_major: bool = False,
         dropout: Optional[float] = None,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        weight_drop: float = 0.0,
+        carry_dtype: Any = None,
         rngs: nnx.Rngs,
     ) -> None:
         num_layers = checks.positive_int(num_layers, "num_layers")
@@ -543,7 +587,13 @@ class StackedLSTM(_Layers, nnx.Module):
         self.deterministic = checks.flag(deterministic, "deterministic")
         self.residual = residual
         self.rng_collection = rng_collection
-        self.rngs = _dropout_stream(rngs, rng_collection, self.inter_layer_dropout > 0 and num_layers > 1)
+        self.weight_drop = checks.fraction(weight_drop, "weight_drop")
+        self.rngs = _dropout_stream(rngs, rng_collection, self._randomised())
+
+    def _randomised(self) -> bool:
+        """Whether training draws randomness: between-layer dropout, weight drop or zoneout."""
+        between = self.inter_layer_dropout > 0 and len(self.layers) > 1
+        return between or keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
 
     @property
     def dropout(self) -> float:
@@ -573,6 +623,7 @@ class StackedLSTM(_Layers, nnx.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         rngs: RngsLike = None,
     ) -> StackOutput:
@@ -583,7 +634,7 @@ class StackedLSTM(_Layers, nnx.Module):
         )
         deterministic = self.deterministic if deterministic is None else deterministic
         key = None
-        if self.inter_layer_dropout > 0 and len(self.layers) > 1 and not deterministic:
+        if self._randomised() and not deterministic:
             key = _dropout_key(self, rngs, self.rng_collection)
         return stack.run(
             params,
@@ -597,6 +648,8 @@ class StackedLSTM(_Layers, nnx.Module):
             key=key,
             deterministic=deterministic,
             residual=self.residual,
+            weight_drop=self.weight_drop,
+            inputs=CallInputs(resets=resets),
         )
 
     def set_view(self, deterministic: Optional[bool] = None) -> None:
