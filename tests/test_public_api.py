@@ -193,29 +193,34 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = "
-            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', merge_mode: 'Optional[str]' = 'concat', zero_output_for_mask: 'Optional[bool]' = None, time_major: 'bool' "
-            "= False, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: "
-            "Optional[str] = None) -> None",
+            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: "
+            "'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, weight_drop: 'float' = 0.0, carry_dtype: 'Any' = None, merge_mode: 'Optional[str]' = "
+            "'concat', zero_output_for_mask: 'Optional[bool]' = None, time_major: 'bool' = False, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = "
+            "'dropout', parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, "
+            "name: Optional[str] = None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
-            "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
+            "'Optional[jax.Array]' = None, resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None) -> 'BidirectionalOutput'",
         },
         "LSTM": {
             "": "class(units: 'int', activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: 'bool' = True, kernel_initializer: "
             "'InitializerLike' = 'glorot_uniform', recurrent_initializer: 'InitializerLike' = 'orthogonal', bias_initializer: 'InitializerLike' = 'zeros', unit_forget_bias: "
             "'bool' = True, dropout: 'float' = 0.0, recurrent_dropout: 'float' = 0.0, return_sequences: 'bool' = False, return_state: 'bool' = False, go_backwards: 'bool' = "
             "False, stateful: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', time_major: 'bool' = False, parent: "
-            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> "
-            "None",
+            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', time_major: 'bool' = False, layer_norm: 'bool' "
+            "= False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, "
+            "weight_drop: 'float' = 0.0, dropout_masks: 'str' = 'shared', carry_dtype: 'Any' = None, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, "
+            "flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None) -> 'Any'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None) -> 'Any'",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
         },
         "LSTMCell": {
             "": "class(units: 'int', activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: 'bool' = True, kernel_initializer: "
             "'InitializerLike' = 'glorot_uniform', recurrent_initializer: 'InitializerLike' = 'orthogonal', bias_initializer: 'InitializerLike' = 'zeros', unit_forget_bias: "
-            "'bool' = True, dtype: 'Any' = None, param_dtype: 'Any' = <class 'jax.numpy.float32'>, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, "
-            "flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "'bool' = True, dtype: 'Any' = None, param_dtype: 'Any' = <class 'jax.numpy.float32'>, layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: "
+            "'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, carry_dtype: 'Any' = None, parent: "
+            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) "
+            "-> None",
             "__call__": "(self, carry: 'tuple[jax.Array, jax.Array]', inputs: 'jax.Array') -> 'tuple[tuple[jax.Array, jax.Array], jax.Array]'",
             "initialize_carry": "(self, rng: 'jax.Array', input_shape: 'tuple[int, ...]') -> 'tuple[jax.Array, jax.Array]'",
         },
@@ -224,12 +229,14 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, impl: 'Any' = 'auto', num_layers: 'int' = 1, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', inter_layer_dropout: 'float' = "
-            "0.0, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', "
-            "time_major: 'bool' = False, dropout: 'Optional[float]' = None, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, "
-            "NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "'jax.numpy.float32'>, impl: 'Any' = 'auto', layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: 'float' "
+            "= 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, weight_drop: 'float' = 0.0, carry_dtype: 'Any' = None, num_layers: 'int' = 1, bidirectional: "
+            "'bool' = False, merge_mode: 'str' = 'concat', inter_layer_dropout: 'float' = 0.0, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, "
+            "zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', time_major: 'bool' = False, dropout: 'Optional[float]' = None, parent: "
+            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = "
+            "None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None) -> 'StackOutput'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None) -> 'StackOutput'",
         },
         "get_params": "(variables: 'Mapping[str, Any]') -> 'Union[LSTMParams, BidirectionalParams, tuple[LayerParams, ...]]'",
         "layer_params": "(variables: 'Mapping[str, Any]') -> 'Any'",
@@ -240,16 +247,18 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "Bidirectional": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
-            "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
+            "'Optional[jax.Array]' = None, resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> "
+            "'BidirectionalOutput'",
             "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
             "set_params": "(self, params: 'BidirectionalParams') -> 'None'",
+            "set_view": "(self, deterministic: 'Optional[bool]' = None) -> 'None'",
         },
         "KeptState": {"": "class(*args, **kwargs)"},
         "LSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'Any'",
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, resets: "
+            "'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'Any'",
             "from_params": "(cls, params: 'LSTMParams', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
@@ -269,7 +278,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "StackedLSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'StackOutput'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'StackOutput'",
             "dropout": "property",
             "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
