@@ -1126,6 +1126,9 @@ def test_per_gate_dropout_masks_are_keras_3s(flavour) -> None:
     # One mask shared by the gates (the default) is a different model.
     shared = jaxlstm.lstm(layer.params, xs, input_dropout_mask=inputs[0][0] / (1 - rate_x))
     assert not np.allclose(out, shared.sequence, atol=1e-3)
+    # Per example, as Keras's [batch, n] masks: two copies of one sequence get different masks.
+    pair = np.asarray(layer.dropping(jnp.stack([xs, xs]), jax.random.key(2)))
+    assert not np.allclose(pair[0], pair[1], atol=1e-3)
 
 
 def test_weight_drop(flavour) -> None:
