@@ -15,7 +15,6 @@ DROPOUT = dict(
     dropout_masks="per_gate",
     weight_drop=0.2,
     zoneout=(0.1, 0.2),
-    layer_norm=True,
     return_sequences=True,
     return_state=True,
 )
