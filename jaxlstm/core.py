@@ -831,10 +831,10 @@ def _check_fast_supported(
     variant = fast.variant(params, options, inputs)
     if params.projection is not None:
         reason = "params: the fast path has no projection (proj_size)"
-    elif not fast.supports(params, options.activation, options.recurrent_activation):
-        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif variant is not None:
         reason = f"{variant}: not supported by the fast path (it computes the plain LSTM cell)"
+    elif not fast.supports(params, options.activation, options.recurrent_activation):
+        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif config.native:
         _check_native_supported(options.dtype)
         return
