@@ -7,6 +7,9 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 
     z = x_t @ kernel + h @ recurrent_kernel + bias;  z_i, z_f, z_c, z_o = split(z, 4)
     c_t = σ(z_f) * c + σ(z_i) * tanh(z_c);  h_t = σ(z_o) * tanh(c_t);  y_t = h_t
+
+The variants (layer norm, peepholes, coupled gates, zoneout, dropout masks, weight drop, resets,
+carry dtype) are options of the same step, ``_step``; README "Variants" has their equations.
 """
 
 from __future__ import annotations
