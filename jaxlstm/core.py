@@ -7,6 +7,9 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 
     z = x_t @ kernel + h @ recurrent_kernel + bias;  z_i, z_f, z_c, z_o = split(z, 4)
     c_t = σ(z_f) * c + σ(z_i) * tanh(z_c);  h_t = σ(z_o) * tanh(c_t);  y_t = h_t
+
+The variants (layer norm, peepholes, coupled gates, zoneout, dropout masks, weight drop, resets,
+carry dtype) are options of the same step, ``_step``; README "Variants" has their equations.
 """
 
 from __future__ import annotations
@@ -831,10 +834,10 @@ def _check_fast_supported(
     variant = fast.variant(params, options, inputs)
     if params.projection is not None:
         reason = "params: the fast path has no projection (proj_size)"
-    elif not fast.supports(params, options.activation, options.recurrent_activation):
-        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif variant is not None:
         reason = f"{variant}: not supported by the fast path (it computes the plain LSTM cell)"
+    elif not fast.supports(params, options.activation, options.recurrent_activation):
+        reason = "activation: the fast path computes sigmoid gates and tanh activations only"
     elif config.native:
         _check_native_supported(options.dtype)
         return
