@@ -183,9 +183,17 @@ def variant_flags(source: Any) -> dict[str, bool]:
 
 
 def module_params(params: Any, units: int, flags: Mapping[str, bool], name: str = "params") -> LSTMParams:
-    """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units``, no projection,
-    and the module's variant (``flags``, as ``variant_flags`` gives them): a bias iff ``use_bias``,
-    3 gate blocks iff ``coupled_gates``, ``layer_norm`` / ``peepholes`` fields iff those flags."""
+    """Parameters given to a Keras-style module: ``variant_params`` with no projection."""
+    params = variant_params(params, units, flags, name)
+    if params.projection is not None:
+        raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
+    return params
+
+
+def variant_params(params: Any, units: int, flags: Mapping[str, bool], name: str = "params") -> LSTMParams:
+    """One direction's parameters given to a module: valid ``LSTMParams`` of ``units`` and of the
+    module's variant (``flags``, as ``variant_flags`` gives them): a bias iff ``use_bias``, 3 gate
+    blocks iff ``coupled_gates``, ``layer_norm`` / ``peepholes`` fields iff those flags."""
     use_bias, coupled_gates = flags["use_bias"], flags.get("coupled_gates", False)
     layer_norm, peepholes = flags.get("layer_norm", False), flags.get("peepholes", False)
     gates = 3 if coupled_gates else 4
@@ -202,8 +210,6 @@ def module_params(params: Any, units: int, flags: Mapping[str, bool], name: str 
             f"for units={units}{cifg}, found {checks.fmt(kernel)}{other}{checks.layout_hint(params)}"
         )
     checks.params(params, name)
-    if params.projection is not None:
-        raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
     for field, on in (("bias", use_bias), ("layer_norm", layer_norm), ("peepholes", peepholes)):
         if (getattr(params, field) is None) == on:
             flag = "use_bias" if field == "bias" else field

@@ -306,6 +306,10 @@ class _Weights(nn.Module):
 
     @nn.compact
     def __call__(self, input_size: int) -> LSTMParams:
+        if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
+            name = "variables " + "/".join(self.scope.path) if self.scope is not None else "params"
+            flags = keras_surface.variant_flags(self.weights)
+            keras_surface.variant_params(_read_params(_stored(self, ())), self.units, flags, name)
         return declare_params(self, input_size, self.units, self.weights)
 
 

@@ -380,6 +380,18 @@ def _linen_cases() -> dict:
             ("resets", f"[{B}, {T}]", f"[{B}, {T - 1}]"),
             apply(resets=np.zeros((B, T - 1), bool)),
         ),
+        "bidirectional params without layer norm": (
+            ValueError,
+            ("variables forward.layer_norm", "layer_norm=True", "None"),
+            lambda: jl.Bidirectional(H, layer_norm=True).apply(
+                jl.to_variables(jaxlstm.BidirectionalParams(P, P)), X
+            ),
+        ),
+        "stack params of 4 gate blocks for coupled gates": (
+            ValueError,
+            ("variables layer_0.kernel", f"[{I}, {3 * H}]", f"[{I}, {4 * H}]"),
+            lambda: jl.StackedLSTM(H, coupled_gates=True).apply(jl.to_variables((P,)), X),
+        ),
         "cell params without layer norm": (
             ValueError,
             ("params.layer_norm", "layer_norm=True", "None"),
