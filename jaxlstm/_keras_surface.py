@@ -380,6 +380,14 @@ def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
     return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
 
 
+def cell_carry_dtypes(dtype: Any, param_dtype: Any, carry_dtype: Any) -> tuple[Any, Any]:
+    """The dtypes ``(h, c)`` a cell's step returns, so its zero carry has them (a Flax RNN's scan
+    needs the carry's types unchanged by a step): h in ``dtype`` (None: ``param_dtype``, what
+    float inputs promote to), c in ``carry_dtype`` when set."""
+    h = param_dtype if dtype is None else dtype
+    return h, h if carry_dtype is None else carry_dtype
+
+
 def cell_step(
     params: LSTMParams, state: LSTMState, inputs: jax.Array, options: SequenceOptions, dtype: Any
 ) -> tuple[LSTMState, jax.Array]:

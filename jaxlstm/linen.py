@@ -288,9 +288,12 @@ class LSTMCell(nn.RNNCellBase):
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-        """Zeros ``(c [..., H], h [..., H])`` for inputs of shape ``[..., I]`` (``rng`` is unused)."""
+        """Zeros ``(c [..., H], h [..., H])`` for inputs of shape ``[..., I]`` (``rng`` is unused), in
+        the dtypes a step returns (h: ``dtype`` or ``param_dtype``; c: ``carry_dtype`` if set)."""
         del rng
-        return core.zero_state(self.units, tuple(input_shape)[:-1], self.param_dtype).to_flax_carry()
+        h, c = keras_surface.cell_carry_dtypes(self.dtype, self.param_dtype, self.carry_dtype)
+        shape = (*tuple(input_shape)[:-1], self.units)
+        return jnp.zeros(shape, c), jnp.zeros(shape, h)
 
     @property
     def num_feature_axes(self) -> int:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from . import _bidirectional, checks, core, stack
+from . import _bidirectional, checks, stack
 from . import _keras_surface as keras_surface
 from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
@@ -348,16 +348,17 @@ class LSTMCell(_Direction, nnx.RNNCellBase):
         carry_init: Any = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Zeros ``(c [..., H], h [..., H])`` for inputs ``[..., I]``; with ``carry_init`` (and
-        ``rngs``), its values."""
-        batch_shape = tuple(input_shape)[:-1]
+        ``rngs``), its values. In the dtypes a step returns (h: ``dtype`` or ``param_dtype``; c:
+        ``carry_dtype`` if set)."""
+        shape = (*tuple(input_shape)[:-1], self.units)
+        h, c = keras_surface.cell_carry_dtypes(self.dtype, self.param_dtype, self.options.carry_dtype)
         if carry_init is None:
-            return core.zero_state(self.units, batch_shape, self.param_dtype).to_flax_carry()
+            return jnp.zeros(shape, c), jnp.zeros(shape, h)
         if isinstance(rngs, nnx.Rngs):
             rngs = rngs.carry
         if rngs is None:
             raise ValueError("rngs: carry_init needs an RNG stream to draw the initial carry")
-        shape = (*batch_shape, self.units)
-        return (carry_init(rngs(), shape, self.param_dtype), carry_init(rngs(), shape, self.param_dtype))
+        return (carry_init(rngs(), shape, c), carry_init(rngs(), shape, h))
 
     @property
     def num_feature_axes(self) -> int:

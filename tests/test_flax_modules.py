@@ -1183,3 +1183,32 @@ def test_zoneout_and_weight_drop_need_the_mode(flavour) -> None:
             layer(XS)
         want = jaxlstm.lstm(PARAMS, XS, zoneout=options.get("zoneout", 0.0)).sequence[:, -1]
         assert_close(layer(XS, deterministic=True), want)
+
+
+def test_cell_carry_dtype_in_the_rnn_driver(flavour) -> None:
+    """bfloat16 compute with a float32 carry: the cell's zero carry has the dtypes its step returns
+    (h bfloat16, c float32), so Flax's RNN scan runs, and the numbers are the core's."""
+    options = dict(dtype=jnp.bfloat16, carry_dtype=jnp.float32)
+    if flavour.name == "linen":
+        import flax.linen as nn
+
+        from jaxlstm.linen import LSTMCell, to_variables
+
+        cell = LSTMCell(H, **options)
+        (c, h), sequence = nn.RNN(cell, return_carry=True).apply(
+            {"params": {"cell": to_variables(PARAMS)["params"]}}, XS
+        )
+        carry = cell.initialize_carry(jax.random.key(0), (B, I))
+    else:
+        from flax import nnx
+
+        from jaxlstm.nnx import LSTMCell
+
+        cell = LSTMCell.from_params(PARAMS, **options)
+        (c, h), sequence = nnx.RNN(cell, return_carry=True)(XS)
+        carry = cell.initialize_carry((B, I))
+    assert (carry[0].dtype, carry[1].dtype) == (jnp.float32, jnp.bfloat16)
+    assert sequence.dtype == h.dtype == jnp.bfloat16 and c.dtype == jnp.float32
+    ref = jaxlstm.lstm(PARAMS, XS, **options)
+    assert_close(sequence.astype(jnp.float32), ref.sequence.astype(jnp.float32), atol=1e-2)
+    assert_close(c, ref.state.c, atol=1e-2)
