@@ -8,6 +8,10 @@ Parameters live under ``params`` in Keras layout (``kernel [I, 4H]``, ``recurren
     Bidirectional:  {"forward": {...}, "backward": {...}}
     StackedLSTM:    {"layer_0": {...}, "layer_1": ...}; bidirectional: {"layer_0": {"forward", "backward"}}
 
+The variants (issue 15) add ``"layer_norm": {"x_gain", "x_offset", "h_gain", "h_offset", "c_gain",
+"c_offset"}`` and ``"peepholes": {"i", "f", "o"}`` (no ``"i"`` with coupled gates), and coupled
+gates have 3 gate blocks (``kernel [I, 3H]``, blocks f, c, o).
+
 One converter pair for every module: ``get_params(variables)`` reads them as the functional pytree
 (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params), ``to_variables(params)``
 writes one. The math is the core's: the modules call ``core.run`` / ``core.step`` and the layers.

@@ -2,7 +2,9 @@
 ``Bidirectional`` and ``StackedLSTM`` layers.
 
 They hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]`` (and ``projection [H, P]``)
-as ``nnx.Param`` in Keras layout. One converter trio for every module: ``module.params`` reads the
+as ``nnx.Param`` in Keras layout; the variants (issue 15) add ``layer_norm`` and ``peepholes``, each an
+``nnx.Dict`` of ``nnx.Param`` (the fields of ``LayerNormParams`` / ``PeepholeParams``), and coupled
+gates have 3 gate blocks (``kernel [I, 3H]``). One converter trio for every module: ``module.params`` reads the
 functional pytree (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params),
 ``module.set_params(params)`` writes it, and ``Module.from_params(params, **options)`` builds a
 module around given ones. The math is the core's: the modules call ``core.run`` / ``core.step`` and
