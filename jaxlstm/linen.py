@@ -134,7 +134,8 @@ class LSTM(nn.Module):
             training, shared by the batch; none in evaluation.
         dropout_masks: ``"shared"`` (one input and one recurrent mask for every gate) or
             ``"per_gate"`` (Keras 3's ``recurrent_dropout``: an independent mask per gate block, for
-            the input and for h, drawn once per call).
+            the input and for h, drawn once per call). Keras draws per-gate masks only when
+            ``recurrent_dropout > 0``; with input dropout alone it shares one, as ``"shared"``.
         carry_dtype: e.g. float32 under ``dtype=bfloat16``: c and the gates kept in it.
     Zoneout and weight drop count as dropout: with either > 0 the call or the module must set
     ``deterministic``.
