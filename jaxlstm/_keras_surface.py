@@ -14,17 +14,31 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, core
-from ._dropout import sequence_masks
-from ._options import InitializerLike, SequenceOptions, WeightOptions
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from ._dropout import keep_mask, sequence_masks
+from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
+from .pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["InitializerLike", "StateLike"]
 
 StateLike = Union[LSTMState, Sequence[jax.Array]]
 
-_SEQUENCE = ("activation", "recurrent_activation", "unroll", "dtype", "zero_output_for_mask", "impl")
+_SEQUENCE = (
+    "activation",
+    "recurrent_activation",
+    "unroll",
+    "dtype",
+    "zero_output_for_mask",
+    "impl",
+    "layer_norm_epsilon",
+    "layer_norm_carry",
+    "zoneout",
+    "dropout_masks",
+    "carry_dtype",
+)
+# The weight variants (and use_bias): flags of the module that given params must agree with.
+_VARIANT_FLAGS = ("use_bias", "coupled_gates", "layer_norm", "peepholes")
 _WEIGHTS = (
-    "use_bias",
+    *_VARIANT_FLAGS,
     "unit_forget_bias",
     "kernel_initializer",
     "recurrent_initializer",
@@ -60,12 +74,21 @@ def dropout_rates(dropout: Any, recurrent_dropout: Any = 0.0) -> tuple[float, fl
     return checks.fraction(dropout, "dropout"), checks.fraction(recurrent_dropout, "recurrent_dropout")
 
 
+def regularised(
+    dropout: float, recurrent_dropout: float, weight_drop: float, options: SequenceOptions
+) -> bool:
+    """Whether a layer with these rates draws randomness in training (so needs a mode and an RNG):
+    input or recurrent dropout, weight drop or zoneout."""
+    return dropout > 0 or recurrent_dropout > 0 or weight_drop > 0 or options.zoneout != (0.0, 0.0)
+
+
 def is_deterministic(
     deterministic: Optional[bool], training: Optional[bool], default: Optional[bool], needed: bool
 ) -> bool:
     """Resolve Flax's ``deterministic`` and Keras's ``training`` (its negation) into one flag.
 
-    Call arguments win over the module's default. ``needed`` (some dropout rate > 0) makes a missing
+    Call arguments win over the module's default. ``needed`` (some dropout, weight-drop or zoneout
+    rate > 0) makes a missing
     value an error, as in ``flax.linen.Dropout``; with no dropout the answer does not matter.
     """
     if deterministic is not None and training is not None and bool(deterministic) == bool(training):
@@ -81,8 +104,8 @@ def is_deterministic(
         return checks.flag(default, "deterministic")
     if needed:
         raise ValueError(
-            "deterministic: dropout is > 0, so pass deterministic=True/False "
-            "(or training=False/True) to the call or to the module"
+            "deterministic: dropout is > 0 (dropout, recurrent_dropout, weight_drop or zoneout), so "
+            "pass deterministic=True/False (or training=False/True) to the call or to the module"
         )
     return True
 
@@ -146,26 +169,82 @@ def cell_inputs(carry: Any, inputs: Any, input_size: Optional[int], units: int) 
     return LSTMState.from_flax_carry(tuple(carry))
 
 
-def module_params(params: Any, units: int, use_bias: bool, name: str = "params") -> LSTMParams:
-    """Parameters given to a Keras-style module: valid ``LSTMParams`` of ``units`` with a bias iff
-    ``use_bias`` and no projection."""
+def variant_flags(source: Any) -> dict[str, bool]:
+    """``use_bias``, ``coupled_gates``, ``layer_norm``, ``peepholes``: of ``LSTMParams`` (what they
+    hold) or of a module's ``WeightOptions`` (what it declares)."""
+    if isinstance(source, LSTMParams):
+        return dict(
+            use_bias=source.bias is not None,
+            coupled_gates=source.gates == 3,
+            layer_norm=source.layer_norm is not None,
+            peepholes=source.peepholes is not None,
+        )
+    return {name: bool(getattr(source, name, False)) for name in _VARIANT_FLAGS}
+
+
+def module_params(params: Any, units: int, flags: Mapping[str, bool], name: str = "params") -> LSTMParams:
+    """Parameters given to a Keras-style module: ``variant_params`` with no projection."""
+    params = variant_params(params, units, flags, name)
+    if params.projection is not None:
+        raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
+    return params
+
+
+def variant_params(params: Any, units: int, flags: Mapping[str, bool], name: str = "params") -> LSTMParams:
+    """One direction's parameters given to a module: valid ``LSTMParams`` of ``units`` and of the
+    module's variant (``flags``, as ``variant_flags`` gives them): a bias iff ``use_bias``, 3 gate
+    blocks iff ``coupled_gates``, ``layer_norm`` / ``peepholes`` fields iff those flags."""
+    use_bias, coupled_gates = flags["use_bias"], flags.get("coupled_gates", False)
+    layer_norm, peepholes = flags.get("layer_norm", False), flags.get("peepholes", False)
+    gates = 3 if coupled_gates else 4
     # None when params has no kernel: np.shape(None) is (), and checks.params below reports it.
     given: Any = getattr(params, "kernel", None)
     kernel = np.shape(given)
-    if len(kernel) == 2 and kernel[1] != 4 * units:  # the module's units first: blame the kernel
+    if len(kernel) == 2 and kernel[1] != gates * units:  # the module's units first: blame the kernel
+        cifg = " (coupled_gates=True: blocks f, c, o)" if coupled_gates else ""
+        other = ""
+        if kernel[1] == (7 - gates) * units:
+            other = f"; {7 - gates} gate blocks are a module with coupled_gates={not coupled_gates}"
         raise ValueError(
-            f"{name}.kernel: expected shape [input_size, 4*units] = [{kernel[0]}, {4 * units}] "
-            f"for units={units}, found {checks.fmt(kernel)}{checks.layout_hint(params)}"
+            f"{name}.kernel: expected shape [input_size, {gates}*units] = [{kernel[0]}, {gates * units}] "
+            f"for units={units}{cifg}, found {checks.fmt(kernel)}{other}{checks.layout_hint(params)}"
         )
-    checks.params(params)
-    if params.projection is not None:
-        raise ValueError(f"{name}.projection: the Keras-style LSTM has no projection; found one")
-    if (params.bias is None) == use_bias:
-        raise ValueError(
-            f"{name}.bias: this module has use_bias={use_bias}, found bias "
-            f"{'None' if params.bias is None else 'present'}"
-        )
+    checks.params(params, name)
+    for field, on in (("bias", use_bias), ("layer_norm", layer_norm), ("peepholes", peepholes)):
+        if (getattr(params, field) is None) == on:
+            flag = "use_bias" if field == "bias" else field
+            raise ValueError(
+                f"{name}.{field}: this module has {flag}={on}, found {field} "
+                f"{'None' if getattr(params, field) is None else 'present'}"
+            )
     return params
+
+
+# The nested fields of LSTMParams: stored as a dict of arrays under the field's name.
+NESTED: dict[str, Any] = {"layer_norm": LayerNormParams, "peepholes": PeepholeParams}
+
+
+def params_tree(params: LSTMParams) -> dict[str, Any]:
+    """``LSTMParams`` as the modules store them: ``{field: array}`` for the present fields, and
+    ``{subfield: array}`` under ``layer_norm`` / ``peepholes`` (``peepholes.i`` left out when None)."""
+    tree: dict[str, Any] = {}
+    for field, value in params._asdict().items():
+        if value is not None and field in NESTED:
+            value = {sub: v for sub, v in value._asdict().items() if v is not None}
+        if value is not None:
+            tree[field] = value
+    return tree
+
+
+def tree_params(tree: Mapping[str, Any]) -> LSTMParams:
+    """The inverse of ``params_tree`` (no checks; absent fields and subfields are None)."""
+    fields: dict[str, Any] = {}
+    for field in LSTMParams._fields:
+        value = tree.get(field)
+        if value is not None and field in NESTED:
+            value = NESTED[field](**{sub: value.get(sub) for sub in NESTED[field]._fields})
+        fields[field] = value
+    return LSTMParams(**fields)
 
 
 def check_kept_state(kept: LSTMState, batch_shape: tuple[int, ...]) -> None:
@@ -200,19 +279,24 @@ def run(
     batch_shape: tuple[int, ...],
     kept: Optional[LSTMState],
     lengths: Optional[jax.Array],
+    resets: Optional[jax.Array],
     deterministic: Optional[bool],
     training: Optional[bool],
     dropout_key: Callable[[], jax.Array],
 ) -> tuple[Any, LSTMState]:
-    """One call of a linen or NNX ``LSTM`` (``module``: its dropout rates, deterministic default,
-    stateful, go_backwards, return_sequences, return_state): a stateful layer starts from ``kept``
-    (zeros when None); input dropout on the inputs and recurrent dropout on h (one mask per
-    sequence, for every step; ``dropout_key()`` draws when dropping), then ``core.run``.
+    """One call of a linen or NNX ``LSTM`` (``module``: its dropout, recurrent_dropout and
+    weight_drop rates, deterministic default, stateful, go_backwards, return_sequences,
+    return_state): a stateful layer starts from ``kept`` (zeros when None); in training
+    (``dropout_key()`` draws one key when some rate is > 0) input dropout on x_t and recurrent
+    dropout on h (one mask per sequence for every step, per gate with ``dropout_masks="per_gate"``),
+    one weight-drop mask on ``recurrent_kernel`` and zoneout's key; then ``core.run``. In evaluation
+    no mask, and zoneout is its expectation.
 
     Returns Keras's outputs (the sequence ``[..., T, H]`` or the last output ``[..., H]``, and
     ``(output, h, c)`` with ``return_state``) and the final state. The last output is the last step
     in processing order (zeros there if it is masked with ``zero_output_for_mask``); with
-    ``lengths``, each sequence's own last step, h (step T-1 is padding).
+    ``lengths``, each sequence's own last step, h (step T-1 is padding). ``resets`` ``[..., T]``
+    (``[T, ...]`` with ``time_major``) resets the state to zeros before a True step.
     """
     initial_state = as_state(initial_state)
     if module.stateful:
@@ -223,26 +307,30 @@ def run(
         check_kept_state(kept, batch_shape)
         initial_state = kept if initial_state is None else initial_state
     dropout, recurrent_dropout = dropout_rates(module.dropout, module.recurrent_dropout)
-    dropping = dropout > 0 or recurrent_dropout > 0
-    if is_deterministic(deterministic, training, module.deterministic, dropping) or not dropping:
-        key, dropout, recurrent_dropout = None, 0.0, 0.0
-    else:
-        key = dropout_key()
+    weight_drop = checks.fraction(module.weight_drop, "weight_drop")
+    dropping = regularised(dropout, recurrent_dropout, weight_drop, options)
+    evaluating = is_deterministic(deterministic, training, module.deterministic, dropping)
+    key = dropout_key() if dropping and not evaluating else None
     if options.time_major:  # Keras's layout from here on; the sequence goes back at the end
         inputs = jnp.moveaxis(inputs, 0, -2)
-        mask = None if mask is None else jnp.moveaxis(jnp.asarray(mask), 0, -1)
+        mask, resets = (None if a is None else jnp.moveaxis(jnp.asarray(a), 0, -1) for a in (mask, resets))
     dtype = compute_dtype(options.dtype, inputs, params.kernel.dtype)
     masks = sequence_masks(
         key,
-        dropout=dropout,
-        recurrent_dropout=recurrent_dropout,
+        dropout=0.0 if key is None else dropout,
+        recurrent_dropout=0.0 if key is None else recurrent_dropout,
         batch_shape=np.shape(inputs)[:-2],
         input_size=np.shape(inputs)[-1],
         output_size=params.output_size,
         dtype=dtype,
+        gates=params.gates if options.dropout_masks == "per_gate" else None,
     )
-    if masks.inputs is not None:
-        inputs = inputs * jnp.expand_dims(masks.inputs, -2).astype(inputs.dtype)
+    # Weight drop and zoneout draw from keys of their own, so the dropout masks keep their bits.
+    weight_drop_mask = None
+    if key is not None and weight_drop > 0:
+        shape = np.shape(params.recurrent_kernel)
+        weight_drop_mask = keep_mask(jax.random.fold_in(key, 1), weight_drop, shape, dtype)
+    zoneout_key = None if key is None or options.zoneout == (0.0, 0.0) else jax.random.fold_in(key, 2)
     out = core.run(
         params,
         inputs,
@@ -251,7 +339,13 @@ def run(
         lengths,
         options.replace(time_major=False),
         reverse=module.go_backwards,
-        recurrent_dropout_mask=masks.recurrent,
+        inputs=CallInputs(
+            resets=resets,
+            zoneout_key=zoneout_key,
+            weight_drop_mask=weight_drop_mask,
+            recurrent_dropout_mask=masks.recurrent,
+            input_dropout_mask=masks.inputs,
+        ),
     )
     if module.return_sequences:
         output = jnp.moveaxis(out.sequence, -2, 0) if options.time_major else out.sequence
@@ -260,14 +354,51 @@ def run(
     return ((output, out.state.h, out.state.c) if module.return_state else output), out.state
 
 
+def bidirectional_inputs(
+    params: BidirectionalParams,
+    resets: Optional[jax.Array],
+    key: Optional[jax.Array],
+    weight_drop: float,
+    options: SequenceOptions,
+) -> CallInputs:
+    """A ``Bidirectional`` module's per-call inputs: its resets and, in training (``key`` given),
+    one weight-drop mask per direction and zoneout's key, from keys of their own."""
+    weight_drop_mask = zoneout_key = None
+    if key is not None and weight_drop > 0:
+        keys = jax.random.split(jax.random.fold_in(key, 1))
+        weight_drop_mask = tuple(
+            keep_mask(k, weight_drop, np.shape(p.recurrent_kernel), p.recurrent_kernel.dtype)
+            for k, p in zip(keys, params)
+        )
+    if key is not None and options.zoneout != (0.0, 0.0):
+        zoneout_key = jax.random.fold_in(key, 2)
+    return CallInputs(resets=resets, zoneout_key=zoneout_key, weight_drop_mask=weight_drop_mask)
+
+
 def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
     """Flax's convention: ``dtype``, or when None the promotion of the inputs' and the parameters'."""
     return dtype if dtype is not None else jnp.result_type(inputs.dtype, param_dtype)
 
 
-def cast(tree: Any, dtype: Any) -> Any:
-    """Every array in ``tree`` as ``dtype`` (the cell's compute dtype; the layer lets the core cast)."""
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(dtype), tree)
+def cell_carry_dtypes(dtype: Any, param_dtype: Any, carry_dtype: Any) -> tuple[Any, Any]:
+    """The dtypes ``(h, c)`` a cell's step returns, so its zero carry has them (a Flax RNN's scan
+    needs the carry's types unchanged by a step): h in ``dtype`` (None: ``param_dtype``, what
+    float inputs promote to), c in ``carry_dtype`` when set."""
+    h = param_dtype if dtype is None else dtype
+    return h, h if carry_dtype is None else carry_dtype
+
+
+def cell_step(
+    params: LSTMParams, state: LSTMState, inputs: jax.Array, options: SequenceOptions, dtype: Any
+) -> tuple[LSTMState, jax.Array]:
+    """A cell's one step in the compute ``dtype`` (c and the added weights in ``carry_dtype`` when
+    set), every variant of ``params`` and ``options`` included; zoneout is its expectation (a cell
+    has no per-step key: the Flax RNN drivers pass none)."""
+    checks.carry_dtype(options.carry_dtype, dtype)
+    carry = dtype if options.carry_dtype is None else options.carry_dtype
+    params = core._cast_params(params, dtype, carry)
+    state = LSTMState(h=jnp.asarray(state.h).astype(dtype), c=jnp.asarray(state.c).astype(carry))
+    return core._step(params, state, jnp.asarray(inputs).astype(dtype), options)
 
 
 # from_params overwrites every weight: zeros are the cheapest placeholders to create first.
@@ -281,7 +412,8 @@ PLACEHOLDER_INIT = dict(
 
 def stack_shape(params: Any) -> dict[str, Any]:
     """The sizes a stack (or bidirectional) module needs to hold ``params``: ``in_features``,
-    ``units``, ``proj_size``, ``use_bias``, ``num_layers`` and ``bidirectional``."""
+    ``units``, ``proj_size``, the variant flags (``use_bias``, ``coupled_gates``, ``layer_norm``,
+    ``peepholes``), ``num_layers`` and ``bidirectional``."""
     layers = checks.layers(params) if not isinstance(params, BidirectionalParams) else (params,)
     checks.layer(layers[0], "params[0]")
     bottom = layers[0].forward if isinstance(layers[0], BidirectionalParams) else layers[0]
@@ -289,7 +421,7 @@ def stack_shape(params: Any) -> dict[str, Any]:
         in_features=bottom.input_size,
         units=bottom.units,
         proj_size=None if bottom.projection is None else bottom.output_size,
-        use_bias=bottom.bias is not None,
+        **variant_flags(bottom),
         num_layers=len(layers),
         bidirectional=isinstance(layers[0], BidirectionalParams),
     )

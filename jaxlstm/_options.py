@@ -2,16 +2,18 @@
 parameter builder.
 
 ``SequenceOptions``: how a sequence is computed (activations, unroll, dtype, zero_output_for_mask,
-impl, time_major). ``WeightOptions``: how weights are made (initialisers, use_bias, unit_forget_bias,
-proj_size, param_dtype). Both are frozen and hashable (a static ``jit`` argument) and validated where
-they are built, so everything past the public signature passes one object. Imports jax and numpy only.
+impl, time_major, and the static options of the variants). ``WeightOptions``: how weights are made
+(initialisers, use_bias, unit_forget_bias, proj_size, param_dtype, and which variant's weights). Both
+are frozen and hashable (a static ``jit`` argument) and validated where they are built, so everything
+past the public signature passes one object. ``CallInputs``: the per-call traced arrays of the
+variants, one object threaded beside them. Imports jax and numpy only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -50,12 +52,44 @@ def _set(obj: Any, **values: Any) -> None:
         object.__setattr__(obj, name, value)
 
 
+# Ba et al. carry the raw new cell c~; TF Addons' LayerNormLSTMCell carries LN(c~).
+LAYER_NORM_CARRIES = ("raw", "normalised")
+# One recurrent (and input) dropout mask for all gates, or one per gate block (Keras 3's LSTM).
+DROPOUT_MASKS = ("shared", "per_gate")
+
+
+class CallInputs(NamedTuple):
+    """The per-call traced arrays of the variants (all optional), one object through every layer.
+
+    Shapes for xs ``[..., T, I]`` (``...`` the batch axes), h ``[..., P]``, c ``[..., H]``, G gate blocks:
+
+    Attributes:
+        resets: ``[..., T]`` bool (``[T, ...]`` with ``time_major``): at a True step the state is
+            replaced by ``reset_state`` before the step (Haiku ``ResetCore``).
+        reset_state: ``LSTMState`` broadcast to the batch; None is zeros.
+        zoneout_key: a PRNG key for zoneout's training masks; None is evaluation (the expectation).
+        weight_drop_mask: ``[P, G*H]``, multiplied onto ``recurrent_kernel`` once per call.
+        recurrent_dropout_mask: ``[..., P]`` (``dropout_masks="shared"``) or ``[..., G, P]``
+            (``"per_gate"``), multiplied onto h before the recurrent matmul; the carried h is unmasked.
+        input_dropout_mask: ``[..., I]`` or ``[..., G, I]``, multiplied onto x_t before ``x_t @ kernel``.
+    """
+
+    # Any: in a bidirectional layer or a stack, one state / mask per direction or layer.
+    resets: Optional[jax.Array] = None
+    reset_state: Optional[Any] = None
+    zoneout_key: Optional[jax.Array] = None
+    weight_drop_mask: Optional[Any] = None
+    recurrent_dropout_mask: Optional[jax.Array] = None
+    input_dropout_mask: Optional[jax.Array] = None
+
+
 @dataclasses.dataclass(frozen=True)
 class SequenceOptions:
     """How a sequence is computed; see ``jaxlstm.lstm`` for each option.
 
     ``zero_output_for_mask`` None is Keras's default for the layer kind (False for one direction,
     True for a bidirectional layer). ``unroll`` False is 1 (Keras's bool, or ``lax.scan``'s int).
+    ``zoneout`` is held as the pair ``(z_c, z_h)``; ``carry_dtype`` None means the computation dtype.
     """
 
     # Given as ActivationLike / InitializerLike, held resolved (callables) after __post_init__.
@@ -66,10 +100,22 @@ class SequenceOptions:
     zero_output_for_mask: Optional[bool] = None
     impl: Any = "auto"
     time_major: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    dropout_masks: str = "shared"
+    carry_dtype: Any = None
 
     def __post_init__(self) -> None:
         _set(
             self,
+            layer_norm_epsilon=checks.positive_float(self.layer_norm_epsilon, "layer_norm_epsilon"),
+            layer_norm_carry=checks.choice(self.layer_norm_carry, LAYER_NORM_CARRIES, "layer_norm_carry"),
+            zoneout=checks.zoneout(self.zoneout),
+            dropout_masks=checks.choice(self.dropout_masks, DROPOUT_MASKS, "dropout_masks"),
+            carry_dtype=None
+            if self.carry_dtype is None
+            else checks.float_dtype(self.carry_dtype, "carry_dtype"),
             activation=resolve(self.activation, "activation"),
             recurrent_activation=resolve(self.recurrent_activation, "recurrent_activation"),
             unroll=checks.unroll(self.unroll),
@@ -92,10 +138,22 @@ class SequenceOptions:
         return bidirectional if self.zero_output_for_mask is None else self.zero_output_for_mask
 
 
+def _vector_glorot_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    """Keras's glorot_uniform of a vector ``[H]`` (fan_in = fan_out = H): uniform in +-sqrt(3/H), how
+    TF Addons' PeepholeLSTMCell draws its peephole weights (with the kernel's default initialiser)."""
+    limit = (3.0 / shape[-1]) ** 0.5
+    return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+# A nested field's specs: {subfield: (initializer, shape)} (LayerNormParams, PeepholeParams).
+Specs = dict[str, Any]
+
+
 @dataclasses.dataclass(frozen=True)
 class WeightOptions:
     """How one direction's weights are made (``jaxlstm.init``'s keyword arguments; initialisers by
-    Keras name or as ``(key, shape, dtype)`` callables)."""
+    Keras name or as ``(key, shape, dtype)`` callables). ``layer_norm``, ``peepholes`` and
+    ``coupled_gates`` make the weights of those variants (the variant is the weights)."""
 
     use_bias: bool = True
     unit_forget_bias: bool = True
@@ -105,6 +163,9 @@ class WeightOptions:
     projection_init: Any = "glorot_uniform"
     proj_size: Optional[int] = None
     param_dtype: Any = jnp.float32
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
 
     def __post_init__(self) -> None:
         _set(
@@ -117,6 +178,9 @@ class WeightOptions:
             projection_init=initializer(self.projection_init, "projection_initializer"),
             proj_size=None if self.proj_size is None else checks.positive_int(self.proj_size, "proj_size"),
             param_dtype=checks.float_dtype(self.param_dtype, "param_dtype"),
+            layer_norm=checks.flag(self.layer_norm, "layer_norm"),
+            peepholes=checks.flag(self.peepholes, "peepholes"),
+            coupled_gates=checks.flag(self.coupled_gates, "coupled_gates"),
         )
 
     @classmethod
@@ -127,29 +191,54 @@ class WeightOptions:
     def output_size(self, units: int) -> int:
         return units if self.proj_size is None else self.proj_size
 
-    def specs(self, input_size: int, units: int) -> dict[str, tuple[Initializer, tuple[int, ...]]]:
+    @property
+    def gates(self) -> int:
+        """G: 4 gate blocks i, f, c, o, or 3 (f, c, o) with coupled input and forget gates."""
+        return 3 if self.coupled_gates else 4
+
+    def specs(self, input_size: int, units: int) -> dict[str, Any]:
         """The one parameter builder: ``{field: (initializer, shape)}`` of ``LSTMParams``, in field
-        order (kernel, recurrent_kernel, bias, projection; absent ones left out). Each initializer
+        order (kernel, recurrent_kernel, bias, projection, layer_norm, peepholes; absent ones left
+        out); ``layer_norm`` and ``peepholes`` map to ``{subfield: (initializer, shape)}`` in their
+        NamedTuple's field order (``peepholes`` without ``i`` with coupled gates). Each initializer
         takes ``(key, shape, dtype)``: it draws half precision in float32 and casts (XLA has no
         bfloat16/float16 QR, which the orthogonal initialiser needs), and the bias's sets the forget
-        block to 1.0 with ``unit_forget_bias`` (Keras sets, it does not add)."""
+        block (``[H:2H]``, ``[0:H]`` with coupled gates) to 1.0 with ``unit_forget_bias`` (Keras
+        sets, it does not add). Layer-norm gains start at 1 and offsets at 0; peephole weights are
+        drawn like TF Addons' (Keras glorot_uniform of a vector, uniform in +-sqrt(3/H))."""
         input_size = checks.positive_int(input_size, "input_size")
         units = checks.positive_int(units, "units")
-        out = self.output_size(units)
+        out, width = self.output_size(units), self.gates * units
+        forget = 0 if self.coupled_gates else units
 
         def drawn(init: Initializer, forget_block: bool = False) -> Initializer:
             def draw(key: jax.Array, shape: Sequence[int], dtype: Any = self.param_dtype) -> jax.Array:
                 value = init(key, shape, jnp.promote_types(dtype, jnp.float32)).astype(dtype)
-                return value.at[units : 2 * units].set(1.0) if forget_block else value
+                return value.at[forget : forget + units].set(1.0) if forget_block else value
 
             return draw
 
-        specs: dict[str, tuple[Initializer, tuple[int, ...]]] = {
-            "kernel": (drawn(self.kernel_init), (input_size, 4 * units)),
-            "recurrent_kernel": (drawn(self.recurrent_init), (out, 4 * units)),
+        specs: dict[str, Any] = {
+            "kernel": (drawn(self.kernel_init), (input_size, width)),
+            "recurrent_kernel": (drawn(self.recurrent_init), (out, width)),
         }
         if self.use_bias:
-            specs["bias"] = (drawn(self.bias_init, self.unit_forget_bias), (4 * units,))
+            specs["bias"] = (drawn(self.bias_init, self.unit_forget_bias), (width,))
         if self.proj_size is not None:
             specs["projection"] = (drawn(self.projection_init), (units, out))
+        if self.layer_norm:
+            ones, zeros = drawn(INITIALIZERS["ones"]), drawn(INITIALIZERS["zeros"])
+            specs["layer_norm"] = {
+                "x_gain": (ones, (width,)),
+                "x_offset": (zeros, (width,)),
+                "h_gain": (ones, (width,)),
+                "h_offset": (zeros, (width,)),
+                "c_gain": (ones, (units,)),
+                "c_offset": (zeros, (units,)),
+            }
+        if self.peepholes:
+            peep = (drawn(_vector_glorot_uniform), (units,))
+            specs["peepholes"] = (
+                {"f": peep, "o": peep} if self.coupled_gates else {"i": peep, "f": peep, "o": peep}
+            )
         return specs

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .fast import FastConfig
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -98,6 +98,33 @@ def fraction(value: Any, name: str) -> float:
     return float(value)
 
 
+def positive_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a positive float, found {type(value).__name__} {value!r}")
+    if not float(value) > 0.0:
+        raise ValueError(f"{name}: expected a positive float, found {value}")
+    return float(value)
+
+
+def choice(value: Any, allowed: Sequence[str], name: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, allowed))}, found {value!r}")
+    return value
+
+
+def zoneout(value: Any, name: str = "zoneout") -> tuple[float, float]:
+    """Zoneout rates: one float for c and h, or a pair ``(z_c, z_h)``; each in [0, 1)."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"{name}: expected a float or a pair (z_c, z_h), found {value!r}")
+    rates = tuple(fraction(rate, name) for rate in pair)
+    if max(rates) >= 1.0:
+        raise ValueError(
+            f"{name}: expected rates in [0, 1) (1 would never update the state), found {value!r}"
+        )
+    return rates[0], rates[1]
+
+
 def _is_float(dtype: np.dtype) -> bool:
     return bool(np.issubdtype(dtype, np.floating)) or dtype.name == "bfloat16"
 
@@ -171,53 +198,117 @@ def layout_hint(p: Any) -> str:
     )
 
 
+def _plain_units(width: int) -> int:
+    """The units a kernel width suggests in a message (4 gate blocks when it divides)."""
+    return width // 4 if width % 4 == 0 else width // 3 if width % 3 == 0 else width // 4
+
+
 def params(p: Any, name: str = "params") -> tuple[int, int, int]:
-    """Check an ``LSTMParams``; return ``(input_size, units, output_size)``."""
+    """Check an ``LSTMParams``; return ``(input_size, units, output_size)``.
+
+    units H comes from ``projection`` (``[H, P]``) or ``recurrent_kernel`` (``[H, G*H]``); the gate
+    count G = 4, or 3 with coupled gates (CIFG), from the kernel's width ``G*H``. ``layer_norm`` and
+    ``peepholes`` are checked against G and H.
+    """
     if not isinstance(p, LSTMParams):
         raise TypeError(
-            f"{name}: expected LSTMParams(kernel, recurrent_kernel, bias, projection), "
-            f"found {type(p).__name__}"
+            f"{name}: expected LSTMParams(kernel, recurrent_kernel, bias, projection, layer_norm, "
+            f"peepholes), found {type(p).__name__}"
         )
     for field in ("kernel", "recurrent_kernel"):
         if getattr(p, field) is None:
             raise ValueError(f"{name}.{field}: missing (found None)")
-    for field in p._fields:
-        value = getattr(p, field)
-        if value is not None:
-            if not (hasattr(value, "shape") and hasattr(value, "dtype")):
-                raise TypeError(
-                    f"{name}.{field}: expected an array (jax or numpy), found {type(value).__name__}"
-                )
-            float_array(value, f"{name}.{field}")
+    for field in ("kernel", "recurrent_kernel", "bias", "projection"):
+        _array_field(getattr(p, field), f"{name}.{field}")
     kshape, rshape = _shape(p.kernel), _shape(p.recurrent_kernel)
     hint = layout_hint(p)
-    if len(kshape) != 2 or kshape[1] % 4 or kshape[1] == 0:
-        raise ValueError(
-            f"{name}.kernel: expected shape [input_size, 4*units] (gate blocks i, f, c, o), "
-            f"found {fmt(kshape)}{hint}"
-        )
-    units = kshape[1] // 4
-    if p.projection is None:
-        out = units
-    else:
+    kernel_form = "[input_size, 4*units] (gate blocks i, f, c, o; or [input_size, 3*units], f, c, o, with coupled gates)"
+    if len(kshape) != 2 or kshape[1] == 0:
+        raise ValueError(f"{name}.kernel: expected shape {kernel_form}, found {fmt(kshape)}{hint}")
+    width = kshape[1]
+    if p.projection is not None:
         pshape = _shape(p.projection)
-        if len(pshape) != 2 or pshape[0] != units or pshape[1] == 0:
+        units, out = (pshape[0], pshape[1]) if len(pshape) == 2 else (0, 0)
+    else:
+        units = out = rshape[0] if len(rshape) == 2 else 0
+    if units == 0 or out == 0 or width % units or width // units not in (3, 4):
+        guess = _plain_units(width)
+        if p.projection is not None and len(rshape) == 2 and rshape[1] == width:
             raise ValueError(
-                f"{name}.projection: expected shape [units, proj_size] = [{units}, proj_size] "
-                f"to match {name}.kernel {fmt(kshape)}, found {fmt(pshape)}"
+                f"{name}.projection: expected shape [units, proj_size] = [{guess}, proj_size] "
+                f"to match {name}.kernel {fmt(kshape)}, found {fmt(_shape(p.projection))}"
             )
-        out = pshape[1]
-    if rshape != (out, 4 * units):
-        what = "[proj_size, 4*units]" if p.projection is not None else "[units, 4*units]"
-        raise ValueError(
-            f"{name}.recurrent_kernel: expected shape {what} = {fmt((out, 4 * units))} to match "
-            f"{name}.kernel {fmt(kshape)}, found {fmt(rshape)}{hint}"
+        if p.projection is None and len(rshape) == 2 and rshape[1] == width:
+            raise ValueError(
+                f"{name}.recurrent_kernel: expected shape [units, 4*units] = {fmt((guess, width))} "
+                f"to match {name}.kernel {fmt(kshape)}, found {fmt(rshape)}{hint}"
+            )
+        expected = (
+            "" if units == 0 else f" = {fmt((kshape[0], 4 * units))} (or {fmt((kshape[0], 3 * units))})"
         )
-    if p.bias is not None and _shape(p.bias) != (4 * units,):
+        source = f"{name}.projection" if p.projection is not None else f"{name}.recurrent_kernel"
+        source_shape = _shape(p.projection) if p.projection is not None else rshape
         raise ValueError(
-            f"{name}.bias: expected shape [4*units] = [{4 * units}] or None, found {fmt(_shape(p.bias))}"
+            f"{name}.kernel: expected shape {kernel_form}{expected} to match {source} "
+            f"{fmt(source_shape)}, found {fmt(kshape)}{hint}"
         )
+    gates = width // units
+    if rshape != (out, width):
+        what = "[proj_size, G*units]" if p.projection is not None else "[units, G*units]"
+        raise ValueError(
+            f"{name}.recurrent_kernel: expected shape {what} = {fmt((out, width))} to match "
+            f"{name}.kernel {fmt(kshape)} ({gates} gate blocks of {units} units), found {fmt(rshape)}{hint}"
+        )
+    if p.bias is not None and _shape(p.bias) != (width,):
+        raise ValueError(
+            f"{name}.bias: expected shape [{gates}*units] = [{width}] or None, found {fmt(_shape(p.bias))}"
+        )
+    _layer_norm_params(p.layer_norm, gates, units, f"{name}.layer_norm")
+    _peephole_params(p.peepholes, gates, units, f"{name}.peepholes")
     return kshape[0], units, out
+
+
+def _array_field(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        raise TypeError(f"{name}: expected an array (jax or numpy), found {type(value).__name__}")
+    float_array(value, name)
+
+
+def _vector(value: Any, size: int, name: str, what: str) -> None:
+    if value is None:
+        raise ValueError(f"{name}: missing (found None); expected shape {what} = [{size}]")
+    _array_field(value, name)
+    if _shape(value) != (size,):
+        raise ValueError(f"{name}: expected shape {what} = [{size}], found {fmt(_shape(value))}")
+
+
+def _layer_norm_params(ln: Any, gates: int, units: int, name: str) -> None:
+    if ln is None:
+        return
+    if not isinstance(ln, LayerNormParams):
+        raise TypeError(
+            f"{name}: expected LayerNormParams(x_gain, x_offset, h_gain, h_offset, c_gain, c_offset) "
+            f"or None, found {type(ln).__name__}"
+        )
+    for field in LayerNormParams._fields:
+        size, what = (units, "[units]") if field.startswith("c_") else (gates * units, f"[{gates}*units]")
+        _vector(getattr(ln, field), size, f"{name}.{field}", what)
+
+
+def _peephole_params(peep: Any, gates: int, units: int, name: str) -> None:
+    if peep is None:
+        return
+    if not isinstance(peep, PeepholeParams):
+        raise TypeError(f"{name}: expected PeepholeParams(i, f, o) or None, found {type(peep).__name__}")
+    if gates == 3 and peep.i is not None:
+        raise ValueError(
+            f"{name}.i: expected None with coupled gates (3 gate blocks: there is no input gate), "
+            f"found shape {fmt(_shape(peep.i))}"
+        )
+    for field in ("i", "f", "o") if gates == 4 else ("f", "o"):
+        _vector(getattr(peep, field), units, f"{name}.{field}", "[units]")
 
 
 def bidirectional(
@@ -344,22 +435,24 @@ def broadcasts(x: Any, target: tuple[int, ...], name: str) -> None:
         )
 
 
-def mask(m: Any, batch_shape: tuple[int, ...], steps: int, time_major: bool = False) -> None:
+def mask(
+    m: Any, batch_shape: tuple[int, ...], steps: int, time_major: bool = False, name: str = "mask"
+) -> None:
     """A mask ``[..., T]`` (``[T, ...]`` when ``time_major``): bool, or numbers that are 0 or 1 (as
-    Keras accepts); a concrete numeric mask with other values is refused."""
+    Keras accepts); a concrete numeric mask with other values is refused. Also ``resets``."""
     expected = (steps, *batch_shape) if time_major else (*batch_shape, steps)
     if _shape(m) != expected:
         order = "time then batch" if time_major else "batch then time"
-        raise ValueError(f"mask: expected shape {fmt(expected)} ({order}), found {fmt(_shape(m))}")
+        raise ValueError(f"{name}: expected shape {fmt(expected)} ({order}), found {fmt(_shape(m))}")
     dtype = _dtype(m)
     if dtype == np.bool_:
         return
     if not (np.issubdtype(dtype, np.integer) or _is_float(dtype)):
-        raise TypeError(f"mask: expected dtype bool (or 0/1 numbers), found {dtype.name}")
+        raise TypeError(f"{name}: expected dtype bool (or 0/1 numbers), found {dtype.name}")
     if not isinstance(m, jax.core.Tracer):
         values = np.unique(np.asarray(m, dtype=np.float64))
         if not np.isin(values, (0.0, 1.0)).all():
-            raise ValueError(f"mask: expected bool or 0/1 values, found values {values[:5].tolist()}")
+            raise ValueError(f"{name}: expected bool or 0/1 values, found values {values[:5].tolist()}")
 
 
 def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
@@ -377,6 +470,58 @@ def lengths(n: Any, batch_shape: tuple[int, ...], steps: int) -> None:
                 f"lengths: expected every length in [0, {steps}] (T = {steps}), "
                 f"found min {values.min()} and max {values.max()}"
             )
+
+
+def call_inputs(
+    inputs: Any,
+    *,
+    batch_shape: tuple[int, ...],
+    steps: int,
+    input_size: int,
+    units: int,
+    output_size: int,
+    gates: int,
+    time_major: bool,
+    per_gate: bool,
+    zoneout: tuple[float, float],
+) -> None:
+    """The per-call arrays of the variants (a ``CallInputs``), against the sequence's shapes."""
+    if inputs.resets is not None:
+        mask(inputs.resets, batch_shape, steps, time_major, name="resets")
+    if inputs.reset_state is not None:
+        if inputs.resets is None:
+            raise ValueError("reset_state: given without resets (it is the state a reset step starts from)")
+        state(inputs.reset_state, batch_shape, units, output_size, name="reset_state")
+    if inputs.zoneout_key is not None:
+        prng_key(inputs.zoneout_key, "zoneout_key")
+        if zoneout == (0.0, 0.0):
+            raise ValueError("zoneout_key: given, but zoneout is 0; set zoneout=rate, or pass no key")
+    if inputs.weight_drop_mask is not None:
+        broadcasts(inputs.weight_drop_mask, (output_size, gates * units), "weight_drop_mask")
+    for field, size in (("recurrent_dropout_mask", output_size), ("input_dropout_mask", input_size)):
+        value = getattr(inputs, field)
+        if value is None:
+            continue
+        if not per_gate:
+            broadcasts(value, (*batch_shape, size), field)
+            continue
+        target = (*batch_shape, gates, size)
+        shape = _shape(value)
+        if len(shape) < 2 or shape[-2] != gates:
+            raise ValueError(
+                f"{field}: expected shape {fmt(target)} with dropout_masks='per_gate' (one mask per gate "
+                f"block, or one that broadcasts to it such as [{gates}, {size}]), found {fmt(shape)}"
+            )
+        broadcasts(value, target, field)
+
+
+def carry_dtype(carry: Any, dtype: Any) -> None:
+    """A carry dtype at least as wide as the computation dtype (it holds c between steps)."""
+    if carry is not None and jnp.promote_types(carry, dtype) != carry:
+        raise ValueError(
+            f"carry_dtype: expected a dtype at least as wide as the computation dtype "
+            f"{np.dtype(dtype).name}, found {np.dtype(carry).name}"
+        )
 
 
 IMPLS = ("auto", "scan", "cudnn", "native")

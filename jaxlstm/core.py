@@ -7,6 +7,9 @@ Numerics follow Keras (gate order i, f, c, o; see ``LSTMParams``)::
 
     z = x_t @ kernel + h @ recurrent_kernel + bias;  z_i, z_f, z_c, z_o = split(z, 4)
     c_t = σ(z_f) * c + σ(z_i) * tanh(z_c);  h_t = σ(z_o) * tanh(c_t);  y_t = h_t
+
+The variants (layer norm, peepholes, coupled gates, zoneout, dropout masks, weight drop, resets,
+carry dtype) are options of the same step, ``_step``; README "Variants" has their equations.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Optional, cast
+from typing import Any, NamedTuple, Optional, cast
 
 import jax
 import jax.numpy as jnp
@@ -22,9 +25,9 @@ import numpy as np
 
 from . import checks, cudnn, fast
 from ._manual_axes import vary_like
-from ._options import Initializer, SequenceOptions, WeightOptions
-from .activations import Activation, ActivationLike, resolve
-from .pytrees import LSTMOutput, LSTMParams, LSTMState
+from ._options import CallInputs, Initializer, SequenceOptions, WeightOptions
+from .activations import Activation, ActivationLike
+from .pytrees import LayerNormParams, LSTMOutput, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["init", "step", "lstm", "zero_state", "LSTMParams", "LSTMState", "LSTMOutput"]
 
@@ -47,6 +50,9 @@ def init(
     proj_size: Optional[int] = None,
     projection_init: Initializer = jax.nn.initializers.glorot_uniform(),
     param_dtype: Any = jnp.float32,
+    layer_norm: bool = False,
+    peepholes: bool = False,
+    coupled_gates: bool = False,
 ) -> LSTMParams:
     """Parameters with Keras's default initialisers.
 
@@ -62,10 +68,17 @@ def init(
         proj_size: P, for an LSTM with projected recurrence (PyTorch ``proj_size``); None for none.
         projection_init: initialiser of the ``[H, P]`` projection.
         param_dtype: dtype of the stored parameters.
+        layer_norm: add ``LayerNormParams`` (gains ``x_gain``/``h_gain`` ``[G*H]`` and ``c_gain``
+            ``[H]`` at 1, offsets at 0): a layer-normalised LSTM (Ba et al.; TF Addons).
+        peepholes: add ``PeepholeParams`` ``i``, ``f``, ``o`` ``[H]`` (no ``i`` with coupled gates),
+            drawn like TF Addons' (Keras glorot_uniform of a vector: uniform in +-sqrt(3/H)).
+        coupled_gates: 3 gate blocks f, c, o (CIFG, ``i = 1 - f``) instead of 4.
 
     Returns:
-        ``LSTMParams`` with kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]`` (``[P, 4H]`` with a
-        projection), bias ``[4H]`` or None, projection ``[H, P]`` or None.
+        ``LSTMParams`` with kernel ``[I, G*H]``, recurrent_kernel ``[H, G*H]`` (``[P, G*H]`` with a
+        projection), bias ``[G*H]`` or None, projection ``[H, P]`` or None, layer_norm and peepholes
+        or None; G = 4, or 3 with ``coupled_gates``. The plain fields draw the same values whatever
+        the variant flags.
     """
     checks.prng_key(key)
     weights = WeightOptions(
@@ -77,16 +90,39 @@ def init(
         projection_init=projection_init,
         proj_size=proj_size,
         param_dtype=param_dtype,
+        layer_norm=layer_norm,
+        peepholes=peepholes,
+        coupled_gates=coupled_gates,
     )
     return init_params(key, input_size, units, weights)
 
 
 def init_params(key: jax.Array, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
-    """``init`` with its options as one ``WeightOptions``; one key per field (kernel, recurrent_kernel,
-    bias, projection), split from ``key``."""
+    """``init`` with its options as one ``WeightOptions``; one key per plain field (kernel,
+    recurrent_kernel, bias, projection) split from ``key`` (so they are the same for every variant),
+    and one per nested field's leaf split from ``fold_in(key, field index)``."""
     keys = dict(zip(LSTMParams._fields, jax.random.split(key, 4)))
     specs = weights.specs(input_size, units)
-    return LSTMParams(**{f: draw(keys[f], shape, weights.param_dtype) for f, (draw, shape) in specs.items()})
+    dtype = weights.param_dtype
+    made: dict[str, Any] = {}
+    for index, field in enumerate(LSTMParams._fields):
+        spec = specs.get(field)
+        if isinstance(spec, dict):  # a nested NamedTuple: LayerNormParams / PeepholeParams
+            leaf_keys = jax.random.split(jax.random.fold_in(key, index), len(spec))
+            made[field] = {
+                name: draw(k, shape, dtype) for k, (name, (draw, shape)) in zip(leaf_keys, spec.items())
+            }
+        elif spec is not None:
+            draw, shape = spec
+            made[field] = draw(keys[field], shape, dtype)
+    return LSTMParams(
+        kernel=made["kernel"],
+        recurrent_kernel=made["recurrent_kernel"],
+        bias=made.get("bias"),
+        projection=made.get("projection"),
+        layer_norm=None if "layer_norm" not in made else LayerNormParams(**made["layer_norm"]),
+        peepholes=None if "peepholes" not in made else PeepholeParams(**{"i": None, **made["peepholes"]}),
+    )
 
 
 def zero_state(
@@ -110,6 +146,123 @@ def zero_state(
 # ----------------------------------------------------------------------------------------------
 
 
+class StepInputs(NamedTuple):
+    """What one step takes beyond ``(params, state, x_t)``: the same leading axes as x_t, or none.
+
+    Attributes:
+        input_mask: ``[..., I]`` (``[..., G, I]`` with ``dropout_masks="per_gate"``), onto x_t.
+        recurrent_mask: ``[..., P]`` (``[..., G, P]``), onto h before the recurrent matmul.
+        zoneout_c: ``[..., H]`` bool, True keeps the previous c (training); None with a zoneout rate
+            is evaluation, the expectation ``z c_{t-1} + (1 - z) c~``.
+        zoneout_h: ``[..., P]`` bool, likewise for h.
+    """
+
+    input_mask: Optional[jax.Array] = None
+    recurrent_mask: Optional[jax.Array] = None
+    zoneout_c: Optional[jax.Array] = None
+    zoneout_h: Optional[jax.Array] = None
+
+
+_NO_STEP_INPUTS = StepInputs()
+
+
+def _layer_norm(a: jax.Array, gain: jax.Array, offset: jax.Array, epsilon: float) -> jax.Array:
+    """Over the last axis: biased variance, epsilon inside the square root (Keras LayerNormalization)."""
+    mean = jnp.mean(a, axis=-1, keepdims=True)
+    centred = a - mean
+    var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    return gain * (centred * jax.lax.rsqrt(var + epsilon)) + offset
+
+
+def reset(state: LSTMState, resets_t: jax.Array, reset_state: LSTMState) -> LSTMState:
+    """``reset_state`` where ``resets_t`` (``[...]`` bool), else ``state``: what a step starts from
+    (Haiku ``ResetCore``). ``where`` sends no gradient into the state replaced."""
+    flag = resets_t[..., None]
+    return LSTMState(h=jnp.where(flag, reset_state.h, state.h), c=jnp.where(flag, reset_state.c, state.c))
+
+
+def _step(
+    params: LSTMParams,
+    state: LSTMState,
+    x_t: jax.Array,
+    options: SequenceOptions,
+    inputs: Optional[StepInputs] = None,
+) -> tuple[LSTMState, jax.Array]:
+    """The one step every variant runs through (the variant is in ``params`` and ``options``).
+
+    x_t ``[..., I]``, state h ``[..., P]`` and c ``[..., H]``; returns ``(new_state, y_t)``, y_t = h.
+    Order: per-gate masks, matmuls, layer norm of both pre-activations, bias, gates (CIFG:
+    i = 1 - f; peepholes on i and f from c_{t-1}), the new cell c~, LN(c~) (carried with
+    ``layer_norm_carry="normalised"``), o (its peephole on the carried cell), h~ = o tanh(LN c~),
+    projection, zoneout on c and h. Resets (``reset``) and masks are the caller's, around it.
+    With ``options.carry_dtype`` the matmuls take their operands in the parameters' dtype and
+    accumulate in the carry dtype, where the gates and c stay; h is returned in its own dtype.
+    """
+    inputs = _NO_STEP_INPUTS if inputs is None else inputs
+    act, gate = options.activation, options.recurrent_activation
+    gates, units = params.gates, params.units
+    acc = options.carry_dtype
+
+    def matmul(a: jax.Array, w: jax.Array) -> jax.Array:
+        if acc is None:
+            return a @ w
+        return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=acc)
+
+    def masked(v: jax.Array, mask: Optional[jax.Array], w: jax.Array) -> jax.Array:
+        """``(v * mask) @ w``; per gate ``(v * mask[g]) @ w[:, g]`` for each gate block g."""
+        if mask is None:
+            return matmul(v, w)
+        if options.dropout_masks == "shared":
+            return matmul(v * mask, w)
+        v_g = (v[..., None, :] * mask).astype(w.dtype)  # [..., G, n]
+        w_g = w.reshape(w.shape[0], gates, units)  # [n, G, H]
+        out = jnp.einsum("...gn,ngh->...gh", v_g, w_g, preferred_element_type=acc)
+        return out.reshape(*out.shape[:-2], gates * units)
+
+    a_x = masked(x_t, inputs.input_mask, params.kernel)
+    a_h = masked(state.h, inputs.recurrent_mask, params.recurrent_kernel)
+    ln, eps = params.layer_norm, options.layer_norm_epsilon
+    if ln is None:
+        z = a_x + a_h
+    else:
+        z = _layer_norm(a_h, ln.h_gain, ln.h_offset, eps) + _layer_norm(a_x, ln.x_gain, ln.x_offset, eps)
+    if params.bias is not None:
+        z = z + params.bias
+    blocks = jnp.split(z, gates, axis=-1)
+    z_i, (z_f, z_c, z_o) = (None, blocks) if gates == 3 else (blocks[0], blocks[1:])
+    c_prev, peep = state.c, params.peepholes
+    f = gate(z_f if peep is None else z_f + peep.f * c_prev)
+    if z_i is None:
+        i = 1.0 - f  # coupled input and forget gates
+    else:
+        i = gate(z_i if peep is None else z_i + cast(jax.Array, peep.i) * c_prev)
+    c = f * c_prev + i * act(z_c)
+    normed = c
+    if ln is not None:
+        normed = _layer_norm(c, ln.c_gain, ln.c_offset, eps)
+        if options.layer_norm_carry == "normalised":
+            c = normed
+    o = gate(z_o if peep is None else z_o + peep.o * c)
+    h = o * act(normed)
+    if params.projection is not None:
+        h = matmul(h, params.projection)
+    if acc is not None:
+        h = h.astype(state.h.dtype)
+    rate_c, rate_h = options.zoneout
+    if rate_c:
+        c = _zoneout(c_prev, c, rate_c, inputs.zoneout_c)
+    if rate_h:
+        h = _zoneout(state.h, h, rate_h, inputs.zoneout_h)
+    return LSTMState(h=h, c=c), h
+
+
+def _zoneout(previous: jax.Array, new: jax.Array, rate: float, keep: Optional[jax.Array]) -> jax.Array:
+    """Training (``keep`` drawn Bernoulli(rate)): the previous value where keep; evaluation: the mean."""
+    if keep is None:
+        return rate * previous + (1.0 - rate) * new
+    return jnp.where(keep, previous, new)
+
+
 def raw_step(
     params: LSTMParams,
     state: LSTMState,
@@ -118,17 +271,9 @@ def raw_step(
     recurrent_activation: Activation,
     recurrent_dropout_mask: Optional[jax.Array] = None,
 ) -> tuple[LSTMState, jax.Array]:
-    # Recurrent dropout (Keras LSTMCell) scales only what enters the matmul; the carried h is unmasked.
-    h_in = state.h if recurrent_dropout_mask is None else state.h * recurrent_dropout_mask
-    z = x_t @ params.kernel + h_in @ params.recurrent_kernel
-    if params.bias is not None:
-        z = z + params.bias
-    z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
-    c = recurrent_activation(z_f) * state.c + recurrent_activation(z_i) * activation(z_c)
-    h = recurrent_activation(z_o) * activation(c)
-    if params.projection is not None:
-        h = h @ params.projection
-    return LSTMState(h=h, c=c), h
+    """``_step`` with default variant options (the cells' and streaming's call)."""
+    options = SequenceOptions(activation=activation, recurrent_activation=recurrent_activation)
+    return _step(params, state, x_t, options, StepInputs(recurrent_mask=recurrent_dropout_mask))
 
 
 def step(
@@ -138,15 +283,18 @@ def step(
     *,
     activation: ActivationLike = "tanh",
     recurrent_activation: ActivationLike = "sigmoid",
+    layer_norm_epsilon: float = 1e-3,
+    layer_norm_carry: str = "raw",
 ) -> tuple[LSTMState, jax.Array]:
     """Advance one example by one time step.
 
     Args:
-        params: ``LSTMParams``.
+        params: ``LSTMParams``; its variant (layer norm, peepholes, 3 coupled gate blocks) is in it.
         state: ``LSTMState`` with h ``[..., output_size]`` and c ``[..., units]`` that broadcast to
             x_t's batch axes (an unbatched state serves a whole batch, as in ``lstm``).
         x_t: ``[..., input_size]``.
         activation, recurrent_activation: a Keras name or a callable (defaults tanh, sigmoid).
+        layer_norm_epsilon, layer_norm_carry: with ``params.layer_norm``, as in ``lstm``.
 
     Returns:
         ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[..., output_size]``.
@@ -163,13 +311,13 @@ def step(
     state = LSTMState(
         h=jnp.broadcast_to(state.h, (*batch_shape, out)), c=jnp.broadcast_to(state.c, (*batch_shape, units))
     )
-    return raw_step(
-        params,
-        state,
-        x_t,
-        resolve(activation, "activation"),
-        resolve(recurrent_activation, "recurrent_activation"),
+    options = SequenceOptions(
+        activation=activation,
+        recurrent_activation=recurrent_activation,
+        layer_norm_epsilon=layer_norm_epsilon,
+        layer_norm_carry=layer_norm_carry,
     )
+    return _step(params, state, x_t, options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,34 +339,52 @@ def _processing_order(steps: int, length: Optional[jax.Array], reverse: bool) ->
     return jnp.where(t < length, length - 1 - t, t)
 
 
+class _PerExample(NamedTuple):
+    """One example's variant inputs inside the vmap (the rest are ``_one_sequence``'s arguments)."""
+
+    resets: Optional[jax.Array]  # [T] bool
+    reset_state: Optional[LSTMState]  # h [P], c [H]
+    zoneout_c: Optional[jax.Array]  # [T, H] bool, input time
+    zoneout_h: Optional[jax.Array]  # [T, P] bool
+    input_mask: Optional[jax.Array]  # [G, I] per gate (a shared one is already on xs)
+    recurrent_mask: Optional[jax.Array]  # [P] or [G, P]
+
+
 def _one_sequence(
     params: LSTMParams,
     xs: jax.Array,
     state: LSTMState,
     mask: Optional[jax.Array],
     length: Optional[jax.Array],
-    recurrent_dropout_mask: Optional[jax.Array] = None,
+    extra: _PerExample,
     *,
     reverse: bool,
     keep_order: bool,
-    zero_output_for_mask: bool,
-    activation: Activation,
-    recurrent_activation: Activation,
-    unroll: int | bool,
+    options: SequenceOptions,
 ) -> LSTMOutput:
-    """One sequence: xs ``[T, I]``, state ``[H]``, mask ``[T]`` or None, length ``[]`` or None,
-    recurrent_dropout_mask ``[output_size]`` or None (the same at every step)."""
+    """One sequence: xs ``[T, I]``, state ``[H]``, mask ``[T]`` or None, length ``[]`` or None, and
+    the variants' per-example inputs (per-step ones in input time, reordered here with xs)."""
     steps = xs.shape[0]
     order = _processing_order(steps, length, reverse)
+    resets, zoneout_c, zoneout_h = extra.resets, extra.zoneout_c, extra.zoneout_h
     if order is not None:
         xs = xs[order]
-        mask = None if mask is None else mask[order]
+        mask, resets, zoneout_c, zoneout_h = (
+            None if a is None else a[order] for a in (mask, resets, zoneout_c, zoneout_h)
+        )
     # After reordering, the valid steps of a sequence with a length are always its first `length`.
     valid = None if length is None else jnp.arange(steps) < length
+    zero_output_for_mask = bool(options.zero_output_for_mask)
 
     def body(carry: LSTMState, inputs: tuple) -> tuple[LSTMState, jax.Array]:
-        x_t, m_t, v_t = inputs
-        new, y = raw_step(params, carry, x_t, activation, recurrent_activation, recurrent_dropout_mask)
+        x_t, m_t, v_t, r_t, dc_t, dh_t = inputs
+        if r_t is not None:
+            # A reset happens before the step, so a masked reset step holds the reset state;
+            # padding never resets (the final state is the last valid step's).
+            carry = reset(carry, r_t if v_t is None else r_t & v_t, cast(LSTMState, extra.reset_state))
+        new, y = _step(
+            params, carry, x_t, options, StepInputs(extra.input_mask, extra.recurrent_mask, dc_t, dh_t)
+        )
         if m_t is None:
             if v_t is None:
                 return new, y
@@ -233,10 +399,33 @@ def _one_sequence(
             y = jnp.where(v_t, y, jnp.zeros_like(y))
         return new, y
 
-    final, ys = jax.lax.scan(body, state, (xs, mask, valid), unroll=unroll)
+    per_step = (xs, mask, valid, resets, zoneout_c, zoneout_h)
+    final, ys = jax.lax.scan(body, state, per_step, unroll=options.unroll)
     if order is not None and keep_order:
         ys = ys[order]
     return LSTMOutput(sequence=ys, state=final)
+
+
+def _cast_params(params: LSTMParams, dtype: Any, carry: Any) -> LSTMParams:
+    """The matmul weights in the computation dtype; bias, gains, offsets and peepholes (added to
+    what the matmuls accumulate) in the carry dtype."""
+    to = lambda tree, d: jax.tree_util.tree_map(lambda a: a.astype(d), tree)  # noqa: E731
+    return LSTMParams(
+        kernel=to(params.kernel, dtype),
+        recurrent_kernel=to(params.recurrent_kernel, dtype),
+        bias=to(params.bias, carry),
+        projection=to(params.projection, dtype),
+        layer_norm=to(params.layer_norm, carry),
+        peepholes=to(params.peepholes, carry),
+    )
+
+
+def _zoneout_draws(key: jax.Array, rate: float, batch_shape: tuple, steps: int, size: int) -> jax.Array:
+    """Zoneout's training masks ``[N, T, size]`` bool: step t (input time) draws
+    ``bernoulli(fold_in(key, t), rate, (*batch_shape, size))``, whatever the implementation or order."""
+    draw = lambda t: jax.random.bernoulli(jax.random.fold_in(key, t), rate, (*batch_shape, size))  # noqa: E731
+    masks = jax.vmap(draw)(jnp.arange(steps))  # [T, *batch, size]
+    return jnp.moveaxis(masks.reshape(steps, -1, size), 0, 1)
 
 
 @partial(jax.jit, static_argnames=("reverse", "keep_order", "options"))
@@ -246,46 +435,69 @@ def _lstm(
     initial_state: Optional[LSTMState],
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
-    recurrent_dropout_mask: Optional[jax.Array],
+    inputs: CallInputs,
     *,
     reverse: bool,
     keep_order: bool,
     options: SequenceOptions,
 ) -> LSTMOutput:
-    """``run`` past its checks: xs ``[..., T, I]`` batch-major; ``options.dtype`` is set and
-    ``options.zero_output_for_mask`` resolved."""
+    """``run`` past its checks: xs ``[..., T, I]`` batch-major (resets ``[..., T]`` too);
+    ``options.dtype`` is set and ``options.zero_output_for_mask`` resolved."""
     dtype, impl = options.dtype, options.impl
+    carry = dtype if options.carry_dtype is None else options.carry_dtype
     batch_shape, (steps, features) = xs.shape[:-2], xs.shape[-2:]
-    params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+    params = _cast_params(params, dtype, carry)
+    if inputs.weight_drop_mask is not None:  # one mask per call, before dispatch (AWD-LSTM)
+        params = params._replace(
+            recurrent_kernel=params.recurrent_kernel * inputs.weight_drop_mask.astype(dtype)
+        )
+    units, out_size, gates = params.units, params.output_size, params.gates
     if initial_state is None:
         initial_state = zero_state(params, batch_shape, dtype)
-    units, out_size = params.units, params.output_size
 
     # Flatten all batch axes into one and vmap over it: any number of batch axes, including none.
     n = math.prod(batch_shape)
-    flat_state = LSTMState(
-        h=jnp.broadcast_to(initial_state.h.astype(dtype), (*batch_shape, out_size)).reshape(n, out_size),
-        c=jnp.broadcast_to(initial_state.c.astype(dtype), (*batch_shape, units)).reshape(n, units),
-    )
+
+    def flat(a: Optional[jax.Array], tail: tuple[int, ...], d: Any) -> Optional[jax.Array]:
+        return None if a is None else jnp.broadcast_to(a.astype(d), (*batch_shape, *tail)).reshape(n, *tail)
+
+    def flat_state(s: LSTMState) -> LSTMState:
+        return LSTMState(h=flat(s.h, (out_size,), dtype), c=flat(s.c, (units,), carry))  # type: ignore[arg-type]
+
+    state = flat_state(initial_state)
     flat_xs = xs.astype(dtype).reshape(n, steps, features)
     flat_mask = None if mask is None else mask.reshape(n, steps)
     # run() refuses lengths outside [0, T] when it can see them; under jit it cannot, and they
     # count as clamped (otherwise reverse would gather out of range).
     flat_lengths = None if lengths is None else jnp.clip(lengths.reshape(n), 0, steps)
-    flat_rd_mask = None
-    if recurrent_dropout_mask is not None:
-        rd_mask = recurrent_dropout_mask.astype(dtype)
-        flat_rd_mask = jnp.broadcast_to(rd_mask, (*batch_shape, out_size)).reshape(n, out_size)
+    per_gate = options.dropout_masks == "per_gate"
+    gate_axis = (gates,) if per_gate else ()
+    input_mask = flat(inputs.input_dropout_mask, (*gate_axis, features), dtype)
+    if input_mask is not None and not per_gate:  # one mask for every gate: onto xs, once
+        flat_xs, input_mask = flat_xs * input_mask[:, None, :], None
+    rd_mask = flat(inputs.recurrent_dropout_mask, (*gate_axis, out_size), dtype)
+    resets = reset_state = None
+    if inputs.resets is not None:
+        resets = inputs.resets.reshape(n, steps)
+        given = inputs.reset_state
+        reset_state = flat_state(zero_state(params, (), dtype) if given is None else given)
+    zoneout_c = zoneout_h = None
+    if inputs.zoneout_key is not None:
+        key_c, key_h = jax.random.split(inputs.zoneout_key)
+        rate_c, rate_h = options.zoneout
+        if rate_c:
+            zoneout_c = _zoneout_draws(key_c, rate_c, batch_shape, steps, units)
+        if rate_h:
+            zoneout_h = _zoneout_draws(key_h, rate_h, batch_shape, steps, out_size)
+    extra = _PerExample(resets, reset_state, zoneout_c, zoneout_h, input_mask, rd_mask)
     # Under shard_map the carry must vary over the mesh axes its inputs vary over.
-    flat_state = vary_like(flat_state, params, flat_xs, flat_mask, flat_lengths, flat_rd_mask)
+    state = vary_like(state, params, flat_xs, flat_mask, flat_lengths, extra)
     zero_output = bool(options.zero_output_for_mask)
     if impl == "cudnn":  # run() has checked that cuDNN computes this configuration
-        out = _cudnn_flat(params, flat_xs, flat_state, flat_lengths)
+        out = _cudnn_flat(params, flat_xs, state, flat_lengths)
         return _unflatten(out, batch_shape, steps, units, out_size)
-    if (
-        impl != "scan"
-        and recurrent_dropout_mask is None
-        and fast.supports(params, options.activation, options.recurrent_activation)
+    if impl != "scan" and fast.supports(
+        params, options.activation, options.recurrent_activation, options, inputs
     ):
         config = impl if isinstance(impl, fast.FastConfig) else fast.FastConfig()
         if impl == "auto" and jax.default_backend() == "cpu":
@@ -295,7 +507,7 @@ def _lstm(
         out = _fast_flat(
             params,
             flat_xs,
-            flat_state,
+            state,
             flat_mask,
             flat_lengths,
             config=config,
@@ -305,17 +517,9 @@ def _lstm(
             unroll=options.unroll,
         )
         return _unflatten(out, batch_shape, steps, units, out_size)
-    run_one = partial(
-        _one_sequence,
-        reverse=reverse,
-        keep_order=keep_order,
-        zero_output_for_mask=zero_output,
-        activation=options.activation,
-        recurrent_activation=options.recurrent_activation,
-        unroll=options.unroll,
-    )
+    run_one = partial(_one_sequence, reverse=reverse, keep_order=keep_order, options=options)
     out = jax.vmap(run_one, in_axes=(None, 0, 0, 0, 0, 0))(
-        params, flat_xs, flat_state, flat_mask, flat_lengths, flat_rd_mask
+        params, flat_xs, state, flat_mask, flat_lengths, extra
     )
     return _unflatten(out, batch_shape, steps, units, out_size)
 
@@ -419,6 +623,16 @@ def lstm(
     recurrent_dropout_mask: Optional[jax.Array] = None,
     impl: str = "auto",
     time_major: bool = False,
+    layer_norm_epsilon: float = 1e-3,
+    layer_norm_carry: str = "raw",
+    zoneout: float | tuple[float, float] = 0.0,
+    dropout_masks: str = "shared",
+    carry_dtype: Any = None,
+    resets: Optional[jax.Array] = None,
+    reset_state: Optional[LSTMState] = None,
+    zoneout_key: Optional[jax.Array] = None,
+    weight_drop_mask: Optional[jax.Array] = None,
+    input_dropout_mask: Optional[jax.Array] = None,
 ) -> LSTMOutput:
     """Run the LSTM over whole sequences: ``lax.scan`` over time, ``vmap`` over batch axes, jitted.
 
@@ -450,7 +664,8 @@ def lstm(
         recurrent_dropout_mask: ``[..., output_size]`` float (broadcast to the batch like
             ``initial_state.h``), multiplied onto h before ``h @ recurrent_kernel`` at every step
             (Keras ``recurrent_dropout``: one mask per sequence); the carried h stays unmasked.
-            Only here, deliberately: it is the hook the Flax modules' ``recurrent_dropout`` rate
+            ``[..., G, output_size]`` with ``dropout_masks="per_gate"``: one mask per gate block
+            (Keras 3's LSTM draws 4). It is the hook the Flax modules' ``recurrent_dropout`` rate
             draws into; ``stacked_lstm`` has PyTorch's between-layer dropout, which has none.
         impl: which implementation computes the sequence; every one composes with every JAX
             transformation (jit, vmap, grad, jvp, linearize, jacfwd/jacrev, hessian, checkpoint,
@@ -469,7 +684,37 @@ def lstm(
             cannot run) for undifferentiated calls, the fast path's derivatives under differentiation.
             ``"native"``: the native CPU kernels (``jaxlstm.native``).
         time_major: xs is ``[T, ..., input_size]`` (PyTorch's default layout; Flax
-            ``nn.RNN(time_major=True)``), and so are the mask and the output sequence.
+            ``nn.RNN(time_major=True)``), and so are the mask, ``resets`` and the output sequence.
+
+    The variants (README "Variants" for the equations; G = params.gates, 4, or 3 with coupled
+    gates; H units, P output_size, I input_size). Layer norm, peepholes and coupled gates are in
+    ``params`` (``init(layer_norm=, peepholes=, coupled_gates=)``); the rest are these keywords.
+    Every variant but weight drop and a shared ``input_dropout_mask`` runs on the reference scan.
+
+        layer_norm_epsilon: with ``params.layer_norm``, the epsilon inside the square root
+            (default 1e-3, Keras's and TF Addons').
+        layer_norm_carry: ``"raw"`` (Ba et al.: the carried c is the unnormalised new cell) or
+            ``"normalised"`` (TF Addons ``LayerNormLSTMCell``: it carries LN(c)).
+        zoneout: the rate z, or ``(z_c, z_h)``, each in [0, 1) (Krueger et al.): with
+            ``zoneout_key`` each unit keeps its previous c (h) with probability z at every step;
+            without a key (evaluation) ``c_t = z c_{t-1} + (1 - z) c~_t``.
+        dropout_masks: ``"shared"`` (one mask for every gate) or ``"per_gate"``: the shape of
+            ``recurrent_dropout_mask`` and ``input_dropout_mask``.
+        carry_dtype: e.g. float32 under ``dtype=bfloat16``: the matmuls take bfloat16 operands and
+            accumulate in float32, the gates and c are float32 (``state.c`` is returned in it), h
+            and the outputs are in ``dtype``. None: ``dtype``.
+        resets: ``[..., T]`` bool (``[T, ...]`` with ``time_major``): at a True step the state is
+            replaced by ``reset_state`` before the step (Haiku ``ResetCore``; the flag travels with
+            its input step under ``reverse``; padding steps never reset). No gradient flows through
+            a reset into earlier steps.
+        reset_state: ``LSTMState`` broadcast to the batch like ``initial_state``; None: zeros.
+        zoneout_key: a PRNG key; step t (input time) keeps c where
+            ``bernoulli(fold_in(k_c, t), z_c, (*batch, H))``, h likewise with ``k_h`` and ``[..., P]``,
+            ``k_c, k_h = jax.random.split(zoneout_key)``. None: evaluation.
+        weight_drop_mask: ``[P, G*H]`` float, multiplied onto ``recurrent_kernel`` once per call
+            (DropConnect, AWD-LSTM), shared by the batch.
+        input_dropout_mask: ``[..., I]`` (``[..., G, I]`` per gate) float, multiplied onto every x_t
+            before ``x_t @ kernel``.
 
     Returns:
         ``LSTMOutput(sequence [..., T, output_size], state LSTMState(h [..., output_size],
@@ -477,6 +722,14 @@ def lstm(
         ``time_major`` the sequence is ``[T, ..., output_size]``.
     """
     options = SequenceOptions.of(locals())
+    inputs = CallInputs(
+        resets=resets,
+        reset_state=reset_state,
+        zoneout_key=zoneout_key,
+        weight_drop_mask=weight_drop_mask,
+        recurrent_dropout_mask=recurrent_dropout_mask,
+        input_dropout_mask=input_dropout_mask,
+    )
     return run(
         params,
         xs,
@@ -486,7 +739,7 @@ def lstm(
         options,
         reverse=checks.flag(reverse, "reverse"),
         keep_order=checks.flag(keep_order, "keep_order"),
-        recurrent_dropout_mask=recurrent_dropout_mask,
+        inputs=inputs,
     )
 
 
@@ -500,9 +753,11 @@ def run(
     *,
     reverse: bool = False,
     keep_order: bool = False,
-    recurrent_dropout_mask: Optional[jax.Array] = None,
+    inputs: Optional[CallInputs] = None,
 ) -> LSTMOutput:
-    """``lstm`` with its options as one ``SequenceOptions`` (what every layer calls)."""
+    """``lstm`` with its options as one ``SequenceOptions`` and its per-call arrays as one
+    ``CallInputs`` (what every layer calls)."""
+    inputs = CallInputs() if inputs is None else inputs
     input_size, units, out = checks.params(params)
     batch_shape, steps = checks.sequence(xs, input_size, time_major=options.time_major)
     if initial_state is not None:
@@ -511,28 +766,50 @@ def run(
         checks.mask(mask, batch_shape, steps, options.time_major)
     if lengths is not None:
         checks.lengths(lengths, batch_shape, steps)
-    if recurrent_dropout_mask is not None:
-        checks.broadcasts(recurrent_dropout_mask, (*batch_shape, out), "recurrent_dropout_mask")
+    checks.call_inputs(
+        inputs,
+        batch_shape=batch_shape,
+        steps=steps,
+        input_size=input_size,
+        units=units,
+        output_size=out,
+        gates=params.gates,
+        time_major=options.time_major,
+        per_gate=options.dropout_masks == "per_gate",
+        zoneout=options.zoneout,
+    )
     if keep_order and not reverse:
         raise ValueError("keep_order: only meaningful with reverse=True")
     xs = jnp.asarray(xs)
     mask = None if mask is None else jnp.asarray(mask).astype(bool)
+    resets = None if inputs.resets is None else jnp.asarray(inputs.resets).astype(bool)
     if options.time_major:
-        xs, mask = jnp.moveaxis(xs, 0, -2), None if mask is None else jnp.moveaxis(mask, 0, -1)
+        xs = jnp.moveaxis(xs, 0, -2)
+        mask, resets = (None if a is None else jnp.moveaxis(a, 0, -1) for a in (mask, resets))
+    as_array = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)  # noqa: E731
+    inputs = inputs._replace(
+        resets=resets,
+        reset_state=as_array(inputs.reset_state),
+        weight_drop_mask=as_array(inputs.weight_drop_mask),
+        recurrent_dropout_mask=as_array(inputs.recurrent_dropout_mask),
+        input_dropout_mask=as_array(inputs.input_dropout_mask),
+    )
     # The computation dtype: as given, else the promoted dtype of the inputs and the parameters.
     dtype = options.dtype if options.dtype is not None else jnp.result_type(xs.dtype, params.kernel.dtype)
+    checks.carry_dtype(options.carry_dtype, dtype)
+    time_major = options.time_major
+    options = options.replace(dtype=dtype, zero_output_for_mask=options.zero_output(False), time_major=False)
     impl = options.impl
     if isinstance(impl, fast.FastConfig):
-        _check_fast_supported(params, options, recurrent_dropout_mask, impl, dtype)
+        _check_fast_supported(params, options, inputs, impl)
     if impl == "cudnn":
+        variant = fast.variant(params, options, inputs)
+        if variant is not None:
+            raise ValueError(
+                f"jaxlstm: impl='cudnn': {variant}: cuDNN's LSTM is the plain one; use impl='auto'"
+            )
         cudnn.check_supported(
-            params,
-            options.activation,
-            options.recurrent_activation,
-            mask,
-            reverse,
-            recurrent_dropout_mask,
-            dtype,
+            params, options.activation, options.recurrent_activation, mask, reverse, None, dtype
         )
     out = _lstm(
         params,
@@ -540,34 +817,29 @@ def run(
         initial_state,
         mask,
         None if lengths is None else jnp.asarray(lengths),
-        None if recurrent_dropout_mask is None else jnp.asarray(recurrent_dropout_mask),
+        inputs,
         reverse=reverse,
         keep_order=keep_order,
-        options=options.replace(
-            dtype=dtype, zero_output_for_mask=options.zero_output(False), time_major=False
-        ),
+        options=options,
     )
-    if options.time_major:
+    if time_major:
         out = out._replace(sequence=jnp.moveaxis(out.sequence, -2, 0))
     return out
 
 
 def _check_fast_supported(
-    params: LSTMParams,
-    options: SequenceOptions,
-    recurrent_dropout_mask: Optional[jax.Array],
-    config: fast.FastConfig,
-    dtype: Any,
+    params: LSTMParams, options: SequenceOptions, inputs: CallInputs, config: fast.FastConfig
 ) -> None:
     """An explicit FastConfig must run the fast path (its memory and speed are why it was asked for)."""
+    variant = fast.variant(params, options, inputs)
     if params.projection is not None:
         reason = "params: the fast path has no projection (proj_size)"
+    elif variant is not None:
+        reason = f"{variant}: not supported by the fast path (it computes the plain LSTM cell)"
     elif not fast.supports(params, options.activation, options.recurrent_activation):
         reason = "activation: the fast path computes sigmoid gates and tanh activations only"
-    elif recurrent_dropout_mask is not None:
-        reason = "recurrent_dropout_mask: not supported by the fast path"
     elif config.native:
-        _check_native_supported(dtype)
+        _check_native_supported(options.dtype)
         return
     else:
         return

@@ -47,7 +47,7 @@ from ._manual_axes import vary_like
 from ._recurrences import gates
 from .pytrees import LSTMParams
 
-__all__ = ["FastConfig", "supports", "lstm_time_major"]
+__all__ = ["FastConfig", "supports", "variant", "lstm_time_major"]
 
 
 class FastConfig(NamedTuple):
@@ -66,9 +66,47 @@ class FastConfig(NamedTuple):
     native: bool = False
 
 
-def supports(params: LSTMParams, activation, recurrent_activation) -> bool:
-    """Whether the fast path computes this configuration (else use the reference scan)."""
-    return params.projection is None and activation is jnp.tanh and recurrent_activation is jax.nn.sigmoid
+def supports(params: LSTMParams, activation, recurrent_activation, options=None, inputs=None) -> bool:
+    """Whether the fast path computes this configuration (else use the reference scan).
+
+    ``options`` (a ``SequenceOptions``, its dtype resolved) and ``inputs`` (a ``CallInputs``) add
+    the variants: see ``variant``.
+    """
+    plain = params.projection is None and activation is jnp.tanh and recurrent_activation is jax.nn.sigmoid
+    return plain and variant(params, options, inputs) is None
+
+
+def variant(params: LSTMParams, options=None, inputs=None) -> Optional[str]:
+    """The first LSTM variant here that the fast path does not compute, named by the argument that
+    asks for it (for error messages), or None.
+
+    Its custom derivative rules are the plain cell's, so only the variants that leave the cell plain
+    run on it: weight drop and a shared input dropout mask are applied once per call before
+    dispatch (``recurrent_kernel * M``, ``xs * m``). Every other variant runs on the reference scan.
+    """
+    if params.gates != 4:
+        return "params: 3 gate blocks (coupled input-forget gates)"
+    if params.layer_norm is not None:
+        return "params.layer_norm (layer normalisation)"
+    if params.peepholes is not None:
+        return "params.peepholes (peephole connections)"
+    if options is not None:
+        if options.zoneout != (0.0, 0.0):
+            return "zoneout"
+        if options.carry_dtype is not None and options.carry_dtype != options.dtype:
+            return "carry_dtype"
+    if inputs is not None:
+        if inputs.resets is not None:
+            return "resets"
+        if inputs.recurrent_dropout_mask is not None:
+            return "recurrent_dropout_mask"
+        if (
+            inputs.input_dropout_mask is not None
+            and options is not None
+            and options.dropout_masks == "per_gate"
+        ):
+            return "input_dropout_mask (dropout_masks='per_gate')"
+    return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ Parameters live under ``params`` in Keras layout (``kernel [I, 4H]``, ``recurren
     Bidirectional:  {"forward": {...}, "backward": {...}}
     StackedLSTM:    {"layer_0": {...}, "layer_1": ...}; bidirectional: {"layer_0": {"forward", "backward"}}
 
+The variants (issue 15) add ``"layer_norm": {"x_gain", "x_offset", "h_gain", "h_offset", "c_gain",
+"c_offset"}`` and ``"peepholes": {"i", "f", "o"}`` (no ``"i"`` with coupled gates), and coupled
+gates have 3 gate blocks (``kernel [I, 3H]``, blocks f, c, o).
+
 One converter pair for every module: ``get_params(variables)`` reads them as the functional pytree
 (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params), ``to_variables(params)``
 writes one. The math is the core's: the modules call ``core.run`` / ``core.step`` and the layers.
@@ -31,7 +35,7 @@ from . import _bidirectional, checks, core, stack
 from . import _keras_surface as keras_surface
 from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
-from ._options import WeightOptions
+from ._options import CallInputs, WeightOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams
 from .stack import StackOutput
@@ -43,15 +47,26 @@ __all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]
 STATE_COLLECTION = "lstm_state"
 
 
+def _nested_init(specs: Mapping[str, Any]) -> Any:
+    """One linen param holding a nested field's ``{subfield: array}`` (``layer_norm``, ``peepholes``)."""
+
+    def init(key: jax.Array, dtype: Any) -> dict[str, jax.Array]:
+        keys = jax.random.split(key, len(specs))
+        return {sub: fn(k, shape, dtype) for k, (sub, (fn, shape)) in zip(keys, specs.items())}
+
+    return init
+
+
 def declare_params(module: nn.Module, input_size: int, units: int, weights: WeightOptions) -> LSTMParams:
-    """Declare (or fetch) one direction's weights on ``module`` with the one parameter builder."""
-    specs = weights.specs(input_size, units)
-    return LSTMParams(
-        **{
-            name: module.param(name, init, shape, weights.param_dtype)
-            for name, (init, shape) in specs.items()
-        }
-    )
+    """Declare (or fetch) one direction's weights on ``module`` with the one parameter builder; the
+    variants' nested fields are one param each, a dict (``params/layer_norm/x_gain`` ...)."""
+    tree = {
+        name: module.param(name, _nested_init(spec), weights.param_dtype)
+        if isinstance(spec, dict)
+        else module.param(name, spec[0], spec[1], weights.param_dtype)
+        for name, spec in weights.specs(input_size, units).items()
+    }
+    return keras_surface.tree_params(tree)
 
 
 def _stored(module: nn.Module, path: Sequence[str]) -> Mapping[str, Any]:
@@ -104,12 +119,33 @@ class LSTM(nn.Module):
         dtype: computation dtype (None: promote inputs and parameters); param_dtype: storage dtype.
         deterministic: default for the call's ``deterministic`` (dropout off when True); with
             dropout, the call or the module must set it (as ``flax.linen.Dropout``).
-        rng_collection: the RNG stream dropout draws from (``"dropout"``).
+        rng_collection: the RNG stream dropout (weight drop, zoneout) draws from (``"dropout"``).
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
-    training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list ``[h, c]``; mask is
-    ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm`` (the
-    last output is then each sequence's own last step). T must be at least 1.
+    The variants (issue 15; equations in the README, each as in ``jaxlstm.lstm``):
+        layer_norm, peepholes, coupled_gates: the weights of a layer-normalised LSTM (params
+            ``layer_norm/{x,h,c}_{gain,offset}``), of peephole connections (``peepholes/{i,f,o}``)
+            and of coupled input-forget gates (3 gate blocks f, c, o: ``kernel [I, 3H]``).
+        layer_norm_epsilon, layer_norm_carry: as in ``jaxlstm.lstm`` (1e-3, ``"raw"``; TF Addons
+            carries the normalised cell, ``"normalised"``).
+        zoneout: a rate, or ``(z_c, z_h)``: in training each unit keeps its previous c (h) with that
+            probability at every step (masks from the ``rng_collection`` stream); in evaluation the
+            expectation ``z c_{t-1} + (1 - z) c~``.
+        weight_drop: DropConnect rate on ``recurrent_kernel`` (AWD-LSTM): one mask per call in
+            training, shared by the batch; none in evaluation.
+        dropout_masks: ``"shared"`` (one input and one recurrent mask for every gate) or
+            ``"per_gate"`` (Keras 3's ``recurrent_dropout``: an independent mask per gate block, for
+            the input and for h, drawn once per call). Keras draws per-gate masks only when
+            ``recurrent_dropout > 0``; with input dropout alone it shares one, as ``"shared"``.
+        carry_dtype: e.g. float32 under ``dtype=bfloat16``: c and the gates kept in it.
+    Zoneout and weight drop count as dropout: with either > 0 the call or the module must set
+    ``deterministic``.
+
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, training=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list
+    ``[h, c]``; mask is ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in
+    ``jaxlstm.lstm`` (the last output is then each sequence's own last step); resets ``[..., T]``
+    bool (``[T, ...]`` with time_major): the state is zeroed before a True step (episode starts,
+    Haiku ``ResetCore``). T must be at least 1.
     Returns ``[..., H]``, ``[..., T, H]`` with return_sequences, and ``(output, h, c)`` with
     return_state.
     """
@@ -136,6 +172,15 @@ class LSTM(nn.Module):
     rng_collection: str = "dropout"
     impl: Any = "auto"
     time_major: bool = False
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    weight_drop: float = 0.0
+    dropout_masks: str = "shared"
+    carry_dtype: Any = None
 
     @nn.compact
     def __call__(
@@ -145,6 +190,7 @@ class LSTM(nn.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
     ) -> Any:
@@ -153,7 +199,8 @@ class LSTM(nn.Module):
         weights = keras_surface.weight_options(self)
         batch_shape, _ = keras_surface.check_inputs(inputs, _known_input_size(self), self.time_major)
         if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
-            keras_surface.module_params(_read_params(_stored(self, ())), units, weights.use_bias)
+            given = _read_params(_stored(self, ()))
+            keras_surface.module_params(given, units, keras_surface.variant_flags(weights))
         params = declare_params(self, inputs.shape[-1], units, weights)
         kept = None
         if self.stateful:
@@ -173,6 +220,7 @@ class LSTM(nn.Module):
             batch_shape=batch_shape,
             kept=None if kept is None else kept.value,
             lengths=lengths,
+            resets=resets,
             deterministic=deterministic,
             training=training,
             dropout_key=lambda: _dropout_key(self, self.rng_collection),
@@ -201,7 +249,10 @@ class LSTMCell(nn.RNNCellBase):
 
     Same parameters (names, Keras layout, initialisers) and numbers as ``LSTM``; the step is
     ``core.step``. ``nn.RNN(LSTMCell(units))`` equals ``LSTM(units, return_sequences=True)``.
-    No dropout: use ``LSTM`` for that.
+    The variants' options as in ``LSTM``: ``layer_norm``, ``peepholes``, ``coupled_gates`` (the
+    weights), ``layer_norm_epsilon``, ``layer_norm_carry``, ``carry_dtype``; ``zoneout`` is always
+    its evaluation form, the expectation (Flax's RNN drivers give a cell no per-step key). No
+    dropout and no training-mode zoneout: use ``LSTM`` for those.
 
     Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h [..., H])``.
     """
@@ -216,6 +267,13 @@ class LSTMCell(nn.RNNCellBase):
     unit_forget_bias: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    carry_dtype: Any = None
 
     @nn.compact
     def __call__(
@@ -223,18 +281,24 @@ class LSTMCell(nn.RNNCellBase):
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
         units = checks.positive_int(self.units, "units")
         options = keras_surface.sequence_options(self)
+        weights = keras_surface.weight_options(self)
         state = keras_surface.cell_inputs(carry, inputs, _known_input_size(self), units)
-        params = declare_params(self, inputs.shape[-1], units, keras_surface.weight_options(self))
+        if not self.is_initializing():
+            given = _read_params(_stored(self, ()))
+            keras_surface.module_params(given, units, keras_surface.variant_flags(weights))
+        params = declare_params(self, inputs.shape[-1], units, weights)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
-        params, state, inputs = keras_surface.cast((params, state, inputs), dtype)
-        state, y = core.raw_step(params, state, inputs, options.activation, options.recurrent_activation)
+        state, y = keras_surface.cell_step(params, state, inputs, options, dtype)
         return state.to_flax_carry(), y
 
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
-        """Zeros ``(c [..., H], h [..., H])`` for inputs of shape ``[..., I]`` (``rng`` is unused)."""
+        """Zeros ``(c [..., H], h [..., H])`` for inputs of shape ``[..., I]`` (``rng`` is unused), in
+        the dtypes a step returns (h: ``dtype`` or ``param_dtype``; c: ``carry_dtype`` if set)."""
         del rng
-        return core.zero_state(self.units, tuple(input_shape)[:-1], self.param_dtype).to_flax_carry()
+        h, c = keras_surface.cell_carry_dtypes(self.dtype, self.param_dtype, self.carry_dtype)
+        shape = (*tuple(input_shape)[:-1], self.units)
+        return jnp.zeros(shape, c), jnp.zeros(shape, h)
 
     @property
     def num_feature_axes(self) -> int:
@@ -250,6 +314,10 @@ class _Weights(nn.Module):
 
     @nn.compact
     def __call__(self, input_size: int) -> LSTMParams:
+        if not self.is_initializing():  # given variables must fit: our error, not Flax's ScopeParam*Error
+            name = "variables " + "/".join(self.scope.path) if self.scope is not None else "params"
+            flags = keras_surface.variant_flags(self.weights)
+            keras_surface.variant_params(_read_params(_stored(self, ())), self.units, flags, name)
         return declare_params(self, input_size, self.units, self.weights)
 
 
@@ -284,6 +352,14 @@ class _LayerFields(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     impl: Any = "auto"
+    layer_norm: bool = False
+    peepholes: bool = False
+    coupled_gates: bool = False
+    layer_norm_epsilon: float = 1e-3
+    layer_norm_carry: str = "raw"
+    zoneout: Any = 0.0
+    weight_drop: float = 0.0
+    carry_dtype: Any = None
 
 
 class Bidirectional(_LayerFields):
@@ -296,14 +372,22 @@ class Bidirectional(_LayerFields):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``;
             ``projection_initializer`` for the ``[H, P]`` projection.
         unroll, dtype, param_dtype, impl, time_major: as in ``LSTM``.
+        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
+            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions (one
+            weight-drop mask per direction).
+        deterministic: default for the call's ``deterministic``; with zoneout or weight drop > 0
+            the call or the module must set it. rng_collection: the RNG stream they draw from.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
-    ``BidirectionalOutput`` (sequence ``[..., T, F]``; see ``jaxlstm.bidirectional``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None)`` -> ``BidirectionalOutput`` (sequence ``[..., T, F]``; see
+    ``jaxlstm.bidirectional``; ``resets`` are episode starts, as there).
     """
 
     merge_mode: Optional[str] = "concat"
     zero_output_for_mask: Optional[bool] = None
     time_major: bool = False
+    deterministic: Optional[bool] = None
+    rng_collection: str = "dropout"
 
     @nn.compact
     def __call__(
@@ -313,6 +397,8 @@ class Bidirectional(_LayerFields):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
     ) -> BidirectionalOutput:
         units = checks.positive_int(self.units, "units")
         options, weights = keras_surface.sequence_options(self), keras_surface.weight_options(self)
@@ -321,7 +407,14 @@ class Bidirectional(_LayerFields):
             forward=_Weights(units, weights, name="forward")(inputs.shape[-1]),
             backward=_Weights(units, weights, name="backward")(inputs.shape[-1]),
         )
-        return _bidirectional.run(params, inputs, initial_state, mask, lengths, options, self.merge_mode)
+        weight_drop = checks.fraction(self.weight_drop, "weight_drop")
+        dropping = keras_surface.regularised(0.0, 0.0, weight_drop, options)
+        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
+        key = _dropout_key(self, self.rng_collection) if dropping and not evaluating else None
+        call = keras_surface.bidirectional_inputs(params, resets, key, weight_drop, options)
+        return _bidirectional.run(
+            params, inputs, initial_state, mask, lengths, options, self.merge_mode, call
+        )
 
 
 class StackedLSTM(_LayerFields):
@@ -340,11 +433,13 @@ class StackedLSTM(_LayerFields):
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
-            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major, and the
+            variants (layer_norm ... carry_dtype; zoneout and weight drop in every layer, drawn
+            from ``rng_collection`` when not deterministic, which must then be set).
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
     deterministic=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``, per-layer states;
-    ``torch_state`` gives h_n / c_n).
+    ``torch_state`` gives h_n / c_n; ``resets`` episode starts for every layer).
     """
 
     num_layers: int = 1
@@ -366,6 +461,7 @@ class StackedLSTM(_LayerFields):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
     ) -> StackOutput:
         units = checks.positive_int(self.units, "units")
@@ -383,7 +479,11 @@ class StackedLSTM(_LayerFields):
             width = weights.output_size(units)
             width = merged_size(width, self.merge_mode) if self.bidirectional else width
         deterministic = self.deterministic if deterministic is None else deterministic
-        dropping = rate > 0 and num_layers > 1 and deterministic is False
+        weight_drop = checks.fraction(self.weight_drop, "weight_drop")
+        randomised = (rate > 0 and num_layers > 1) or keras_surface.regularised(
+            0.0, 0.0, weight_drop, options
+        )
+        dropping = randomised and deterministic is False
         return stack.run(
             tuple(params),
             inputs,
@@ -396,6 +496,8 @@ class StackedLSTM(_LayerFields):
             key=_dropout_key(self, self.rng_collection) if dropping else None,
             deterministic=deterministic,
             residual=self.residual,
+            weight_drop=weight_drop,
+            inputs=CallInputs(resets=resets),
         )
 
 
@@ -411,9 +513,9 @@ def _read_params(tree: Mapping[str, Any]) -> LSTMParams:
     if missing:
         raise ValueError(
             f"variables: missing {missing}; an LSTM / LSTMCell stores kernel, recurrent_kernel and (with "
-            f"use_bias) bias, found {sorted(tree)}"
+            f"use_bias) bias, and layer_norm / peepholes with those variants, found {sorted(tree)}"
         )
-    return LSTMParams(tree["kernel"], tree["recurrent_kernel"], tree.get("bias"), tree.get("projection"))
+    return keras_surface.tree_params(tree)
 
 
 def _read_layer(tree: Mapping[str, Any]) -> LayerParams:
@@ -452,7 +554,7 @@ def _tree(params: Any, name: str) -> dict[str, Any]:
             "backward": _tree(params.backward, f"{name}.backward"),
         }
     checks.params(params, name)
-    return {field: value for field, value in params._asdict().items() if value is not None}
+    return keras_surface.params_tree(params)
 
 
 def to_variables(params: Union[LayerParams, Sequence[LayerParams]]) -> dict[str, dict[str, Any]]:

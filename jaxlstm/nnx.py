@@ -2,7 +2,9 @@
 ``Bidirectional`` and ``StackedLSTM`` layers.
 
 They hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]`` (and ``projection [H, P]``)
-as ``nnx.Param`` in Keras layout. One converter trio for every module: ``module.params`` reads the
+as ``nnx.Param`` in Keras layout; the variants (issue 15) add ``layer_norm`` and ``peepholes``, each an
+``nnx.Dict`` of ``nnx.Param`` (the fields of ``LayerNormParams`` / ``PeepholeParams``), and coupled
+gates have 3 gate blocks (``kernel [I, 3H]``). One converter trio for every module: ``module.params`` reads the
 functional pytree (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params),
 ``module.set_params(params)`` writes it, and ``Module.from_params(params, **options)`` builds a
 module around given ones. The math is the core's: the modules call ``core.run`` / ``core.step`` and
@@ -23,11 +25,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from . import _bidirectional, checks, core, stack
+from . import _bidirectional, checks, stack
 from . import _keras_surface as keras_surface
 from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
 from ._keras_surface import InitializerLike, StateLike
-from ._options import WeightOptions
+from ._options import CallInputs, WeightOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams
 from .stack import StackOutput
@@ -42,55 +44,78 @@ class KeptState(nnx.Variable):
 
 
 class _Direction:
-    """kernel / recurrent_kernel / bias / projection as ``nnx.Param`` (absent ones None), made by
-    the one parameter builder, read and written as ``LSTMParams``."""
+    """kernel / recurrent_kernel / bias / projection as ``nnx.Param`` (absent ones None), and the
+    variants' ``layer_norm`` / ``peepholes`` as an ``nnx.Dict`` of ``nnx.Param`` (``x_gain`` ...,
+    ``i``, ``f``, ``o``), made by the one parameter builder, read and written as ``LSTMParams``."""
 
     kernel: nnx.Param
     recurrent_kernel: nnx.Param
     bias: Optional[nnx.Param]
     projection: Optional[nnx.Param]
+    layer_norm: Optional[nnx.Dict]
+    peepholes: Optional[nnx.Dict]
 
     def _make_weights(self, in_features: int, units: int, weights: WeightOptions, rngs: nnx.Rngs) -> None:
         in_features = checks.positive_int(in_features, "in_features")
+
+        def made(spec: Any) -> Any:
+            if isinstance(spec, dict):
+                return nnx.Dict({sub: made(inner) for sub, inner in spec.items()})
+            init, shape = spec
+            return nnx.Param(init(rngs.params(), shape, weights.param_dtype))
+
         specs = weights.specs(in_features, units)
-        made = {
-            name: nnx.Param(init(rngs.params(), shape, weights.param_dtype))
-            for name, (init, shape) in specs.items()
-        }
         # Each assigned once: NNX fixes an attribute's data/static status on first assignment.
         for name in LSTMParams._fields:
-            setattr(self, name, made.get(name))
+            setattr(self, name, made(specs[name]) if name in specs else None)
+
+    def _tree(self) -> dict[str, Any]:
+        """The stored arrays as ``{field: array}`` / ``{field: {subfield: array}}`` (present ones)."""
+        tree: dict[str, Any] = {}
+        for name in LSTMParams._fields:
+            value = getattr(self, name)
+            if isinstance(value, nnx.Dict):
+                tree[name] = {sub: param.get_value() for sub, param in value.items()}
+            elif value is not None:
+                tree[name] = value.get_value()
+        return tree
 
     @property
     def params(self) -> LSTMParams:
         """The weights as the functional ``LSTMParams`` (the arrays themselves, no copy)."""
-        value = lambda p: None if p is None else p.get_value()  # noqa: E731
-        return LSTMParams(
-            self.kernel.get_value(),
-            self.recurrent_kernel.get_value(),
-            value(self.bias),
-            value(self.projection),
-        )
+        return keras_surface.tree_params(self._tree())
 
     def _write(self, params: LSTMParams, name: str) -> None:
         """Write ``params`` of the same shapes (and the same absent fields) into the ``nnx.Param``s."""
         checks.params(params, name)
-        current = self.params
-        for field in LSTMParams._fields:
-            new, old = getattr(params, field), getattr(current, field)
-            if (new is None) != (old is None) or (new is not None and jnp.shape(new) != jnp.shape(old)):
+        new_tree, old_tree = keras_surface.params_tree(params), self._tree()
+
+        def compare(new: Any, old: Any, path: str) -> None:
+            if isinstance(old, dict) or isinstance(new, dict):
+                new, old = (v if isinstance(v, dict) else {} for v in (new, old))
+                for sub in [*old, *(k for k in new if k not in old)]:
+                    compare(new.get(sub), old.get(sub), f"{path}.{sub}")
+            elif (new is None) != (old is None) or (new is not None and jnp.shape(new) != jnp.shape(old)):
                 found = "None" if new is None else checks.fmt(jnp.shape(new))
                 expected = "None" if old is None else checks.fmt(jnp.shape(old))
-                raise ValueError(f"{name}.{field}: expected shape {expected} for this module, found {found}")
-            if new is not None:
-                getattr(self, field).set_value(jnp.asarray(new))
+                raise ValueError(f"{path}: expected shape {expected} for this module, found {found}")
+
+        for field in LSTMParams._fields:
+            compare(new_tree.get(field), old_tree.get(field), f"{name}.{field}")
+        for field, value in new_tree.items():
+            stored = getattr(self, field)
+            if isinstance(value, dict):
+                for sub, array in value.items():
+                    stored[sub].set_value(jnp.asarray(array))
+            else:
+                stored.set_value(jnp.asarray(value))
 
     def set_params(self, params: LSTMParams) -> None:
-        """Write ``LSTMParams`` (kernel ``[I, 4H]``, recurrent_kernel ``[H, 4H]``, bias ``[4H]`` iff
-        use_bias) into the module's ``nnx.Param``s. (A method rather than a property setter: NNX
-        intercepts attribute assignment.)"""
+        """Write ``LSTMParams`` (kernel ``[I, G*H]``, recurrent_kernel ``[H, G*H]``, bias ``[G*H]`` iff
+        use_bias, layer_norm / peepholes iff the module has them) into the module's ``nnx.Param``s.
+        (A method rather than a property setter: NNX intercepts attribute assignment.)"""
         current = self.params
-        keras_surface.module_params(params, current.units, current.bias is not None)
+        keras_surface.module_params(params, current.units, keras_surface.variant_flags(current))
         self._write(params, "params")
 
     @classmethod
@@ -98,7 +123,7 @@ class _Direction:
         """A module holding ``params`` (``options`` as in the constructor, less the sizes). ``rngs``
         is needed only for dropout; without it, pass ``rngs=`` to the call when dropping."""
         input_size, units, _ = checks.params(params)
-        options = {**keras_surface.PLACEHOLDER_INIT, **options, "use_bias": params.bias is not None}
+        options = {**keras_surface.PLACEHOLDER_INIT, **options, **keras_surface.variant_flags(params)}
         make: Any = cls  # LSTM or LSTMCell
         module = make(input_size, units, rngs=rngs or nnx.Rngs(0), **options)
         module.set_params(params)
@@ -140,14 +165,20 @@ class LSTM(_Direction, nnx.Module):
         activation ... time_major, dtype, param_dtype, rng_collection: as the attributes of
             ``jaxlstm.linen.LSTM`` (one meaning in both flavours); ``stateful`` keeps the final state
             in ``self.kept_state`` (a ``KeptState`` variable), and ``reset_state()`` zeroes it.
+        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
+            weight_drop, dropout_masks, carry_dtype: the variants, as the attributes of
+            ``jaxlstm.linen.LSTM``; the nested weights are ``self.layer_norm`` / ``self.peepholes``
+            (an ``nnx.Dict`` of ``nnx.Param``). Zoneout and weight drop draw from the dropout stream
+            in training and are off (zoneout: its expectation) when deterministic.
         deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it); False
             by default, as ``nnx.Dropout`` (linen's default is None, as ``flax.linen.Dropout``).
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and dropout.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, deterministic=None,
-    training=None, rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's list ``[h, c]``;
-    mask ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in ``jaxlstm.lstm``
-    (the last output is then each sequence's own last step). T must be at least 1. Returns
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, training=None, rngs=None)``; ``initial_state`` is an ``LSTMState`` or Keras's
+    list ``[h, c]``; mask ``[..., T]`` bool or 0/1; lengths ``[...]`` int is right padding as in
+    ``jaxlstm.lstm`` (the last output is then each sequence's own last step); resets ``[..., T]``
+    bool zero the state before a True step (as in ``jaxlstm.lstm``). T must be at least 1. Returns
     ``[..., H]``, ``[..., T, H]`` with return_sequences, ``(output, h, c)`` with return_state.
     """
 
@@ -177,6 +208,15 @@ class LSTM(_Direction, nnx.Module):
         rng_collection: str = "dropout",
         impl: Any = "auto",
         time_major: bool = False,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        weight_drop: float = 0.0,
+        dropout_masks: str = "shared",
+        carry_dtype: Any = None,
         rngs: nnx.Rngs,
     ):
         self.units = checks.positive_int(units, "units")
@@ -184,12 +224,16 @@ class LSTM(_Direction, nnx.Module):
         self._make_weights(in_features, units, keras_surface.weight_options(locals()), rngs)
         self.in_features = in_features
         self.dropout, self.recurrent_dropout = keras_surface.dropout_rates(dropout, recurrent_dropout)
+        self.weight_drop = checks.fraction(weight_drop, "weight_drop")
         self.return_sequences, self.return_state = return_sequences, return_state
         self.go_backwards, self.stateful = go_backwards, stateful
         self.dtype, self.param_dtype = dtype, param_dtype
         self.deterministic = checks.flag(deterministic, "deterministic")
         self.rng_collection = rng_collection
-        self.rngs = _dropout_stream(rngs, rng_collection, self.dropout > 0 or self.recurrent_dropout > 0)
+        dropping = keras_surface.regularised(
+            self.dropout, self.recurrent_dropout, self.weight_drop, self.options
+        )
+        self.rngs = _dropout_stream(rngs, rng_collection, dropping)
         if stateful:
             self.kept_state = KeptState(None)
 
@@ -200,6 +244,7 @@ class LSTM(_Direction, nnx.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         training: Optional[bool] = None,
         rngs: RngsLike = None,
@@ -224,6 +269,7 @@ class LSTM(_Direction, nnx.Module):
             batch_shape=batch_shape,
             kept=self.kept_state.get_value() if self.stateful else None,
             lengths=lengths,
+            resets=resets,
             deterministic=deterministic,
             training=training,
             dropout_key=lambda: _dropout_key(self, rngs, self.rng_collection),
@@ -251,7 +297,10 @@ class LSTMCell(_Direction, nnx.RNNCellBase):
 
     Same parameters (names, Keras layout, initialisers) and numbers as ``LSTM``; the step is
     ``core.step``. ``nnx.RNN(LSTMCell(I, H, rngs=...))`` equals ``LSTM(I, H, return_sequences=True)``
-    with the same params. No dropout: use ``LSTM`` for that.
+    with the same params. The variants' options as in ``LSTM`` (``layer_norm``, ``peepholes``,
+    ``coupled_gates``, ``layer_norm_epsilon``, ``layer_norm_carry``, ``carry_dtype``); ``zoneout``
+    is always its evaluation form, the expectation (Flax's RNN drivers give a cell no per-step
+    key). No dropout and no training-mode zoneout: use ``LSTM`` for those.
 
     Call: ``(carry (c [..., H], h [..., H]), inputs [..., I]) -> ((c, h), h [..., H])``.
     """
@@ -270,6 +319,13 @@ class LSTMCell(_Direction, nnx.RNNCellBase):
         unit_forget_bias: bool = True,
         dtype: Any = None,
         param_dtype: Any = jnp.float32,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        carry_dtype: Any = None,
         rngs: nnx.Rngs,
     ):
         self.units = checks.positive_int(units, "units")
@@ -284,10 +340,7 @@ class LSTMCell(_Direction, nnx.RNNCellBase):
         """One step: carry ``(c [..., H], h [..., H])``, inputs ``[..., I]`` -> ``((c, h), h)``."""
         state = keras_surface.cell_inputs(carry, inputs, self.in_features, self.units)
         dtype = keras_surface.compute_dtype(self.dtype, inputs, self.param_dtype)
-        params, state, inputs = keras_surface.cast((self.params, state, inputs), dtype)
-        state, y = core.raw_step(
-            params, state, inputs, self.options.activation, self.options.recurrent_activation
-        )
+        state, y = keras_surface.cell_step(self.params, state, inputs, self.options, dtype)
         return state.to_flax_carry(), y
 
     def initialize_carry(
@@ -297,16 +350,17 @@ class LSTMCell(_Direction, nnx.RNNCellBase):
         carry_init: Any = None,
     ) -> tuple[jax.Array, jax.Array]:
         """Zeros ``(c [..., H], h [..., H])`` for inputs ``[..., I]``; with ``carry_init`` (and
-        ``rngs``), its values."""
-        batch_shape = tuple(input_shape)[:-1]
+        ``rngs``), its values. In the dtypes a step returns (h: ``dtype`` or ``param_dtype``; c:
+        ``carry_dtype`` if set)."""
+        shape = (*tuple(input_shape)[:-1], self.units)
+        h, c = keras_surface.cell_carry_dtypes(self.dtype, self.param_dtype, self.options.carry_dtype)
         if carry_init is None:
-            return core.zero_state(self.units, batch_shape, self.param_dtype).to_flax_carry()
+            return jnp.zeros(shape, c), jnp.zeros(shape, h)
         if isinstance(rngs, nnx.Rngs):
             rngs = rngs.carry
         if rngs is None:
             raise ValueError("rngs: carry_init needs an RNG stream to draw the initial carry")
-        shape = (*batch_shape, self.units)
-        return (carry_init(rngs(), shape, self.param_dtype), carry_init(rngs(), shape, self.param_dtype))
+        return (carry_init(rngs(), shape, c), carry_init(rngs(), shape, h))
 
     @property
     def num_feature_axes(self) -> int:
@@ -366,10 +420,15 @@ class Bidirectional(_Layers, nnx.Module):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``,
             and so are unroll, dtype, param_dtype, impl and time_major; ``projection_initializer``
             for ``[H, P]``.
-        rngs: ``nnx.Rngs`` for the initialisers (``params`` stream).
+        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
+            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions.
+        deterministic: zoneout and weight drop off (zoneout: its expectation) when True
+            (``model.eval()``); False by default. rng_collection: the ``rngs`` stream they draw from.
+        rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and zoneout / weight drop.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None)`` ->
-    ``BidirectionalOutput`` (sequence ``[..., T, F]``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, rngs=None)`` -> ``BidirectionalOutput`` (sequence ``[..., T, F]``;
+    ``resets`` are episode starts, as in ``jaxlstm.bidirectional``).
     """
 
     def __init__(
@@ -393,12 +452,27 @@ class Bidirectional(_Layers, nnx.Module):
         param_dtype: Any = jnp.float32,
         impl: Any = "auto",
         time_major: bool = False,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        weight_drop: float = 0.0,
+        carry_dtype: Any = None,
+        deterministic: bool = False,
+        rng_collection: str = "dropout",
         rngs: nnx.Rngs,
     ) -> None:
         units = checks.positive_int(units, "units")
         self.merge_mode = checks.merge_mode(merge_mode)
         self.options = keras_surface.sequence_options(locals())
         self.weights = _BidirectionalWeights(in_features, units, keras_surface.weight_options(locals()), rngs)
+        self.weight_drop = checks.fraction(weight_drop, "weight_drop")
+        self.deterministic = checks.flag(deterministic, "deterministic")
+        self.rng_collection = rng_collection
+        dropping = keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
+        self.rngs = _dropout_stream(rngs, rng_collection, dropping)
 
     @property
     def params(self) -> BidirectionalParams:
@@ -416,12 +490,26 @@ class Bidirectional(_Layers, nnx.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
+        deterministic: Optional[bool] = None,
+        rngs: RngsLike = None,
     ) -> BidirectionalOutput:
         """Inputs ``[..., T, I]`` -> ``BidirectionalOutput`` (see ``jaxlstm.bidirectional``)."""
-        keras_surface.check_inputs(inputs, self.params.forward.input_size, self.options.time_major)
+        params = self.params
+        keras_surface.check_inputs(inputs, params.forward.input_size, self.options.time_major)
+        dropping = keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
+        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
+        key = _dropout_key(self, rngs, self.rng_collection) if dropping and not evaluating else None
+        call = keras_surface.bidirectional_inputs(params, resets, key, self.weight_drop, self.options)
         return _bidirectional.run(
-            self.params, inputs, initial_state, mask, lengths, self.options, self.merge_mode
+            params, inputs, initial_state, mask, lengths, self.options, self.merge_mode, call
         )
+
+    def set_view(self, deterministic: Optional[bool] = None) -> None:
+        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: zoneout and weight
+        drop off if True."""
+        if deterministic is not None:
+            self.deterministic = deterministic
 
 
 class StackedLSTM(_Layers, nnx.Module):
@@ -438,12 +526,14 @@ class StackedLSTM(_Layers, nnx.Module):
         residual: add each upper layer's input to its output.
         zero_output_for_mask: None for Keras's per-layer default (see ``stacked_lstm``).
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in
-            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major.
-        rng_collection: the ``rngs`` stream dropout draws from (``"dropout"``).
+            ``Bidirectional``; so are unroll, dtype, param_dtype, impl and time_major, and the
+            variants (layer_norm ... carry_dtype; zoneout and weight drop in every layer).
+        rng_collection: the ``rngs`` stream dropout (zoneout, weight drop) draws from (``"dropout"``).
         rngs: ``nnx.Rngs`` for the initialisers (``params``) and dropout.
 
-    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None,
-    deterministic=None, rngs=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``).
+    Call: ``(inputs [..., T, I], initial_state=None, mask=None, *, lengths=None, resets=None,
+    deterministic=None, rngs=None)`` -> ``StackOutput`` (sequence ``[..., T, F]``; ``resets``
+    episode starts for every layer).
     """
 
     def __init__(
@@ -474,6 +564,14 @@ class StackedLSTM(_Layers, nnx.Module):
         impl: Any = "auto",
         time_major: bool = False,
         dropout: Optional[float] = None,
+        layer_norm: bool = False,
+        peepholes: bool = False,
+        coupled_gates: bool = False,
+        layer_norm_epsilon: float = 1e-3,
+        layer_norm_carry: str = "raw",
+        zoneout: Any = 0.0,
+        weight_drop: float = 0.0,
+        carry_dtype: Any = None,
         rngs: nnx.Rngs,
     ) -> None:
         num_layers = checks.positive_int(num_layers, "num_layers")
@@ -492,7 +590,13 @@ class StackedLSTM(_Layers, nnx.Module):
         self.deterministic = checks.flag(deterministic, "deterministic")
         self.residual = residual
         self.rng_collection = rng_collection
-        self.rngs = _dropout_stream(rngs, rng_collection, self.inter_layer_dropout > 0 and num_layers > 1)
+        self.weight_drop = checks.fraction(weight_drop, "weight_drop")
+        self.rngs = _dropout_stream(rngs, rng_collection, self._randomised())
+
+    def _randomised(self) -> bool:
+        """Whether training draws randomness: between-layer dropout, weight drop or zoneout."""
+        between = self.inter_layer_dropout > 0 and len(self.layers) > 1
+        return between or keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
 
     @property
     def dropout(self) -> float:
@@ -522,6 +626,7 @@ class StackedLSTM(_Layers, nnx.Module):
         mask: Optional[jax.Array] = None,
         *,
         lengths: Optional[jax.Array] = None,
+        resets: Optional[jax.Array] = None,
         deterministic: Optional[bool] = None,
         rngs: RngsLike = None,
     ) -> StackOutput:
@@ -532,7 +637,7 @@ class StackedLSTM(_Layers, nnx.Module):
         )
         deterministic = self.deterministic if deterministic is None else deterministic
         key = None
-        if self.inter_layer_dropout > 0 and len(self.layers) > 1 and not deterministic:
+        if self._randomised() and not deterministic:
             key = _dropout_key(self, rngs, self.rng_collection)
         return stack.run(
             params,
@@ -546,6 +651,8 @@ class StackedLSTM(_Layers, nnx.Module):
             key=key,
             deterministic=deterministic,
             residual=self.residual,
+            weight_drop=self.weight_drop,
+            inputs=CallInputs(resets=resets),
         )
 
     def set_view(self, deterministic: Optional[bool] = None) -> None:

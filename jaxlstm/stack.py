@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from . import _bidirectional, checks, core
 from ._bidirectional import BidirectionalState, init_bidirectional, merged_size
-from ._options import SequenceOptions
+from ._dropout import keep_mask
+from ._options import CallInputs, SequenceOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
 
@@ -133,22 +134,24 @@ def check_stack(params: Any, merge_mode: Optional[str], residual: bool) -> list[
 
 
 def _check_initial_state(
-    initial_state: Any, params: Sequence[LayerParams], batch_shape: tuple[int, ...]
+    initial_state: Any,
+    params: Sequence[LayerParams],
+    batch_shape: tuple[int, ...],
+    what: str = "initial_state",
 ) -> None:
     if not isinstance(initial_state, (tuple, list)) or isinstance(
         initial_state, (LSTMState, BidirectionalState)
     ):
         raise TypeError(
-            "initial_state: expected a tuple with one state per layer (LSTMState or "
+            f"{what}: expected a tuple with one state per layer (LSTMState or "
             f"BidirectionalState), found {type(initial_state).__name__}"
         )
     if len(initial_state) != len(params):
         raise ValueError(
-            f"initial_state: expected {len(params)} per-layer states (one per layer), "
-            f"found {len(initial_state)}"
+            f"{what}: expected {len(params)} per-layer states (one per layer), found {len(initial_state)}"
         )
     for index, (layer, state) in enumerate(zip(params, initial_state)):
-        name = f"initial_state[{index}]"
+        name = f"{what}[{index}]"
         if isinstance(layer, LSTMParams):
             if not isinstance(state, LSTMState):
                 raise TypeError(
@@ -180,7 +183,43 @@ def _dropout(key: jax.Array, rate: float, x: jax.Array) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-@partial(jax.jit, static_argnames=("merge_mode", "dropout", "residual", "options"))
+def _layer_inputs(
+    layer: LayerParams,
+    index: int,
+    resets: Optional[jax.Array],
+    reset_state: Optional[tuple[LayerState, ...]],
+    key: Optional[jax.Array],
+    weight_drop: float,
+    zoneout_training: bool,
+) -> Optional[CallInputs]:
+    """Layer ``index``'s ``CallInputs``: the stack's resets, its reset state, and in training its
+    zoneout key and weight-drop masks (one per direction), from keys of their own."""
+    zoneout_key = mask_key = None
+    if key is not None:
+        zoneout_key = jax.random.fold_in(jax.random.fold_in(key, 1), index) if zoneout_training else None
+        mask_key = jax.random.fold_in(jax.random.fold_in(key, 2), index) if weight_drop else None
+    directions = (layer,) if isinstance(layer, LSTMParams) else (layer.forward, layer.backward)
+    masks = None
+    if mask_key is not None:
+        keys = jax.random.split(mask_key, len(directions))
+        masks = tuple(
+            keep_mask(k, weight_drop, p.recurrent_kernel.shape, p.recurrent_kernel.dtype)
+            for k, p in zip(keys, directions)
+        )
+    state = None if reset_state is None else reset_state[index]
+    inputs = CallInputs(
+        resets=resets,
+        reset_state=state,
+        zoneout_key=zoneout_key,
+        weight_drop_mask=None if masks is None else masks[0] if len(masks) == 1 else masks,
+    )
+    return None if all(value is None for value in inputs) else inputs
+
+
+@partial(
+    jax.jit,
+    static_argnames=("merge_mode", "dropout", "weight_drop", "zoneout_training", "residual", "options"),
+)
 def _stacked_lstm(
     params: tuple[LayerParams, ...],
     xs: jax.Array,
@@ -188,25 +227,30 @@ def _stacked_lstm(
     mask: Optional[jax.Array],
     lengths: Optional[jax.Array],
     key: Optional[jax.Array],
+    resets: Optional[jax.Array],
+    reset_state: Optional[tuple[LayerState, ...]],
     *,
     merge_mode: str,
     dropout: float,
+    weight_drop: float,
+    zoneout_training: bool,
     residual: bool,
     options: SequenceOptions,
 ) -> StackOutput:
     # A dropout key per gap between layers (PyTorch: no dropout after the last layer).
-    keys = None if key is None else jax.random.split(key, max(len(params) - 1, 1))
+    keys = None if key is None or not dropout else jax.random.split(key, max(len(params) - 1, 1))
     states: list[LayerState] = []
     for index, layer in enumerate(params):
         # _check_initial_state matched each state's kind to its layer's. Each layer fills in Keras's
         # default zero_output_for_mask for its kind when it is None.
         state = None if initial_state is None else initial_state[index]
+        inputs = _layer_inputs(layer, index, resets, reset_state, key, weight_drop, zoneout_training)
         if isinstance(layer, LSTMParams):
-            out = core.run(layer, xs, cast(Optional[LSTMState], state), mask, lengths, options)
+            out = core.run(layer, xs, cast(Optional[LSTMState], state), mask, lengths, options, inputs=inputs)
             ys = out.sequence
         else:
             bi_state = cast(Optional[BidirectionalState], state)
-            out = _bidirectional.run(layer, xs, bi_state, mask, lengths, options, merge_mode)
+            out = _bidirectional.run(layer, xs, bi_state, mask, lengths, options, merge_mode, inputs)
             # A stack's merge_mode is never None (check_stack rejects it), so this is one array.
             ys = cast(jax.Array, out.sequence)
         if residual and index > 0:
@@ -238,6 +282,13 @@ def stacked_lstm(
     impl: Any = "auto",
     time_major: bool = False,
     dropout: Optional[float] = None,
+    layer_norm_epsilon: float = 1e-3,
+    layer_norm_carry: str = "raw",
+    zoneout: float | tuple[float, float] = 0.0,
+    carry_dtype: Any = None,
+    resets: Optional[jax.Array] = None,
+    reset_state: Optional[Sequence[LayerState]] = None,
+    weight_drop: float = 0.0,
 ) -> StackOutput:
     """Run a stack of LSTM layers over whole sequences, bottom layer first.
 
@@ -266,6 +317,17 @@ def stacked_lstm(
         activation, recurrent_activation, unroll, dtype, impl, time_major: as in ``core.lstm``, for
             every layer.
         dropout: deprecated spelling of ``inter_layer_dropout``.
+        layer_norm_epsilon, layer_norm_carry, carry_dtype: as in ``core.lstm``, for every layer (the
+            variant itself is in each layer's params).
+        zoneout: rates ``z`` or ``(z_c, z_h)``, as in ``core.lstm``, in every layer: in training
+            (``deterministic=False``) each layer draws its masks from ``key``; with
+            ``deterministic=True`` every layer uses the expectation. Needs ``deterministic``.
+        resets: ``[..., T]`` bool episode starts (``[T, ...]`` with ``time_major``), the same for
+            every layer: each layer's state goes to its ``reset_state`` before a start (a
+            bidirectional layer's backward direction before the step that ends an episode).
+        reset_state: a tuple with one state per layer, as ``initial_state``; None is zeros.
+        weight_drop: DropConnect rate on every direction's ``recurrent_kernel`` (AWD-LSTM): in
+            training one mask per call and direction, drawn from ``key``. Needs ``deterministic``.
 
     Returns:
         ``StackOutput(sequence [..., T, F], state)``; see its docstring for the state layout
@@ -273,8 +335,10 @@ def stacked_lstm(
     """
     rate = checks.renamed("dropout", dropout, "inter_layer_dropout", inter_layer_dropout, 0.0)
     options = SequenceOptions.of(locals())
+    inputs = CallInputs(resets=resets, reset_state=reset_state)
     return run(params, xs, initial_state, mask, lengths, options, merge_mode=merge_mode,
-               inter_layer_dropout=rate, key=key, deterministic=deterministic, residual=residual)  # fmt: skip
+               inter_layer_dropout=rate, key=key, deterministic=deterministic, residual=residual,
+               weight_drop=weight_drop, inputs=inputs)  # fmt: skip
 
 
 def run(
@@ -290,8 +354,12 @@ def run(
     key: Optional[jax.Array] = None,
     deterministic: Optional[bool] = None,
     residual: bool = False,
+    weight_drop: float = 0.0,
+    inputs: Optional[CallInputs] = None,
 ) -> StackOutput:
-    """``stacked_lstm`` with its options as one ``SequenceOptions``."""
+    """``stacked_lstm`` with its options as one ``SequenceOptions``; ``inputs`` carries the stack's
+    ``resets`` and its per-layer ``reset_state`` (its other fields must be None: the stack draws
+    zoneout and weight-drop masks itself)."""
     checks.merge_mode(merge_mode)
     residual = checks.flag(residual, "residual")
     params = checks.layers(params)
@@ -300,18 +368,33 @@ def run(
     if initial_state is not None:
         _check_initial_state(initial_state, params, batch_shape)
         initial_state = tuple(initial_state)
+    inputs = CallInputs() if inputs is None else inputs
+    drawn_here = ("zoneout_key", "weight_drop_mask", "recurrent_dropout_mask", "input_dropout_mask")
+    for field in drawn_here:
+        if getattr(inputs, field) is not None:
+            raise ValueError(
+                f"{field}: a stack draws its own masks (zoneout=, weight_drop=, key=); found one"
+            )
+    reset_state = inputs.reset_state
+    if reset_state is not None:
+        _check_initial_state(reset_state, params, batch_shape, "reset_state")
+        reset_state = tuple(reset_state)
     dropout = checks.fraction(inter_layer_dropout, "inter_layer_dropout")
+    weight_drop = checks.fraction(weight_drop, "weight_drop")
     deterministic = checks.optional_flag(deterministic, "deterministic")
-    if deterministic is None and dropout > 0:
+    # Every regulariser that behaves differently in training and inference needs to be told which.
+    rates = {"inter_layer_dropout": dropout, "weight_drop": weight_drop, "zoneout": max(options.zoneout)}
+    on = ", ".join(f"{name}={rate}" for name, rate in rates.items() if rate > 0)
+    if deterministic is None and on:
         raise ValueError(
-            f"deterministic: inter_layer_dropout={dropout} needs deterministic=False (training, with a "
-            "key) or deterministic=True (inference, no dropout); found None"
+            f"deterministic: {on} needs deterministic=False (training, with a key) or "
+            "deterministic=True (inference); found None"
         )
     use_dropout = dropout > 0 and not deterministic and len(params) > 1
-    if use_dropout and key is None:
-        raise ValueError(
-            f"key: inter_layer_dropout={dropout} with deterministic=False needs a PRNG key, found None"
-        )
+    use_weight_drop = weight_drop > 0 and not deterministic
+    zoneout_training = max(options.zoneout) > 0 and not deterministic
+    if (use_dropout or use_weight_drop or zoneout_training) and key is None:
+        raise ValueError(f"key: {on} with deterministic=False needs a PRNG key, found None")
     # Mask and lengths are validated by each layer while tracing (lengths' range here, concretely).
     return _stacked_lstm(
         params,
@@ -319,9 +402,14 @@ def run(
         initial_state,
         None if mask is None else jnp.asarray(mask),
         None if lengths is None else _concrete_lengths(lengths, batch_shape, steps),
-        key if use_dropout else None,
+        key if use_dropout or use_weight_drop or zoneout_training else None,
+        None if inputs.resets is None else jnp.asarray(inputs.resets),
+        reset_state,
         merge_mode=merge_mode,
-        dropout=dropout if use_dropout else 0.0,  # an unused rate must not cause a recompilation
+        # An unused rate must not cause a recompilation.
+        dropout=dropout if use_dropout else 0.0,
+        weight_drop=weight_drop if use_weight_drop else 0.0,
+        zoneout_training=zoneout_training,
         residual=residual,
         options=options,
     )

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, core, stack
-from ._options import SequenceOptions
+from ._options import CallInputs, SequenceOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LSTMParams, LSTMState
 from .stack import check_stack
@@ -52,16 +52,26 @@ def _layers(params: Any) -> tuple[tuple[LSTMParams, ...], bool]:
     return tuple(checked), single
 
 
-def _as_tuple(state: Any, layers: tuple, single: bool) -> tuple[LSTMState, ...]:
+def _as_tuple(state: Any, layers: tuple, single: bool, what: str = "state") -> tuple[LSTMState, ...]:
     if single:
         if not isinstance(state, LSTMState):
-            raise TypeError(f"state: expected LSTMState for one LSTMParams, found {type(state).__name__}")
+            raise TypeError(f"{what}: expected LSTMState for one LSTMParams, found {type(state).__name__}")
         return (state,)
     if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState):
-        raise TypeError(f"state: expected a tuple of per-layer LSTMState, found {type(state).__name__}")
+        raise TypeError(f"{what}: expected a tuple of per-layer LSTMState, found {type(state).__name__}")
     if len(state) != len(layers):
-        raise ValueError(f"state: expected {len(layers)} per-layer states, found {len(state)}")
+        raise ValueError(f"{what}: expected {len(layers)} per-layer states, found {len(state)}")
     return tuple(state)
+
+
+def _check_reset(reset: Any, batch_shape: tuple[int, ...]) -> None:
+    """One step's reset flags ``[...]`` (x_t's batch axes): bool or 0/1, as ``lstm``'s resets."""
+    if tuple(np.shape(reset)) != tuple(batch_shape):
+        raise ValueError(
+            f"reset: expected shape {checks.fmt(batch_shape)} (x_t's batch axes), found {checks.fmt(np.shape(reset))}"
+        )
+    # The dtype and value checks of a [..., T] flag array, on the one step.
+    checks.mask(jnp.reshape(reset, (*batch_shape, 1)), batch_shape, 1, name="reset")
 
 
 def stream_state(
@@ -79,18 +89,25 @@ def _stream_step(
     layers: tuple[LSTMParams, ...],
     states: tuple[LSTMState, ...],
     x_t: jax.Array,
+    reset: Optional[jax.Array],
+    reset_states: Optional[tuple[LSTMState, ...]],
     *,
     residual: bool,
     options: SequenceOptions,
 ) -> tuple[tuple[LSTMState, ...], jax.Array]:
     # Compute in the dtype core.lstm would use, so a stream matches the whole-sequence pass.
     dtype = jnp.result_type(x_t.dtype, layers[0].kernel.dtype)
+    carry = dtype if options.carry_dtype is None else options.carry_dtype
     x_t = x_t.astype(dtype)
     new_states = []
     for index, (layer, state) in enumerate(zip(layers, states)):
-        layer = jax.tree_util.tree_map(lambda a: a.astype(dtype), layer)
-        state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(dtype))
-        new, y_t = core.raw_step(layer, state, x_t, options.activation, options.recurrent_activation)
+        layer = core._cast_params(layer, dtype, carry)
+        state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(carry))
+        if reset is not None:  # before the step, as in lstm(resets=)
+            to = core.zero_state(layer, (), dtype) if reset_states is None else reset_states[index]
+            state = core.reset(state, reset, LSTMState(h=to.h.astype(dtype), c=to.c.astype(carry)))
+        # No zoneout masks: a stream is inference, so zoneout is its expectation.
+        new, y_t = core._step(layer, state, x_t, options)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)
@@ -106,6 +123,12 @@ def stream_step(
     residual: bool = False,
     activation: ActivationLike = "tanh",
     recurrent_activation: ActivationLike = "sigmoid",
+    layer_norm_epsilon: float = 1e-3,
+    layer_norm_carry: str = "raw",
+    zoneout: float | tuple[float, float] = 0.0,
+    carry_dtype: Any = None,
+    reset: Optional[jax.Array] = None,
+    reset_state: Optional[StreamState] = None,
 ) -> tuple[StreamState, jax.Array]:
     """Advance every layer by one time step.
 
@@ -115,6 +138,12 @@ def stream_step(
             h ``[..., output_size]``, c ``[..., units]``, broadcastable to x_t's batch axes.
         x_t: ``[..., input_size]``, one time step; any number of leading batch axes.
         residual, activation, recurrent_activation: as in ``stacked_lstm``.
+        layer_norm_epsilon, layer_norm_carry, carry_dtype: as in ``lstm``.
+        zoneout: rates as in ``lstm``; a stream is inference, so every step uses zoneout's
+            expectation (as ``lstm`` without a ``zoneout_key``).
+        reset: ``[...]`` bool (x_t's batch axes): where True every layer's state is replaced by
+            ``reset_state`` before the step (an episode starts), as ``lstm(resets=)``.
+        reset_state: the state (structure of ``state``) a reset goes to; None is zeros.
 
     Returns:
         ``(new_state, y_t)``: the state in the same structure, and the top layer's output
@@ -132,11 +161,28 @@ def stream_step(
             f"x_t: expected shape [..., {layers[0].input_size}] (one time step, any batch axes), "
             f"found {checks.fmt(x_shape)}"
         )
-    for index, (layer, layer_state) in enumerate(zip(layers, states)):
-        name = "state" if single else f"state[{index}]"
-        checks.state(layer_state, x_shape[:-1], layer.units, layer.output_size, name=name)
-    new_states, y_t = _stream_step(layers, states, jnp.asarray(x_t), residual=residual, options=options)
+    _check_states(states, layers, x_shape[:-1], single, "state")
+    reset_states = None
+    if reset is not None:
+        _check_reset(reset, x_shape[:-1])
+        reset = jnp.asarray(reset).astype(bool)
+        if reset_state is not None:
+            reset_states = _as_tuple(reset_state, layers, single, "reset_state")
+            _check_states(reset_states, layers, x_shape[:-1], single, "reset_state")
+    elif reset_state is not None:
+        raise ValueError("reset_state: given without reset (it is the state a reset step starts from)")
+    new_states, y_t = _stream_step(
+        layers, states, jnp.asarray(x_t), reset, reset_states, residual=residual, options=options
+    )
     return (new_states[0] if single else new_states), y_t
+
+
+def _check_states(
+    states: tuple[LSTMState, ...], layers: tuple[LSTMParams, ...], batch_shape: tuple, single: bool, what: str
+) -> None:
+    for index, (layer, layer_state) in enumerate(zip(layers, states)):
+        name = what if single else f"{what}[{index}]"
+        checks.state(layer_state, batch_shape, layer.units, layer.output_size, name=name)
 
 
 def stream_chunk(
@@ -150,6 +196,12 @@ def stream_chunk(
     recurrent_activation: ActivationLike = "sigmoid",
     unroll: int | bool = 1,
     impl: Any = "auto",
+    layer_norm_epsilon: float = 1e-3,
+    layer_norm_carry: str = "raw",
+    zoneout: float | tuple[float, float] = 0.0,
+    carry_dtype: Any = None,
+    resets: Optional[jax.Array] = None,
+    reset_state: Optional[StreamState] = None,
 ) -> tuple[StreamState, jax.Array]:
     """Advance every layer over a chunk of time steps, carrying ``state`` in and out.
 
@@ -158,6 +210,8 @@ def stream_chunk(
         xs: ``[..., T_chunk, input_size]``.
         mask: ``[..., T_chunk]`` bool (Keras semantics), or None.
         residual, activation, recurrent_activation, unroll, impl: as in ``stacked_lstm``.
+        layer_norm_epsilon, layer_norm_carry, zoneout, carry_dtype, reset_state: as in ``stream_step``.
+        resets: ``[..., T_chunk]`` bool, ``stream_step``'s ``reset`` for each step of the chunk.
 
     Returns:
         ``(new_state, ys)`` with ys ``[..., T_chunk, output_size]``, the top layer's outputs.
@@ -165,7 +219,12 @@ def stream_chunk(
     options = SequenceOptions.of(locals())
     layers, single = _layers(params)
     states = _as_tuple(state, layers, single)
-    out = stack.run(layers, xs, states, mask, None, options, residual=residual)
+    reset_states = None if reset_state is None else _as_tuple(reset_state, layers, single, "reset_state")
+    inputs = CallInputs(resets=resets, reset_state=reset_states)
+    # A stream is inference: deterministic, so zoneout is its expectation, as in stream_step.
+    out = stack.run(
+        layers, xs, states, mask, None, options, residual=residual, deterministic=True, inputs=inputs
+    )
     # Every layer is one-direction (_layers), so every state is an LSTMState.
     new_state = cast(tuple[LSTMState, ...], out.state)
     return (new_state[0] if single else new_state), out.sequence

@@ -348,6 +348,72 @@ def _nnx_rnn_case() -> Case:
     return _case("nnx.RNN(LSTMCell)", (params, _xs(), _state(10)), run)
 
 
+# -- the LSTM variants (issue 15): each runs on the reference scan, so the cases check that every
+# transformation of the variant's step composes (their reference is the scan too, differentiated
+# op by op in forward mode).
+
+
+def _variant_params(seed: int, **variant: bool) -> jaxlstm.LSTMParams:
+    """``init`` with the variant's weights, every leaf moved off its initial value (LN gains 1)."""
+    flat, unravel = ravel_pytree(_f64(jaxlstm.init(jax.random.key(seed), I, H, **variant)))
+    return unravel(flat + 0.2 * _normal(seed + 50, flat.shape))
+
+
+RESETS = np.array([[False, True, False], [True, False, True]])
+
+
+def _variant_case(
+    name: str, params: jaxlstm.LSTMParams, with_reset_state: bool = False, **kwargs: Any
+) -> Case:
+    """``lstm`` of a variant, differentiated w.r.t. params, xs, initial state (and reset_state)."""
+
+    def run(impl: Any, tree: Any) -> Any:
+        params, xs, state, *reset_state = tree
+        extra = dict(resets=RESETS, reset_state=reset_state[0]) if reset_state else {}
+        return jaxlstm.lstm(params, xs, state, **kwargs, **extra, **impl_kwargs(impl))
+
+    tree = (params, _xs(), _state(10), *((_state(30),) if with_reset_state else ()))
+    return _case(name, tree, run)
+
+
+def _dropout_masks_case() -> Case:
+    keep = lambda seed, shape: (jax.random.uniform(jax.random.key(seed), shape) < 0.7) / 0.7  # noqa: E731
+    masks = dict(
+        dropout_masks="per_gate",
+        recurrent_dropout_mask=_f64(keep(1, (B, 4, H))),
+        input_dropout_mask=_f64(keep(2, (B, 4, I))),
+        weight_drop_mask=_f64(keep(3, (H, 4 * H))),
+    )
+    return _variant_case("lstm_dropout_masks", _params(0), mask=MASK, **masks)
+
+
+VARIANT_FACTORIES: dict[str, Callable[[], Case]] = {
+    "lstm_layer_norm": lambda: _variant_case(
+        "lstm_layer_norm",
+        _variant_params(0, layer_norm=True),
+        mask=MASK,
+        reverse=True,
+        layer_norm_carry="normalised",
+    ),  # fmt: skip
+    "lstm_peepholes_cifg": lambda: _variant_case(
+        "lstm_peepholes_cifg", _variant_params(1, peepholes=True, coupled_gates=True), lengths=LENGTHS
+    ),
+    "lstm_zoneout": lambda: _variant_case(
+        "lstm_zoneout",
+        _params(0),
+        zoneout=(0.3, 0.5),
+        zoneout_key=jax.random.key(3),
+        lengths=LENGTHS,
+        reverse=True,
+    ),  # fmt: skip
+    "lstm_resets": lambda: _variant_case(
+        "lstm_resets", _params(0), with_reset_state=True, mask=MASK, reverse=True
+    ),
+    "lstm_dropout_masks": _dropout_masks_case,
+}
+VARIANT_CASES = tuple(VARIANT_FACTORIES)
+
+
 #: FastConfig(checkpoint_chunks=2) over T=3 steps: two rematerialised chunks, the second padded.
 CHUNKS = FastConfig(checkpoint_chunks=2)
 
@@ -374,6 +440,7 @@ _FACTORIES: dict[str, Callable[[], Case]] = {
     "nnx.StackedLSTM": _nnx_stacked_case,
     "nnx.Bidirectional": _nnx_bidirectional_case,
     "nnx.RNN(LSTMCell)": _nnx_rnn_case,
+    **VARIANT_FACTORIES,
 }
 
 
@@ -636,6 +703,13 @@ CELLS: list[Cell] = [
     *_cells(("linen.LSTM_chunks", "nnx.LSTM_chunks"), "none", "linearize"),
     *_cells(STEP_CASES, "none", "linearize"),
     *_cells("nnx.LSTM", "cond", "linearize"),
+    # the variants: forward and reverse each, second order for the two whose step is least like
+    # the plain one's; one each under vmap, checkpoint and control flow
+    *_cells(VARIANT_CASES, "jit_inside", ("linearize", "vjp")),
+    *_cells(("lstm_layer_norm", "lstm_resets"), "jit_inside", "hvp"),
+    *_cells("lstm_resets", "none", "vjp", batched=True),
+    *_cells("lstm_zoneout", "checkpoint", "vjp"),
+    *_cells("lstm_layer_norm", "scan", "linearize"),
 ]
 
 

@@ -1,6 +1,6 @@
 """The Flax modules are deterministic: the same key and inputs give bit-identical parameters and
-outputs across calls, and the same bits with and without ``jit`` (dropout included: its masks come
-from the key)."""
+outputs across calls, and the same bits with and without ``jit`` (dropout, per-gate masks, weight drop
+and zoneout included: their masks come from the key)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import numpy as np
 
 B, T, I, H = 3, 7, 4, 5
 X = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
-DROPOUT = dict(dropout=0.3, recurrent_dropout=0.2, return_sequences=True, return_state=True)
+DROPOUT = dict(
+    dropout=0.3,
+    recurrent_dropout=0.2,
+    dropout_masks="per_gate",
+    weight_drop=0.2,
+    zoneout=(0.1, 0.2),
+    return_sequences=True,
+    return_state=True,
+)
 
 
 def assert_same_bits(a, b) -> None:

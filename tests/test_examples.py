@@ -68,6 +68,22 @@ def test_adding_problem_t20_learns(adding, tmp_path: Path, capsys: pytest.Captur
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_variants_example_trains_every_model_on_the_same_batches(tmp_path: Path) -> None:
+    for peer in ("optax", "matplotlib"):
+        require(peer)
+    variants = load_example("variants")
+    curve = tmp_path / "variants.png"
+    argv = ["--seq-len", "10", "--steps", "10", "--eval-every", "5", "--units", "8", "--batch-size", "32"]
+    curves = variants.main([*argv, "--only", "plain,layer norm + zoneout", "--plot", str(curve)])
+    assert list(curves) == ["plain", "layer norm + zoneout"]
+    for c in curves.values():
+        assert c.steps == [5, 10]
+        assert np.isfinite(c.test_mse).all()
+    # Different cells from the same seed: the curves differ.
+    assert curves["plain"].test_mse != curves["layer norm + zoneout"].test_mse
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_digits_learns(digits) -> None:
     config = digits.Config(max_steps=200, eval_every=50, target_accuracy=0.9, seed=0)
     result = digits.train(config, progress=False)

@@ -193,3 +193,163 @@ def test_flax_stacks_stream_in_chunks_and_steps() -> None:
             state, y = jaxlstm.stream_step(params, state, XS[:, t])
             outputs.append(y)
         np.testing.assert_allclose(np.stack(outputs, axis=1), whole.sequence, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# The variants (issue 15) in the Bidirectional and StackedLSTM modules, both flavours
+# ----------------------------------------------------------------------------------------------
+
+FLAGS = dict(layer_norm=True, peepholes=True, coupled_gates=True)
+RESETS = _rng.random((BATCH, STEPS)) < 0.3
+VARIANT_OPTIONS = dict(layer_norm_carry="normalised", layer_norm_epsilon=1e-4, zoneout=(0.2, 0.1))
+
+
+def _moved(params, seed: int):
+    """Every leaf moved off its initial value (gains 1 and offsets 0 would hide a misplaced one)."""
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree_util.tree_unflatten(
+        tree, [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
+    )
+
+
+def _direction(seed: int, input_size: int) -> jaxlstm.LSTMParams:
+    return _moved(jaxlstm.init(jax.random.key(seed), input_size, UNITS, **FLAGS), seed + 50)
+
+
+V_BIDIR = jaxlstm.BidirectionalParams(_direction(1, FEATURES), _direction(2, FEATURES))
+V_STACK = (V_BIDIR, jaxlstm.BidirectionalParams(_direction(3, 2 * UNITS), _direction(4, 2 * UNITS)))
+
+
+def _modules(flavour: str, kind: str, params, **options):
+    """``call(xs, **kw)`` of the flavour's module holding ``params``, with ``options``."""
+    if flavour == "linen":
+        from jaxlstm import linen
+
+        if kind == "stack":
+            options = dict(num_layers=len(params), bidirectional=True, **options)
+        module = (linen.StackedLSTM if kind == "stack" else linen.Bidirectional)(UNITS, **FLAGS, **options)
+        variables = linen.to_variables(params)
+
+        def call(xs, key=None, **kw):
+            rngs = None if key is None else {"dropout": key}
+            return module.apply(variables, xs, rngs=rngs, **kw)
+
+        return call
+    from flax import nnx
+
+    from jaxlstm import nnx as jnnx
+
+    kind_cls = jnnx.StackedLSTM if kind == "stack" else jnnx.Bidirectional
+    module = kind_cls.from_params(params, rngs=nnx.Rngs(0), **options)
+    return lambda xs, key=None, **kw: module(xs, **({} if key is None else {"rngs": key}), **kw)
+
+
+@pytest.mark.parametrize("flavour", ["linen", "nnx"])
+def test_variant_layers_equal_functional(flavour) -> None:
+    require("flax")
+    stack = _modules(flavour, "stack", V_STACK, **VARIANT_OPTIONS)
+    want = jaxlstm.stacked_lstm(V_STACK, XS, mask=MASK, resets=RESETS, deterministic=True, **VARIANT_OPTIONS)
+    _assert_trees_close(stack(XS, mask=MASK, resets=RESETS, deterministic=True), want)
+    bidir = _modules(flavour, "bidir", V_BIDIR, **VARIANT_OPTIONS)
+    want = jaxlstm.bidirectional(V_BIDIR, XS, lengths=LENGTHS, resets=RESETS, **VARIANT_OPTIONS)
+    _assert_trees_close(bidir(XS, lengths=LENGTHS, resets=RESETS, deterministic=True), want)
+    # The variant matters: the plain weights' answer differs.
+    plain = jaxlstm.bidirectional(BIDIR, XS, lengths=LENGTHS, resets=RESETS)
+    assert np.abs(np.asarray(want.sequence) - np.asarray(plain.sequence)).max() > 1e-2
+
+
+def test_nnx_stack_training_equals_functional_with_its_key() -> None:
+    """An NNX stack called with ``rngs=key`` hands that key to ``stacked_lstm``: zoneout and
+    weight drop in training are the functional ones, reproducible from the key."""
+    require("flax")
+    options = dict(zoneout=0.3, weight_drop=0.4, inter_layer_dropout=0.2)
+    stack = _modules("nnx", "stack", V_STACK, **options)
+    key = jax.random.key(5)
+    out = stack(XS, key=key, resets=RESETS)
+    want = jaxlstm.stacked_lstm(V_STACK, XS, resets=RESETS, key=key, deterministic=False, **options)
+    _assert_trees_close(out, want)
+    evaluation = stack(XS, deterministic=True, resets=RESETS)
+    _assert_trees_close(
+        evaluation, jaxlstm.stacked_lstm(V_STACK, XS, resets=RESETS, deterministic=True, **options)
+    )
+    assert np.abs(np.asarray(out.sequence) - np.asarray(evaluation.sequence)).max() > 1e-3
+
+
+@pytest.mark.parametrize("flavour", ["linen", "nnx"])
+def test_bidirectional_weight_drop_and_zoneout_in_training(flavour) -> None:
+    """One DropConnect mask per direction (read back from the exact zeros of the gradient), equal
+    to the functional layer with those masks; zoneout keeps h with probability z_h in training."""
+    require("flax")
+    rate = 0.4
+    params = random_bidirectional(_rng, FEATURES, 16)
+    if flavour == "linen":
+        from jaxlstm import linen
+
+        module = linen.Bidirectional(16, weight_drop=rate)
+        grad = jax.grad(
+            lambda v: module.apply(
+                v, XS, deterministic=False, rngs={"dropout": jax.random.key(3)}
+            ).sequence.sum()
+        )(linen.to_variables(params))
+        grads = linen.get_params(grad)
+        out = module.apply(
+            linen.to_variables(params), XS, deterministic=False, rngs={"dropout": jax.random.key(3)}
+        )
+        evaluation = module.apply(linen.to_variables(params), XS, deterministic=True)
+    else:
+        from flax import nnx
+
+        from jaxlstm import nnx as jnnx
+
+        module = jnnx.Bidirectional.from_params(params, weight_drop=rate, rngs=nnx.Rngs(0))
+        key = jax.random.key(3)
+        grad = nnx.grad(lambda m: m(XS, rngs=key).sequence.sum())(module)
+        grads = jaxlstm.BidirectionalParams(
+            *(params[d]._replace(recurrent_kernel=grad["weights"][name]["recurrent_kernel"].get_value())
+              for d, name in enumerate(("forward", "backward")))
+        )  # fmt: skip
+        out, evaluation = module(XS, rngs=key), module(XS, deterministic=True)
+    masks = [np.asarray(g.recurrent_kernel) != 0 for g in grads]
+    dropped = 1 - np.mean(np.concatenate([m.ravel() for m in masks]))
+    assert abs(dropped - rate) < 0.06, dropped
+    assert not np.array_equal(masks[0], masks[1])  # a mask per direction
+    mask_pair = tuple(m / (1 - rate) for m in masks)
+    _assert_trees_close(out, jaxlstm.bidirectional(params, XS, weight_drop_mask=mask_pair))
+    _assert_trees_close(evaluation, jaxlstm.bidirectional(params, XS))
+
+    z_h = 0.3
+    xs = _rng.normal(size=(64, STEPS, FEATURES)).astype(np.float32)
+    zoned = _modules(flavour, "bidir", V_BIDIR, zoneout=(0.0, z_h))
+    seq = np.asarray(zoned(xs, key=jax.random.key(4), deterministic=False).sequence)
+    forward, backward = seq[..., :UNITS], seq[..., UNITS:]
+    # forward h_t == h_{t-1} where kept; backward (processed from the end) h_t == h_{t+1}
+    kept = np.concatenate(
+        [(forward[:, 1:] == forward[:, :-1]).ravel(), (backward[:, :-1] == backward[:, 1:]).ravel()]
+    )
+    assert abs(kept.mean() - z_h) < 4 * np.sqrt(z_h * (1 - z_h) / kept.size), kept.mean()
+    evaluation = zoned(xs, deterministic=True)
+    _assert_trees_close(evaluation, jaxlstm.bidirectional(V_BIDIR, xs, zoneout=(0.0, z_h)))
+
+
+def test_layer_modules_need_the_mode_and_refuse_other_variants() -> None:
+    require("flax")
+    from jaxlstm import linen
+    from jaxlstm import nnx as jnnx
+
+    for module in (
+        linen.Bidirectional(UNITS, **FLAGS, zoneout=0.1),
+        linen.StackedLSTM(UNITS, **FLAGS, weight_drop=0.1, bidirectional=True),
+    ):
+        variables = linen.to_variables(V_BIDIR if isinstance(module, linen.Bidirectional) else V_STACK[:1])
+        with pytest.raises(ValueError, match="deterministic"):
+            module.apply(variables, XS)
+    # NNX from_params reads the variant from the params; set_params refuses another variant.
+    layer = jnnx.Bidirectional.from_params(V_BIDIR)
+    assert layer.params.forward.layer_norm is not None and layer.params.forward.gates == 3
+    _assert_trees_close(layer.params, V_BIDIR)
+    with pytest.raises(ValueError, match=r"params.forward.kernel: expected shape \[4, 15\]"):
+        layer.set_params(BIDIR)
+    stack = jnnx.StackedLSTM.from_params(V_STACK)
+    _assert_trees_close(stack.params, V_STACK)
+    _assert_trees_close(linen.get_params(linen.to_variables(V_STACK)), V_STACK)

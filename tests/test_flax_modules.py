@@ -137,7 +137,8 @@ class _NnxLayer(Layer):
         from jaxlstm import nnx as jnnx
 
         self.nnx = nnx
-        dropping = options.get("dropout", 0) or options.get("recurrent_dropout", 0)
+        randomised = ("dropout", "recurrent_dropout", "weight_drop", "zoneout")
+        dropping = any(np.any(np.asarray(options.get(name, 0)) > 0) for name in randomised)
         if params is None:
             self.module = jnnx.LSTM(in_features, units, rngs=nnx.Rngs(seed), **options)
         else:  # a dropout stream only when dropping, as a user of from_params would
@@ -161,9 +162,13 @@ class _NnxLayer(Layer):
 
     @staticmethod
     def _grads(grads: Any) -> LSTMParams:
-        return LSTMParams(
-            *(grads[name].get_value() if name in grads else None for name in LSTMParams._fields)
-        )
+        from jaxlstm import linen
+
+        def value(v: Any) -> Any:  # a Param, or the State of an nnx.Dict (layer_norm, peepholes)
+            return v.get_value() if hasattr(v, "get_value") else {k: value(x) for k, x in v.items()}
+
+        # linen's params tree has the same nesting: its reader turns it into LSTMParams.
+        return linen.get_params({n: value(grads[n]) for n in LSTMParams._fields if n in grads})
 
     def jit(self) -> Callable[..., Any]:
         return functools.partial(self.nnx.jit(lambda m, *a, **k: m(*a, **k)), self.module)
@@ -189,7 +194,15 @@ class Flavour:
         return self.name
 
     def layer(self, params: LSTMParams = PARAMS, **options: Any) -> Layer:
-        """A module holding ``params``."""
+        """A module holding ``params``, of their variant (a linen module is told it; NNX's
+        ``from_params`` reads it from the params)."""
+        if self.name == "linen":
+            variant = dict(
+                layer_norm=params.layer_norm is not None,
+                peepholes=params.peepholes is not None,
+                coupled_gates=params.gates == 3,
+            )
+            options = {**{k: v for k, v in variant.items() if v}, **options}
         return self._layer(params.units, params, params.input_size, 0, options)
 
     def fresh(
@@ -939,3 +952,263 @@ def test_bidirectional_module_name_is_the_function_and_shadows_no_module() -> No
     # the module is now private, so the name means one thing.
     assert callable(jaxlstm.bidirectional) and not isinstance(jaxlstm.bidirectional, types.ModuleType)
     assert not (pathlib.Path(jaxlstm.__file__).parent / "bidirectional.py").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The variants (issue 15): each module with each variant against jaxlstm.lstm on its own params
+# ----------------------------------------------------------------------------------------------
+
+_WEIGHT_FLAGS = ("layer_norm", "peepholes", "coupled_gates")
+WEIGHT_VARIANTS = {
+    "layer_norm": dict(layer_norm=True),
+    "peepholes": dict(peepholes=True),
+    "coupled_gates": dict(coupled_gates=True),
+    "all": dict(layer_norm=True, peepholes=True, coupled_gates=True),
+}
+RESETS = jnp.asarray(_rng.random((B, T)) < 0.3)
+LENGTHS = jnp.array([6, 2, 4])
+
+
+def variant_params(**flags: bool) -> LSTMParams:
+    """``jaxlstm.init``'s params of the variant with every leaf moved off its initial value (gains
+    of 1 and offsets of 0 would hide a misplaced one)."""
+    params = jaxlstm.init(jax.random.key(7), I, H, **flags)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(8), len(leaves))
+    moved = [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(tree, moved)
+
+
+def _variant(flags: dict[str, bool]) -> LSTMParams:
+    return once(("variant params", tuple(sorted(flags.items()))), lambda: variant_params(**flags))
+
+
+# case: (module options, call arguments); the functional options are the module's, less the
+# weight flags (they are in the params), with go_backwards as reverse.
+_VARIANT_CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "layer_norm": (dict(layer_norm=True), {}),
+    "layer_norm_normalised_carry": (
+        dict(layer_norm=True, layer_norm_carry="normalised", layer_norm_epsilon=1e-5),
+        dict(initial_state=STATE),
+    ),
+    "peepholes_mask_backwards": (dict(peepholes=True, go_backwards=True), dict(mask=MASK)),
+    "coupled_gates_lengths": (dict(coupled_gates=True), dict(lengths=LENGTHS)),
+    "all_mask_state": (
+        dict(layer_norm=True, peepholes=True, coupled_gates=True, zero_output_for_mask=True),
+        dict(mask=MASK, initial_state=STATE),
+    ),
+    "zoneout_evaluation": (dict(zoneout=(0.2, 0.4), peepholes=True), dict(deterministic=True)),
+    "carry_dtype": (dict(dtype=jnp.bfloat16, carry_dtype=jnp.float32, layer_norm=True), {}),
+    "resets_mask_backwards": (dict(go_backwards=True), dict(resets=RESETS, mask=MASK)),
+    "resets_lengths_state": (dict(peepholes=True), dict(resets=RESETS, lengths=LENGTHS, initial_state=STATE)),
+}
+
+
+@pytest.mark.parametrize("case", list(_VARIANT_CASES))
+def test_variant_matches_core(flavour, case) -> None:
+    options, call = _VARIANT_CASES[case]
+    params = _variant({k: v for k, v in options.items() if k in _WEIGHT_FLAGS})
+    functional = {
+        ("reverse" if k == "go_backwards" else k): v for k, v in options.items() if k not in _WEIGHT_FLAGS
+    }
+    inputs = {k: v for k, v in call.items() if k != "deterministic"}
+    ref = once(("variant", case), lambda: jaxlstm.lstm(params, XS, **functional, **inputs))
+    layer = flavour.layer(params, return_sequences=True, return_state=True, **options)
+    sequence, h, c = layer(XS, **call)
+    if "carry_dtype" in options:  # bfloat16 outputs, float32 c: the same computation, so 1 ulp at most
+        assert sequence.dtype == h.dtype == jnp.bfloat16 and c.dtype == jnp.float32
+        for got, want in zip((sequence, h, c), (ref.sequence, ref.state.h, ref.state.c)):
+            assert_close(got.astype(jnp.float32), want.astype(jnp.float32), atol=1e-2)
+    else:
+        assert_state((sequence, h, c), ref)
+    # The variant matters here (so the comparison above can fail): the plain module differs.
+    plain = flavour.layer(_variant({}), return_sequences=True)(XS, **call)
+    assert not np.allclose(np.asarray(sequence, np.float32), np.asarray(plain, np.float32), atol=1e-3)
+
+
+def test_resets_time_major(flavour) -> None:
+    xs_t, resets_t, mask_t = jnp.swapaxes(XS, 0, 1), RESETS.T, MASK.T
+    ref = once("resets time major", lambda: jaxlstm.lstm(PARAMS, XS, resets=RESETS, mask=MASK))
+    layer = flavour.layer(return_sequences=True, time_major=True)
+    assert_close(layer(xs_t, mask=mask_t, resets=resets_t), jnp.swapaxes(ref.sequence, 0, 1))
+
+
+@pytest.mark.parametrize("variant", list(WEIGHT_VARIANTS))
+def test_variant_params_shapes_and_round_trip(flavour, variant) -> None:
+    flags = WEIGHT_VARIANTS[variant]
+    layer = flavour.fresh(**flags)
+    drawn, expected = layer.params, jaxlstm.init(jax.random.key(0), I, H, **flags)
+    shapes = lambda p: jax.tree_util.tree_map(jnp.shape, p)  # noqa: E731
+    assert jax.tree_util.tree_structure(drawn) == jax.tree_util.tree_structure(expected)
+    assert shapes(drawn) == shapes(expected)
+    assert layer.stored() == {n for n, v in expected._asdict().items() if v is not None}
+    forget = slice(0, H) if flags.get("coupled_gates") else slice(H, 2 * H)
+    np.testing.assert_array_equal(drawn.bias[forget], 1.0)  # unit_forget_bias: the forget block
+    if drawn.layer_norm is not None:
+        np.testing.assert_array_equal(drawn.layer_norm.x_gain, 1.0)
+        np.testing.assert_array_equal(drawn.layer_norm.c_offset, 0.0)
+    given = _variant(flags)
+    layer.load(given)  # linen to_variables / NNX set_params, then read back by get_params / .params
+    for got, want in zip(
+        jax.tree_util.tree_leaves(layer.params), jax.tree_util.tree_leaves(given), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    held = flavour.layer(given, return_sequences=True)  # linen variables / NNX from_params
+    assert_close(held(XS), jaxlstm.lstm(given, XS).sequence)
+    # Params of another variant are refused, naming the field.
+    plain, field = _variant({}), "kernel" if "coupled_gates" in flags else next(iter(flags))
+    with pytest.raises(ValueError, match=rf"params\.{field}: "):
+        if isinstance(held, _NnxLayer):
+            held.load(plain)
+        else:
+            held.module.apply(held.linen.to_variables(plain), XS)
+
+
+def test_variant_cell_matches_core(flavour) -> None:
+    """The cell in Flax's RNN driver: every weight variant, the normalised carry, and zoneout in
+    its evaluation form (the cell's only form)."""
+    flags = WEIGHT_VARIANTS["all"]
+    params = _variant(flags)
+    options = dict(layer_norm_carry="normalised", zoneout=(0.3, 0.1))
+    if flavour.name == "linen":
+        import flax.linen as nn
+
+        from jaxlstm.linen import LSTMCell, to_variables
+
+        rnn = nn.RNN(LSTMCell(H, **flags, **options), return_carry=True)
+        (c, h), sequence = rnn.apply({"params": {"cell": to_variables(params)["params"]}}, XS)
+    else:
+        from flax import nnx
+
+        from jaxlstm.nnx import LSTMCell
+
+        cell = LSTMCell.from_params(params, **options)
+        (c, h), sequence = nnx.RNN(cell, return_carry=True)(XS)
+    assert_state((sequence, h, c), jaxlstm.lstm(params, XS, **options))
+
+
+def _grads_of(layer: Layer, xs: jax.Array, keys: range) -> list[LSTMParams]:
+    grad = layer.jit_grad(lambda call, key: call(xs, **layer.dropout_on(key)).sum())
+    return [grad(jax.random.key(k)) for k in keys]
+
+
+def test_per_gate_dropout_masks_are_keras_3s(flavour) -> None:
+    """``dropout_masks="per_gate"``: as Keras 3's LSTM with ``recurrent_dropout > 0``, 4 independent
+    masks (one per gate i, f, c, o) for h and 4 for the input, each drawn once per call (the same at
+    every step). Read back from the gradients of one sequence: row n of gate block g of
+    d out / d kernel (recurrent_kernel) is zero iff input feature (unit) n is dropped for gate g."""
+    rate_x, rate_h, features, units = 0.3, 0.4, 24, 24
+    xs = jax.random.normal(jax.random.key(0), (T, features))  # one sequence, no batch axis
+    masks = dict(dropout=rate_x, recurrent_dropout=rate_h, dropout_masks="per_gate")
+    layer = flavour.fresh(features, units, seed=1, sample=xs, return_sequences=True, **masks)
+    grads = _grads_of(layer, xs, range(2, 6))
+    kept = lambda g, n: np.any(np.asarray(g).reshape(n, 4, units) != 0, axis=-1).T  # noqa: E731 [4, n]
+    inputs = [kept(g.kernel, features) for g in grads]
+    recurrent = [kept(g.recurrent_kernel, units) for g in grads]
+    # A fresh mask per step would zero a row with probability rate**T, not rate.
+    assert_dropped_fraction(inputs, rate_x, tol=0.08)
+    assert_dropped_fraction(recurrent, rate_h, tol=0.08)
+    for patterns, rate in ((inputs, rate_x), (recurrent, rate_h)):
+        # Independent gates agree on a unit with probability rate^2 + (1-rate)^2 (0.58 / 0.52);
+        # one shared mask would agree always.
+        agree = np.mean([np.mean(p[a] == p[b]) for p in patterns for a in range(4) for b in range(a)])
+        assert abs(agree - (rate**2 + (1 - rate) ** 2)) < 0.1, agree
+    # The output is the core's with those masks per gate, scaled by 1 / (1 - rate) as in Keras.
+    out = layer.dropping(xs, jax.random.key(2))
+    ref = jaxlstm.lstm(
+        layer.params,
+        xs,
+        dropout_masks="per_gate",
+        input_dropout_mask=inputs[0] / (1 - rate_x),
+        recurrent_dropout_mask=recurrent[0] / (1 - rate_h),
+    )
+    assert_close(out, ref.sequence)
+    # One mask shared by the gates (the default) is a different model.
+    shared = jaxlstm.lstm(layer.params, xs, input_dropout_mask=inputs[0][0] / (1 - rate_x))
+    assert not np.allclose(out, shared.sequence, atol=1e-3)
+    # Per example, as Keras's [batch, n] masks: two copies of one sequence get different masks.
+    pair = np.asarray(layer.dropping(jnp.stack([xs, xs]), jax.random.key(2)))
+    assert not np.allclose(pair[0], pair[1], atol=1e-3)
+
+
+def test_weight_drop(flavour) -> None:
+    """DropConnect on recurrent_kernel: one [H, 4H] mask per call in training, shared by the batch
+    (read back as the exact zeros of d out / d recurrent_kernel), nothing in evaluation."""
+    rate, units = 0.4, 16
+    xs = jax.random.normal(jax.random.key(0), (B, T, I))
+    layer = flavour.fresh(I, units, seed=1, sample=xs, weight_drop=rate, return_sequences=True)
+    params = layer.params
+    evaluation = layer(xs, deterministic=True)
+    assert_close(evaluation, jaxlstm.lstm(params, xs).sequence)
+    patterns = [np.asarray(g.recurrent_kernel) != 0 for g in _grads_of(layer, xs, range(2, 4))]
+    assert_dropped_fraction(patterns, rate)
+    assert not np.array_equal(patterns[0], patterns[1])  # another key, another mask
+    out = layer.dropping(xs, jax.random.key(2))
+    assert not np.allclose(out, evaluation, atol=1e-3)
+    np.testing.assert_array_equal(out, layer.dropping(xs, jax.random.key(2)))  # the key decides
+    ref = jaxlstm.lstm(params, xs, weight_drop_mask=patterns[0] / (1 - rate))
+    assert_close(out, ref.sequence)
+
+
+def test_zoneout_training_masks(flavour) -> None:
+    """Training zoneout on h: each unit keeps its previous h exactly with probability z_h, per step
+    and per unit, independently (a fixed seed; 4-sigma tolerances); evaluation is the expectation."""
+    z_h, batch, units = 0.3, 64, 16
+    xs = jax.random.normal(jax.random.key(0), (batch, T, I))
+    layer = flavour.fresh(I, units, seed=1, sample=xs, zoneout=(0.0, z_h), return_sequences=True)
+    out = np.asarray(layer.dropping(xs, jax.random.key(3)))
+    np.testing.assert_array_equal(out, layer.dropping(xs, jax.random.key(3)))
+    kept = out[:, 1:] == out[:, :-1]  # [batch, T-1, units]: h_t == h_{t-1} exactly
+    n = kept.size
+    assert abs(kept.mean() - z_h) < 4 * np.sqrt(z_h * (1 - z_h) / n), kept.mean()
+    k = kept.astype(float) - kept.mean()
+    for lagged in (k[:, 1:] * k[:, :-1], k[..., 1:] * k[..., :-1]):  # across steps, across units
+        assert abs(lagged.mean() / k.var()) < 4 / np.sqrt(lagged.size)
+    evaluation = layer(xs, deterministic=True)
+    assert_close(evaluation, jaxlstm.lstm(layer.params, xs, zoneout=(0.0, z_h)).sequence)
+    assert not np.allclose(out, evaluation, atol=1e-3)
+
+
+def test_zoneout_and_weight_drop_need_the_mode(flavour) -> None:
+    """Zoneout and weight drop count as dropout: linen must be told deterministic; NNX (in train
+    mode by default) needs a dropout RNG stream."""
+    for options in (dict(zoneout=0.1), dict(weight_drop=0.2)):
+        layer: Any = flavour.layer(**options)
+        match = "deterministic: dropout is > 0"
+        if flavour.name == "nnx":  # from_params without rngs: no dropout stream
+            from jaxlstm import nnx as jnnx
+
+            layer, match = jnnx.LSTM.from_params(PARAMS, **options), "rngs: dropout is on"
+        with pytest.raises(ValueError, match=match):
+            layer(XS)
+        want = jaxlstm.lstm(PARAMS, XS, zoneout=options.get("zoneout", 0.0)).sequence[:, -1]
+        assert_close(layer(XS, deterministic=True), want)
+
+
+def test_cell_carry_dtype_in_the_rnn_driver(flavour) -> None:
+    """bfloat16 compute with a float32 carry: the cell's zero carry has the dtypes its step returns
+    (h bfloat16, c float32), so Flax's RNN scan runs, and the numbers are the core's."""
+    options = dict(dtype=jnp.bfloat16, carry_dtype=jnp.float32)
+    if flavour.name == "linen":
+        import flax.linen as nn
+
+        from jaxlstm.linen import LSTMCell, to_variables
+
+        cell = LSTMCell(H, **options)
+        (c, h), sequence = nn.RNN(cell, return_carry=True).apply(
+            {"params": {"cell": to_variables(PARAMS)["params"]}}, XS
+        )
+        carry = cell.initialize_carry(jax.random.key(0), (B, I))
+    else:
+        from flax import nnx
+
+        from jaxlstm.nnx import LSTMCell
+
+        cell = LSTMCell.from_params(PARAMS, **options)
+        (c, h), sequence = nnx.RNN(cell, return_carry=True)(XS)
+        carry = cell.initialize_carry((B, I))
+    assert (carry[0].dtype, carry[1].dtype) == (jnp.float32, jnp.bfloat16)
+    assert sequence.dtype == h.dtype == jnp.bfloat16 and c.dtype == jnp.float32
+    ref = jaxlstm.lstm(PARAMS, XS, **options)
+    assert_close(sequence.astype(jnp.float32), ref.sequence.astype(jnp.float32), atol=1e-2)
+    assert_close(c, ref.state.c, atol=1e-2)

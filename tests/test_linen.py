@@ -50,3 +50,20 @@ def test_bfloat16_compute_gives_float32_gradients() -> None:
     layer = LSTM(H, return_state=True, dtype=jnp.bfloat16)
     grads = jax.grad(lambda v: layer.apply(v, XS)[0].astype(jnp.float32).sum())(to_variables(params))
     assert all(g.dtype == jnp.float32 and jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_variant_variables_are_nested_dicts_and_serialise() -> None:
+    from flax import serialization
+
+    layer = LSTM(H, layer_norm=True, peepholes=True, coupled_gates=True)
+    variables = layer.init(jax.random.key(0), XS)
+    tree = variables["params"]
+    assert set(tree) == {"kernel", "recurrent_kernel", "bias", "layer_norm", "peepholes"}
+    assert set(tree["layer_norm"]) == {"x_gain", "x_offset", "h_gain", "h_offset", "c_gain", "c_offset"}
+    assert set(tree["peepholes"]) == {"f", "o"}  # no input gate with coupled gates
+    restored = serialization.from_bytes(
+        variables, serialization.to_bytes(to_variables(get_params(variables)))
+    )
+    np.testing.assert_array_equal(
+        layer.apply(restored, XS), jaxlstm.lstm(get_params(variables), XS).sequence[:, -1]
+    )

@@ -50,3 +50,26 @@ def test_kept_state_is_a_kept_state_variable() -> None:
     layer(XS)
     assert isinstance(nnx.state(layer, KeptState)["kept_state"], KeptState)
     assert layer.kept_state.get_value().h.shape == (B, H)
+
+
+def test_optimizer_and_split_merge_reach_the_nested_variant_params() -> None:
+    """nnx.Optimizer updates the layer_norm / peepholes nnx.Dicts like the flat weights: one SGD step
+    on the module equals one on the functional params; nnx.split / merge keep them."""
+    from conftest import require
+
+    optax = require("optax")
+    layer = LSTM(
+        I, H, layer_norm=True, peepholes=True, coupled_gates=True, return_sequences=True, rngs=nnx.Rngs(0)
+    )
+    before = layer.params
+    loss = lambda p: jax.numpy.sum(jaxlstm.lstm(p, XS).sequence ** 2)  # noqa: E731
+    want = jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, before, jax.grad(loss)(before))
+    optimizer = nnx.Optimizer(layer, optax.sgd(0.1), wrt=nnx.Param)
+    optimizer.update(layer, nnx.grad(lambda m: jax.numpy.sum(m(XS) ** 2))(layer))
+    after = layer.params
+    assert jax.tree_util.tree_structure(after) == jax.tree_util.tree_structure(want)
+    for got, expected in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert not np.allclose(after.peepholes.f, before.peepholes.f)  # the nested ones moved too
+    graphdef, state = nnx.split(layer)
+    np.testing.assert_array_equal(nnx.merge(graphdef, state)(XS), layer(XS))

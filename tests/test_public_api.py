@@ -102,33 +102,29 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(sequence: ForwardRef('jax.Array'), state: ForwardRef('tuple[LayerState, ...]'))"
         },
         "TorchState": {"": "class(h_n: ForwardRef('jax.Array'), c_n: ForwardRef('jax.Array'))"},
-        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: "
-        "'Optional[str]' = 'concat', lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', "
-        "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False) -> "
-        "'BidirectionalOutput'",
+        "bidirectional": "(params: 'BidirectionalParams', xs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'Optional[str]' = 'concat', lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[BidirectionalState]' = None, zoneout_key: 'Optional[jax.Array]' = None, weight_drop_mask: 'Optional[tuple[jax.Array, jax.Array]]' = None) -> 'BidirectionalOutput'",
         "from_torch_state": "(h_0: 'jax.Array', c_0: 'jax.Array', params: 'Sequence[LayerParams]') -> 'tuple[LayerState, ...]'",
         "hard_sigmoid": "(x: 'jax.Array') -> 'jax.Array'",
         "init": "(key: 'jax.Array', input_size: 'int', units: 'int', *, use_bias: 'bool' = True, unit_forget_bias: 'bool' = True, kernel_init: 'Initializer' = <function "
         "variance_scaling.<locals>.init>, recurrent_init: 'Initializer' = <function orthogonal.<locals>.init>, bias_init: 'Initializer' = <function zeros>, proj_size: 'Optional[int]' = "
-        "None, projection_init: 'Initializer' = <function variance_scaling.<locals>.init>, param_dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'LSTMParams'",
+        "None, projection_init: 'Initializer' = <function variance_scaling.<locals>.init>, param_dtype: 'Any' = <class 'jax.numpy.float32'>, layer_norm: 'bool' = False, "
+        "peepholes: 'bool' = False, coupled_gates: 'bool' = False) -> 'LSTMParams'",
         "init_bidirectional": "(key: 'jax.Array', input_size: 'int', units: 'int', **init_kwargs: 'Any') -> 'BidirectionalParams'",
         "init_stack": "(key: 'jax.Array', input_size: 'int', units: 'int', num_layers: 'int' = 1, *, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', proj_size: 'Optional[int]' = "
         "None, **init_kwargs: 'Any') -> 'tuple[LayerParams, ...]'",
         "lstm": "(params: 'LSTMParams', xs: 'jax.Array', initial_state: 'Optional[LSTMState]' = None, mask: 'Optional[jax.Array]' = None, *, reverse: 'bool' = False, keep_order: 'bool' = False, "
         "lengths: 'Optional[jax.Array]' = None, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
-        "unroll: 'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto', time_major: 'bool' = False) -> 'LSTMOutput'",
+        "unroll: 'int | bool' = 1, dtype: 'Any' = None, recurrent_dropout_mask: 'Optional[jax.Array]' = None, impl: 'str' = 'auto', time_major: 'bool' = False, "
+        "layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, dropout_masks: 'str' = 'shared', carry_dtype: 'Any' = None, "
+        "resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[LSTMState]' = None, zoneout_key: 'Optional[jax.Array]' = None, weight_drop_mask: 'Optional[jax.Array]' = None, "
+        "input_dropout_mask: 'Optional[jax.Array]' = None) -> 'LSTMOutput'",
         "merge": "(forward: 'jax.Array', backward: 'jax.Array', merge_mode: 'Optional[str]' = 'concat') -> 'Union[jax.Array, tuple[jax.Array, jax.Array]]'",
-        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = "
-        "'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, "
-        "residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
-        "unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None) -> 'StackOutput'",
-        "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid') -> 'tuple[LSTMState, "
-        "jax.Array]'",
-        "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', "
-        "recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, impl: 'Any' = 'auto') -> 'tuple[StreamState, jax.Array]'",
+        "stacked_lstm": "(params: 'Sequence[LayerParams]', xs: 'jax.Array', initial_state: 'Optional[Sequence[LayerState]]' = None, mask: 'Optional[jax.Array]' = None, *, merge_mode: 'str' = 'concat', lengths: 'Optional[jax.Array]' = None, inter_layer_dropout: 'float' = 0.0, key: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, dtype: 'Any' = None, impl: 'Any' = 'auto', time_major: 'bool' = False, dropout: 'Optional[float]' = None, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[Sequence[LayerState]]' = None, weight_drop: 'float' = 0.0) -> 'StackOutput'",
+        "step": "(params: 'LSTMParams', state: 'LSTMState', x_t: 'jax.Array', *, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', "
+        "layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw') -> 'tuple[LSTMState, jax.Array]'",
+        "stream_chunk": "(params: 'StreamParams', state: 'StreamState', xs: 'jax.Array', *, mask: 'Optional[jax.Array]' = None, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', unroll: 'int | bool' = 1, impl: 'Any' = 'auto', layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, resets: 'Optional[jax.Array]' = None, reset_state: 'Optional[StreamState]' = None) -> 'tuple[StreamState, jax.Array]'",
         "stream_state": "(params: 'StreamParams', batch_shape: 'Sequence[int]' = (), dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'StreamState'",
-        "stream_step": "(params: 'StreamParams', state: 'StreamState', x_t: 'jax.Array', *, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: "
-        "'ActivationLike' = 'sigmoid') -> 'tuple[StreamState, jax.Array]'",
+        "stream_step": "(params: 'StreamParams', state: 'StreamState', x_t: 'jax.Array', *, residual: 'bool' = False, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'float | tuple[float, float]' = 0.0, carry_dtype: 'Any' = None, reset: 'Optional[jax.Array]' = None, reset_state: 'Optional[StreamState]' = None) -> 'tuple[StreamState, jax.Array]'",
         "torch_state": "(state: 'Sequence[LayerState]') -> 'TorchState'",
         "zero_state": "(params_or_units: 'LSTMParams | int', batch_shape: 'Sequence[int]' = (), dtype: 'Any' = <class 'jax.numpy.float32'>) -> 'LSTMState'",
     },
@@ -207,29 +203,34 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = "
-            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', merge_mode: 'Optional[str]' = 'concat', zero_output_for_mask: 'Optional[bool]' = None, time_major: 'bool' "
-            "= False, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: "
-            "Optional[str] = None) -> None",
+            "<class 'jax.numpy.float32'>, impl: 'Any' = 'auto', layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: "
+            "'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, weight_drop: 'float' = 0.0, carry_dtype: 'Any' = None, merge_mode: 'Optional[str]' = "
+            "'concat', zero_output_for_mask: 'Optional[bool]' = None, time_major: 'bool' = False, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = "
+            "'dropout', parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, "
+            "name: Optional[str] = None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
-            "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
+            "'Optional[jax.Array]' = None, resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None) -> 'BidirectionalOutput'",
         },
         "LSTM": {
             "": "class(units: 'int', activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: 'bool' = True, kernel_initializer: "
             "'InitializerLike' = 'glorot_uniform', recurrent_initializer: 'InitializerLike' = 'orthogonal', bias_initializer: 'InitializerLike' = 'zeros', unit_forget_bias: "
             "'bool' = True, dropout: 'float' = 0.0, recurrent_dropout: 'float' = 0.0, return_sequences: 'bool' = False, return_state: 'bool' = False, go_backwards: 'bool' = "
             "False, stateful: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', time_major: 'bool' = False, parent: "
-            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> "
-            "None",
+            "'jax.numpy.float32'>, deterministic: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', impl: 'Any' = 'auto', time_major: 'bool' = False, layer_norm: 'bool' "
+            "= False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, "
+            "weight_drop: 'float' = 0.0, dropout_masks: 'str' = 'shared', carry_dtype: 'Any' = None, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, "
+            "flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None) -> 'Any'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None) -> 'Any'",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
         },
         "LSTMCell": {
             "": "class(units: 'int', activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: 'bool' = True, kernel_initializer: "
             "'InitializerLike' = 'glorot_uniform', recurrent_initializer: 'InitializerLike' = 'orthogonal', bias_initializer: 'InitializerLike' = 'zeros', unit_forget_bias: "
-            "'bool' = True, dtype: 'Any' = None, param_dtype: 'Any' = <class 'jax.numpy.float32'>, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, "
-            "flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "'bool' = True, dtype: 'Any' = None, param_dtype: 'Any' = <class 'jax.numpy.float32'>, layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: "
+            "'bool' = False, layer_norm_epsilon: 'float' = 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, carry_dtype: 'Any' = None, parent: "
+            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) "
+            "-> None",
             "__call__": "(self, carry: 'tuple[jax.Array, jax.Array]', inputs: 'jax.Array') -> 'tuple[tuple[jax.Array, jax.Array], jax.Array]'",
             "initialize_carry": "(self, rng: 'jax.Array', input_shape: 'tuple[int, ...]') -> 'tuple[jax.Array, jax.Array]'",
         },
@@ -238,12 +239,14 @@ GOLDEN: dict[str, dict[str, Any]] = {
             "": "class(units: 'int', proj_size: 'Optional[int]' = None, activation: 'ActivationLike' = 'tanh', recurrent_activation: 'ActivationLike' = 'sigmoid', use_bias: "
             "'bool' = True, kernel_initializer: 'Any' = 'glorot_uniform', recurrent_initializer: 'Any' = 'orthogonal', bias_initializer: 'Any' = 'zeros', "
             "projection_initializer: 'Any' = 'glorot_uniform', unit_forget_bias: 'bool' = True, unroll: 'int | bool' = 1, dtype: 'Any' = None, param_dtype: 'Any' = <class "
-            "'jax.numpy.float32'>, impl: 'Any' = 'auto', num_layers: 'int' = 1, bidirectional: 'bool' = False, merge_mode: 'str' = 'concat', inter_layer_dropout: 'float' = "
-            "0.0, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', "
-            "time_major: 'bool' = False, dropout: 'Optional[float]' = None, parent: Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, "
-            "NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = None) -> None",
+            "'jax.numpy.float32'>, impl: 'Any' = 'auto', layer_norm: 'bool' = False, peepholes: 'bool' = False, coupled_gates: 'bool' = False, layer_norm_epsilon: 'float' "
+            "= 0.001, layer_norm_carry: 'str' = 'raw', zoneout: 'Any' = 0.0, weight_drop: 'float' = 0.0, carry_dtype: 'Any' = None, num_layers: 'int' = 1, bidirectional: "
+            "'bool' = False, merge_mode: 'str' = 'concat', inter_layer_dropout: 'float' = 0.0, deterministic: 'Optional[bool]' = None, residual: 'bool' = False, "
+            "zero_output_for_mask: 'Optional[bool]' = None, rng_collection: 'str' = 'dropout', time_major: 'bool' = False, dropout: 'Optional[float]' = None, parent: "
+            "Union[flax.linen.module.Module, flax.core.scope.Scope, flax.linen.module._Sentinel, NoneType] = <flax.linen.module._Sentinel object>, name: Optional[str] = "
+            "None) -> None",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None) -> 'StackOutput'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None) -> 'StackOutput'",
         },
         "get_params": "(variables: 'Mapping[str, Any]') -> 'Union[LSTMParams, BidirectionalParams, tuple[LayerParams, ...]]'",
         "layer_params": "(variables: 'Mapping[str, Any]') -> 'Any'",
@@ -254,16 +257,18 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "Bidirectional": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[BidirectionalState]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: "
-            "'Optional[jax.Array]' = None) -> 'BidirectionalOutput'",
+            "'Optional[jax.Array]' = None, resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> "
+            "'BidirectionalOutput'",
             "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
             "set_params": "(self, params: 'BidirectionalParams') -> 'None'",
+            "set_view": "(self, deterministic: 'Optional[bool]' = None) -> 'None'",
         },
         "KeptState": {"": "class(*args, **kwargs)"},
         "LSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
-            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'Any'",
+            "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[StateLike]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, resets: "
+            "'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, training: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'Any'",
             "from_params": "(cls, params: 'LSTMParams', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",
             "reset_state": "(self, batch_shape: 'Optional[Sequence[int]]' = None) -> 'None'",
@@ -283,7 +288,7 @@ GOLDEN: dict[str, dict[str, Any]] = {
         "StackedLSTM": {
             "": "class(*args: 'Any', **kwargs: 'Any') -> 'Any'",
             "__call__": "(self, inputs: 'jax.Array', initial_state: 'Optional[tuple]' = None, mask: 'Optional[jax.Array]' = None, *, lengths: 'Optional[jax.Array]' = None, "
-            "deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'StackOutput'",
+            "resets: 'Optional[jax.Array]' = None, deterministic: 'Optional[bool]' = None, rngs: 'RngsLike' = None) -> 'StackOutput'",
             "dropout": "property",
             "from_params": "(cls, params: 'Any', *, rngs: 'Optional[nnx.Rngs]' = None, **options: 'Any') -> 'Any'",
             "params": "property",

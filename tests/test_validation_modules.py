@@ -328,6 +328,75 @@ def _linen_cases() -> dict:
             ("carry[0] (c)", "[2, 3]", "[3, 3]"),
             step(carry=(np.zeros((3, H), np.float32), carry[1])),
         ),
+        "layer_norm_carry unknown": (
+            ValueError,
+            ("layer_norm_carry", "'raw', 'normalised'", "'ba'"),
+            apply(layer=jl.LSTM(H, layer_norm_carry="ba")),
+        ),
+        "zoneout 1": (ValueError, ("zoneout", "[0, 1)", "1.0"), apply(layer=jl.LSTM(H, zoneout=1.0))),
+        "zoneout triple": (
+            ValueError,
+            ("zoneout", "(z_c, z_h)", "(0.1, 0.1, 0.1)"),
+            apply(layer=jl.LSTM(H, zoneout=(0.1, 0.1, 0.1))),
+        ),
+        "weight_drop > 1": (
+            ValueError,
+            ("weight_drop", "[0, 1]", "1.5"),
+            apply(layer=jl.LSTM(H, weight_drop=1.5)),
+        ),
+        "dropout_masks unknown": (
+            ValueError,
+            ("dropout_masks", "'shared', 'per_gate'", "'keras'"),
+            apply(layer=jl.LSTM(H, dropout_masks="keras")),
+        ),
+        "layer_norm int": (TypeError, ("layer_norm", "bool", "int 1"), apply(layer=jl.LSTM(H, layer_norm=1))),
+        "carry_dtype narrower": (
+            ValueError,
+            ("carry_dtype", "at least as wide", "float32", "float16"),
+            apply(layer=jl.LSTM(H, carry_dtype=jnp.float16)),
+        ),
+        "params without the module's layer norm": (
+            ValueError,
+            ("params.layer_norm", "layer_norm=True", "None"),
+            apply(layer=jl.LSTM(H, layer_norm=True)),
+        ),
+        "params without the module's peepholes": (
+            ValueError,
+            ("params.peepholes", "peepholes=True", "None"),
+            apply(layer=jl.LSTM(H, peepholes=True)),
+        ),
+        "4 gate blocks for coupled gates": (
+            ValueError,
+            (
+                "params.kernel",
+                f"[input_size, 3*units] = [{I}, {3 * H}]",
+                f"[{I}, {4 * H}]",
+                "coupled_gates=False",
+            ),
+            apply(layer=jl.LSTM(H, coupled_gates=True)),
+        ),
+        "resets wrong length": (
+            ValueError,
+            ("resets", f"[{B}, {T}]", f"[{B}, {T - 1}]"),
+            apply(resets=np.zeros((B, T - 1), bool)),
+        ),
+        "bidirectional params without layer norm": (
+            ValueError,
+            ("variables forward.layer_norm", "layer_norm=True", "None"),
+            lambda: jl.Bidirectional(H, layer_norm=True).apply(
+                jl.to_variables(jaxlstm.BidirectionalParams(P, P)), X
+            ),
+        ),
+        "stack params of 4 gate blocks for coupled gates": (
+            ValueError,
+            ("variables layer_0.kernel", f"[{I}, {3 * H}]", f"[{I}, {4 * H}]"),
+            lambda: jl.StackedLSTM(H, coupled_gates=True).apply(jl.to_variables((P,)), X),
+        ),
+        "cell params without layer norm": (
+            ValueError,
+            ("params.layer_norm", "layer_norm=True", "None"),
+            step(c=jl.LSTMCell(H, layer_norm=True)),
+        ),
         "cell units 0": (ValueError, ("units", "positive int", "0"), step(c=jl.LSTMCell(0))),
         "cell dtype complex": (
             TypeError,
@@ -486,6 +555,51 @@ def _nnx_cases() -> dict:
             ValueError,
             ("carry[1] (h)", "[2, 3]", "[1, 3]"),
             lambda: cell((carry[0], carry[1][:1]), x_t),
+        ),
+        "zoneout < 0": (
+            ValueError,
+            ("zoneout", "[0, 1]", "-0.1"),
+            lambda: jn.LSTM(I, H, zoneout=(0.0, -0.1), rngs=rngs()),
+        ),
+        "weight_drop str": (
+            TypeError,
+            ("weight_drop", "float in [0, 1]", "str"),
+            lambda: jn.LSTM(I, H, weight_drop="0.1", rngs=rngs()),
+        ),
+        "layer_norm_epsilon 0": (
+            ValueError,
+            ("layer_norm_epsilon", "positive float", "0"),
+            lambda: jn.LSTM(I, H, layer_norm_epsilon=0.0, rngs=rngs()),
+        ),
+        "peepholes str": (
+            TypeError,
+            ("peepholes", "bool", "str"),
+            lambda: jn.LSTM(I, H, peepholes="yes", rngs=rngs()),
+        ),
+        "set_params of another variant": (
+            ValueError,
+            ("params.layer_norm", "layer_norm=False", "present"),
+            lambda: layer.set_params(jaxlstm.init(jax.random.key(0), I, H, layer_norm=True)),
+        ),
+        "set_params of coupled gates": (
+            ValueError,
+            (
+                "params.kernel",
+                f"[input_size, 4*units] = [{I}, {4 * H}]",
+                f"[{I}, {3 * H}]",
+                "coupled_gates=True",
+            ),
+            lambda: layer.set_params(jaxlstm.init(jax.random.key(0), I, H, coupled_gates=True)),
+        ),
+        "resets not a mask shape": (
+            ValueError,
+            ("resets", f"[{B}, {T}]", f"[{T}]"),
+            lambda: layer(X, resets=np.zeros((T,), bool)),
+        ),
+        "bidirectional weight_drop > 1": (
+            ValueError,
+            ("weight_drop", "[0, 1]", "2"),
+            lambda: jn.Bidirectional(I, H, weight_drop=2, rngs=rngs()),
         ),
         "cell units 0": (ValueError, ("units", "positive int", "0"), lambda: jn.LSTMCell(I, 0, rngs=rngs())),
         "cell recurrent_activation": (
