@@ -710,7 +710,9 @@ def lstm(
         reset_state: ``LSTMState`` broadcast to the batch like ``initial_state``; None: zeros.
         zoneout_key: a PRNG key; step t (input time) keeps c where
             ``bernoulli(fold_in(k_c, t), z_c, (*batch, H))``, h likewise with ``k_h`` and ``[..., P]``,
-            ``k_c, k_h = jax.random.split(zoneout_key)``. None: evaluation.
+            ``k_c, k_h = jax.random.split(zoneout_key)``. None: evaluation. The masks are drawn for
+            the batch this call sees: under ``vmap`` or ``shard_map`` give each instance its own key
+            (e.g. ``fold_in`` its index), or every instance draws the same masks.
         weight_drop_mask: ``[P, G*H]`` float, multiplied onto ``recurrent_kernel`` once per call
             (DropConnect, AWD-LSTM), shared by the batch.
         input_dropout_mask: ``[..., I]`` (``[..., G, I]`` per gate) float, multiplied onto every x_t

@@ -462,42 +462,55 @@ def test_per_gate_dropout_masks_equal_keras_training() -> None:
 
 
 def test_zoneout_masks_reproducible_independent_and_at_rate() -> None:
-    """Read zoneout's h masks off the outputs: with a zero recurrent kernel and a closed forget gate
-    the candidate h~_t depends on x_t only, so a step kept h exactly where ``h_t == h_{t-1}``.
-    Over n = T*B*H = 10^5 draws with z = 0.3 the kept fraction is within 4 sigma of z
-    (sigma = sqrt(z(1-z)/n) = 0.00145) and the correlations between neighbouring steps, units and
-    examples within 4/sqrt(n) of 0. The same key gives the same bits, another key others;
-    evaluation (no key) is deterministic."""
+    """Read both zoneout masks off the library (the masks depend on the key and the shapes only).
+    h: with a zero recurrent kernel and a closed forget gate the candidate h~_t depends on x_t only,
+    so step t kept h exactly where ``h_t == h_{t-1}``. c: with an open forget gate and input gate,
+    ``c_T = c_0 + sum of (1 - d_t) tanh(z_c(x_t))``, so the gradient of c_T with respect to x_t is
+    exactly 0 where step t kept c. Over n = T*B*H = 10^5 draws each with z = 0.3 the kept fraction
+    is within 4 sigma of z (sigma = sqrt(z(1-z)/n) = 0.00145), and the correlations between
+    neighbouring steps, units and examples, and between the c and h masks, within 4/sqrt(n) of 0.
+    The same key gives the same bits, another key others; evaluation (no key) is deterministic."""
     steps, batch, units, rate = 100, 20, 50, 0.3
-    n = steps * batch * units
+    n, key = steps * batch * units, jax.random.key(42)
     k = jax.random.split(jax.random.key(11), 3)
-    bias = jnp.zeros(4 * units).at[units : 2 * units].set(-30.0)  # f = sigmoid(-30): no memory
-    params = jaxlstm.LSTMParams(jax.random.normal(k[0], (I, 4 * units)), jnp.zeros((units, 4 * units)), bias)
-    xs = jax.random.normal(k[1], (batch, steps, I))
-    h0 = jax.random.normal(k[2], (batch, units))
-    state = jaxlstm.LSTMState(h0, jnp.zeros((batch, units)))
-    run = lambda key: np.asarray(
-        jaxlstm.lstm(params, xs, state, zoneout=(0.0, rate), zoneout_key=key).sequence
-    )  # noqa: E731
-    ys = run(jax.random.key(42))
-    previous = np.concatenate([np.asarray(h0)[:, None], ys[:, :-1]], axis=1)
-    kept = (ys == previous).astype(np.float64)  # [B, T, H]
-    candidate = np.asarray(jaxlstm.lstm(params, xs, state, impl="scan").sequence)
-    # Every step either kept h or took the candidate.
-    assert np.all(np.isclose(ys, candidate, rtol=0, atol=1e-6) | (kept == 1))
-    assert abs(kept.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n)
+    kernel = jax.random.normal(k[0], (1, 4 * units))
+    xs = jax.random.normal(k[1], (batch, steps, 1))
+    state = jaxlstm.LSTMState(jax.random.normal(k[2], (batch, units)), jnp.zeros((batch, units)))
+    zero_u = jnp.zeros((units, 4 * units))
+
+    def gate_bias(forget: float, inp: float) -> jax.Array:
+        return jnp.zeros(4 * units).at[:units].set(inp).at[units : 2 * units].set(forget)
+
+    forgetting = jaxlstm.LSTMParams(kernel, zero_u, gate_bias(-30.0, 0.0))  # f = sigmoid(-30)
+    run = lambda key: np.asarray(jaxlstm.lstm(forgetting, xs, state, zoneout=rate, zoneout_key=key).sequence)  # noqa: E731
+    ys = run(key)
+    previous = np.concatenate([np.asarray(state.h)[:, None], ys[:, :-1]], axis=1)
+    kept_h = (ys == previous).astype(np.float64)  # [B, T, H]
+    candidate = np.asarray(jaxlstm.lstm(forgetting, xs, state, impl="scan").sequence)
+    assert np.all(np.isclose(ys, candidate, rtol=0, atol=1e-6) | (kept_h == 1))  # kept, or the candidate
+
+    remembering = jaxlstm.LSTMParams(kernel, zero_u, gate_bias(30.0, 30.0))  # f = i = 1
+
+    def c_final_unit(xs, unit):
+        return jaxlstm.lstm(remembering, xs, state, zoneout=rate, zoneout_key=key).state.c[:, unit].sum()
+
+    grads = jax.vmap(jax.grad(c_final_unit), in_axes=(None, 0))(xs, jnp.arange(units))  # [H, B, T, 1]
+    kept_c = np.moveaxis(np.asarray(grads[..., 0]) == 0.0, 0, -1).astype(np.float64)  # [B, T, H]
 
     def corr(a, b):
         a, b = a - a.mean(), b - b.mean()
         return (a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean())
 
     bound = 4 / np.sqrt(n)
-    assert abs(corr(kept[:, 1:], kept[:, :-1])) < bound  # across steps
-    assert abs(corr(kept[..., 1:], kept[..., :-1])) < bound  # across units
-    assert abs(corr(kept[1:], kept[:-1])) < bound  # across examples
+    for kept in (kept_c, kept_h):
+        assert abs(kept.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n)
+        assert abs(corr(kept[:, 1:], kept[:, :-1])) < bound  # across steps
+        assert abs(corr(kept[..., 1:], kept[..., :-1])) < bound  # across units
+        assert abs(corr(kept[1:], kept[:-1])) < bound  # across examples
+    assert abs(corr(kept_c, kept_h)) < bound  # c and h draw from split keys
     np.testing.assert_array_equal(run(jax.random.key(42)), ys)  # reproducible from the key
     assert np.mean(run(jax.random.key(43)) != ys) > 0.1  # another key, other masks
-    evaluation = lambda: np.asarray(jaxlstm.lstm(params, xs, state, zoneout=(0.0, rate)).sequence)  # noqa: E731
+    evaluation = lambda: np.asarray(jaxlstm.lstm(forgetting, xs, state, zoneout=rate).sequence)  # noqa: E731
     np.testing.assert_array_equal(evaluation(), evaluation())
 
 
