@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import require
 
+import jaxlstm
 from jaxlstm import LayerNormParams, LSTMParams, PeepholeParams
 from jaxlstm.interop import addons
 
@@ -80,6 +81,13 @@ def run_oracle(cells: dict[str, np.ndarray], params: LSTMParams, variant: ref.Va
     )
 
 
+def run_library(cells: dict[str, np.ndarray], params: LSTMParams, backward: bool, **options: Any) -> Any:
+    """``jaxlstm.lstm`` on the fixture's inputs: (sequence, h, c), outputs in processing order as Keras's."""
+    state = jaxlstm.LSTMState(h=cells["h0"], c=cells["c0"])
+    out = jaxlstm.lstm(params, cells["xs"], state, cells["mask"], reverse=backward, **options)
+    return out.sequence, out.state.h, out.state.c
+
+
 # What TF computed, to this tolerance (float32 TF against the float64 oracle over 6 steps).
 TOL = 1e-5
 
@@ -99,9 +107,12 @@ def test_layer_norm_weights_reproduce_tf_addons(cells, direction: str) -> None:
     swapped = params._replace(layer_norm=ln._replace(x_gain=ln.h_gain, h_gain=ln.x_gain))
     ys_swapped, _, _ = run_oracle(cells, swapped, variant, direction == "backward")
     assert np.abs(ys_swapped - cells[f"layer_norm/{direction}/ys"]).max() > 1e-2
-    # TODO(lead, once var-core's layer norm lands): the same comparison through jaxlstm.lstm(params,
-    # xs, mask=..., initial_state=..., reverse=..., layer_norm_carry="normalised",
-    # layer_norm_epsilon=1e-3) directly.
+    # And the library itself on the converted weights, with Addons' carry and epsilon.
+    ours = run_library(
+        cells, params, direction == "backward", layer_norm_carry="normalised", layer_norm_epsilon=1e-3
+    )
+    for value, key in zip(ours, ("ys", "h", "c")):
+        np.testing.assert_allclose(value, cells[f"layer_norm/{direction}/{key}"], rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
@@ -116,7 +127,8 @@ def test_peephole_weights_reproduce_tf_addons(cells, direction: str) -> None:
     swapped = params._replace(peepholes=peep._replace(i=peep.f, f=peep.i))
     ys_swapped, _, _ = run_oracle(cells, swapped, ref.Variant(peepholes=True), direction == "backward")
     assert np.abs(ys_swapped - cells[f"peephole/{direction}/ys"]).max() > 1e-3
-    # TODO(lead, once var-core's peepholes land): the same comparison through jaxlstm.lstm directly.
+    for value, key in zip(run_library(cells, params, direction == "backward"), ("ys", "h", "c")):
+        np.testing.assert_allclose(value, cells[f"peephole/{direction}/{key}"], rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import require
 
-from jaxlstm import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams, checkpoint, checks
+from jaxlstm import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams, checkpoint
 from jaxlstm.interop import InvalidFileError
 from jaxlstm.interop import io as jio
 
@@ -145,51 +145,6 @@ def test_checkpoint_round_trips_variant_params(variant: str, tmp_path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _checks_accept_variants() -> bool:
-    try:
-        checks.params(
-            variant_params(np.random.default_rng(0), 2, 2, layer_norm=True, peepholes=True, cifg=True)
-        )
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _stand_in_params(p: Any, name: str = "params") -> tuple[int, int, int]:
-    """What checks.params will check of the variant fields (issue 15, var-core): the shapes of every
-    field for G gate blocks, peepholes.i None iff G == 3. Only used while the library's own check
-    still refuses variant params; the fixture below switches it off once it accepts them."""
-    if not isinstance(p, LSTMParams):
-        raise TypeError(f"{name}: expected LSTMParams, found {type(p).__name__}")
-    units, out, g = p.units, p.output_size, p.gates
-    expect = {"kernel": (p.input_size, g * units), "recurrent_kernel": (out, g * units), "bias": (g * units,)}
-    if p.projection is not None:
-        expect["projection"] = (units, out)
-    if p.layer_norm is not None:
-        expect.update({f"layer_norm.{k}": (g * units,) for k in ("x_gain", "x_offset", "h_gain", "h_offset")})
-        expect.update({"layer_norm.c_gain": (units,), "layer_norm.c_offset": (units,)})
-    if p.peepholes is not None:
-        if (p.peepholes.i is None) != (g == 3):
-            raise ValueError(f"{name}.peepholes.i: None exactly when there are 3 gate blocks")
-        expect.update({f"peepholes.{k}": (units,) for k in "ifo" if getattr(p.peepholes, k) is not None})
-    for path, shape in expect.items():
-        value = p
-        for part in path.split("."):
-            value = getattr(value, part)
-        if value is not None and np.shape(value) != shape:
-            raise ValueError(f"{name}.{path}: expected shape {list(shape)}, found {list(np.shape(value))}")
-        if value is not None:
-            checks.float_array(value, f"{name}.{path}")
-    return p.input_size, units, out
-
-
-@pytest.fixture
-def variant_checks(monkeypatch):
-    """Until var-core's checks.params accepts the variant fields, stand in for it (a no-op after)."""
-    if not _checks_accept_variants():
-        monkeypatch.setattr(checks, "params", _stand_in_params)  # checks.bidirectional calls it too
-
-
 def header(path: Any) -> dict[str, Any]:
     """The JSON header of an io file (either format)."""
     path = str(path)
@@ -223,7 +178,7 @@ def test_io_version_1_files_load_with_no_variant_fields(ext: str) -> None:
 
 
 @pytest.mark.parametrize("ext", ["npz", "safetensors"])
-def test_io_round_trips_variant_params(ext: str, tmp_path, variant_checks) -> None:
+def test_io_round_trips_variant_params(ext: str, tmp_path) -> None:
     if ext == "safetensors":
         require("safetensors")
     rng = np.random.default_rng(2)
@@ -250,7 +205,7 @@ def test_io_round_trips_variant_params(ext: str, tmp_path, variant_checks) -> No
     assert meta["params"]["stack"][2]["lstm"]["layer_norm"] is None
 
 
-def test_io_refuses_malformed_variant_structures(tmp_path, variant_checks) -> None:
+def test_io_refuses_malformed_variant_structures(tmp_path) -> None:
     rng = np.random.default_rng(3)
     good = tmp_path / "good.npz"
     jio.save(good, variant_params(rng, 3, 4, layer_norm=True, peepholes=True))
