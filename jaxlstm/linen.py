@@ -8,7 +8,7 @@ Parameters live under ``params`` in Keras layout (``kernel [I, 4H]``, ``recurren
     Bidirectional:  {"forward": {...}, "backward": {...}}
     StackedLSTM:    {"layer_0": {...}, "layer_1": ...}; bidirectional: {"layer_0": {"forward", "backward"}}
 
-The variants (issue 15) add ``"layer_norm": {"x_gain", "x_offset", "h_gain", "h_offset", "c_gain",
+The variants add ``"layer_norm": {"x_gain", "x_offset", "h_gain", "h_offset", "c_gain",
 "c_offset"}`` and ``"peepholes": {"i", "f", "o"}`` (no ``"i"`` with coupled gates), and coupled
 gates have 3 gate blocks (``kernel [I, 3H]``, blocks f, c, o).
 
@@ -121,7 +121,7 @@ class LSTM(nn.Module):
             dropout, the call or the module must set it (as ``flax.linen.Dropout``).
         rng_collection: the RNG stream dropout (weight drop, zoneout) draws from (``"dropout"``).
 
-    The variants (issue 15; equations in the README, each as in ``jaxlstm.lstm``):
+    The variants (equations in the README, each as in ``jaxlstm.lstm``):
         layer_norm, peepholes, coupled_gates: the weights of a layer-normalised LSTM (params
             ``layer_norm/{x,h,c}_{gain,offset}``), of peephole connections (``peepholes/{i,f,o}``)
             and of coupled input-forget gates (3 gate blocks f, c, o: ``kernel [I, 3H]``).
@@ -372,9 +372,9 @@ class Bidirectional(_LayerFields):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``;
             ``projection_initializer`` for the ``[H, P]`` projection.
         unroll, dtype, param_dtype, impl, time_major: as in ``LSTM``.
-        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
-            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions (one
-            weight-drop mask per direction).
+        variants: ``layer_norm``, ``peepholes``, ``coupled_gates``, ``layer_norm_epsilon``,
+            ``layer_norm_carry``, ``zoneout``, ``weight_drop``, ``carry_dtype``, as in ``LSTM``, in
+            both directions (one weight-drop mask per direction).
         deterministic: default for the call's ``deterministic``; with zoneout or weight drop > 0
             the call or the module must set it. rng_collection: the RNG stream they draw from.
 

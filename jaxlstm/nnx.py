@@ -2,7 +2,7 @@
 ``Bidirectional`` and ``StackedLSTM`` layers.
 
 They hold ``kernel [I, 4H]``, ``recurrent_kernel [H, 4H]``, ``bias [4H]`` (and ``projection [H, P]``)
-as ``nnx.Param`` in Keras layout; the variants (issue 15) add ``layer_norm`` and ``peepholes``, each an
+as ``nnx.Param`` in Keras layout; the variants add ``layer_norm`` and ``peepholes``, each an
 ``nnx.Dict`` of ``nnx.Param`` (the fields of ``LayerNormParams`` / ``PeepholeParams``), and coupled
 gates have 3 gate blocks (``kernel [I, 3H]``). One converter trio for every module: ``module.params`` reads the
 functional pytree (``LSTMParams``, ``BidirectionalParams`` or a tuple of per-layer params),
@@ -165,9 +165,9 @@ class LSTM(_Direction, nnx.Module):
         activation ... time_major, dtype, param_dtype, rng_collection: as the attributes of
             ``jaxlstm.linen.LSTM`` (one meaning in both flavours); ``stateful`` keeps the final state
             in ``self.kept_state`` (a ``KeptState`` variable), and ``reset_state()`` zeroes it.
-        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
-            weight_drop, dropout_masks, carry_dtype: the variants, as the attributes of
-            ``jaxlstm.linen.LSTM``; the nested weights are ``self.layer_norm`` / ``self.peepholes``
+        variants: ``layer_norm``, ``peepholes``, ``coupled_gates``, ``layer_norm_epsilon``,
+            ``layer_norm_carry``, ``zoneout``, ``weight_drop``, ``dropout_masks``, ``carry_dtype``,
+            as the attributes of ``jaxlstm.linen.LSTM``; the nested weights are ``self.layer_norm`` / ``self.peepholes``
             (an ``nnx.Dict`` of ``nnx.Param``). Zoneout and weight drop draw from the dropout stream
             in training and are off (zoneout: its expectation) when deterministic.
         deterministic: dropout off when True (``model.eval()`` / ``model.train()`` set it); False
@@ -420,8 +420,9 @@ class Bidirectional(_Layers, nnx.Module):
         activation, recurrent_activation, use_bias, *_initializer, unit_forget_bias: as in ``LSTM``,
             and so are unroll, dtype, param_dtype, impl and time_major; ``projection_initializer``
             for ``[H, P]``.
-        layer_norm, peepholes, coupled_gates, layer_norm_epsilon, layer_norm_carry, zoneout,
-            weight_drop, carry_dtype: the variants, as in ``LSTM``, in both directions.
+        variants: ``layer_norm``, ``peepholes``, ``coupled_gates``, ``layer_norm_epsilon``,
+            ``layer_norm_carry``, ``zoneout``, ``weight_drop``, ``carry_dtype``, as in ``LSTM``, in
+            both directions.
         deterministic: zoneout and weight drop off (zoneout: its expectation) when True
             (``model.eval()``); False by default. rng_collection: the ``rngs`` stream they draw from.
         rngs: ``nnx.Rngs`` for the initialisers (``params`` stream) and zoneout / weight drop.
