@@ -48,20 +48,31 @@ SCRIPT = textwrap.dedent(
         kw = tc.impl_kwargs(impl)
         return jaxlstm.lstm(params, xs, state, mask=mask, lengths=lengths, reverse=True, **kw)
 
+    def lstm_variant(impl, params, xs, state, mask, lengths):
+        # Layer norm, peepholes and zoneout's expectation, with the mask's flags as episode starts
+        # (each shard gets its own rows of them).
+        kw = tc.impl_kwargs(impl)
+        return jaxlstm.lstm(params, xs, state, resets=mask, zoneout=(0.2, 0.1), **kw)
+
     one = (tc._params(0), tc._xs(), tc._state(10))
+    variant = (tc._variant_params(0, layer_norm=True, peepholes=True), tc._xs(), tc._state(10))
     factories = {
         "lstm": sharded("lstm", lstm, one),
         "lstm_chunks": sharded("lstm_chunks", lstm_chunks, one, tc.CHUNKS),
+        "lstm_variant": sharded("lstm_variant", lstm_variant, variant),
     }
     CELLS = {
         # (test_shard_map.py checks grad of every entry point under shard_map; the other entry
         # points call lstm, so forward and second order through lstm stand for them here)
         "lstm": ("linearize", "hvp"),
         "lstm_chunks": ("linearize",),
+        "lstm_variant": ("linearize",),
     }
     report = {}
     for name, factory in factories.items():
         tc._FACTORIES["shard_map:" + name] = factory
+        # The reference is looked up by the case's own name: a case of its own (scan, unsharded).
+        tc._FACTORIES.setdefault(name, factory)
         transforms = CELLS[name]
         for transform in transforms:
             try:
@@ -85,6 +96,6 @@ def test_shard_map_over_the_batch() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(report) == 3, report
+    assert len(report) == 4, report
     failing = {cell: result for cell, result in report.items() if result != "ok"}
     assert not failing, json.dumps(failing, indent=1)
