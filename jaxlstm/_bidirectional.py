@@ -152,7 +152,7 @@ def bidirectional(
         ``BidirectionalOutput(sequence, state)``; see its docstring for shapes.
     """
     options = SequenceOptions.of(locals())
-    inputs = CallInputs(resets, reset_state, zoneout_key, weight_drop_mask)
+    inputs = CallInputs.of(locals())
     return run(params, xs, initial_state, mask, lengths, options, merge_mode, inputs)
 
 

@@ -82,6 +82,11 @@ class CallInputs(NamedTuple):
     recurrent_dropout_mask: Optional[jax.Array] = None
     input_dropout_mask: Optional[jax.Array] = None
 
+    @classmethod
+    def of(cls, arguments: dict[str, Any]) -> CallInputs:
+        """From a function's keyword arguments (its ``locals()``): the fields found there."""
+        return cls(**{name: arguments[name] for name in cls._fields if name in arguments})
+
 
 @dataclasses.dataclass(frozen=True)
 class SequenceOptions:

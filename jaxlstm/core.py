@@ -724,14 +724,7 @@ def lstm(
         ``time_major`` the sequence is ``[T, ..., output_size]``.
     """
     options = SequenceOptions.of(locals())
-    inputs = CallInputs(
-        resets=resets,
-        reset_state=reset_state,
-        zoneout_key=zoneout_key,
-        weight_drop_mask=weight_drop_mask,
-        recurrent_dropout_mask=recurrent_dropout_mask,
-        input_dropout_mask=input_dropout_mask,
-    )
+    inputs = CallInputs.of(locals())
     return run(
         params,
         xs,

@@ -294,6 +294,12 @@ def test_resets_equal_haiku_reset_core(reverse, initial) -> None:
         params, np.swapaxes(xs, 0, 1), h0, c0, resets=resets.T, reverse=reverse, keep_order=reverse
     )
     assert_close(ours, (np.swapaxes(np.asarray(ys), 0, 1), state.hidden, state.cell), F32)
+    # And the library itself, time-major as Haiku: resets= is ResetCore.
+    out = jaxlstm.lstm(
+        params, xs, jaxlstm.LSTMState(h0, c0), resets=resets, time_major=True, reverse=reverse,
+        keep_order=reverse,
+    )  # fmt: skip
+    assert_close((out.sequence, out.state.h, out.state.c), (ys, state.hidden, state.cell), F32)
     no_resets = ref.lstm(params, np.swapaxes(xs, 0, 1), h0, c0, reverse=reverse, keep_order=reverse)
     assert np.abs(no_resets[0] - ours[0]).max() > 1e-2  # the resets mattered
 

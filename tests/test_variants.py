@@ -2,7 +2,8 @@
 
 Values and gradients against the independent float64 NumPy oracle (tests/_variant_reference.py),
 with masks, lengths, reverse and two batch axes; TF Addons' LayerNormLSTMCell and PeepholeLSTMCell
-from the fixture TF Addons wrote once; Haiku's ``ResetCore`` run for real; Keras 3's per-gate dropout
+from the fixture TF Addons wrote once (Haiku's ``ResetCore``, run for real, is compared with both the
+oracle and ``lstm`` in test_variant_reference.py); Keras 3's per-gate dropout
 masks; zoneout's training masks by statistics with a fixed key. The plain path is covered by the
 existing tests (test_core, test_fast, test_native, test_lengths, test_variant_reference), unchanged.
 """
@@ -359,7 +360,7 @@ def test_no_gradient_through_a_reset_and_all_false_resets_are_no_resets() -> Non
 
 
 # ----------------------------------------------------------------------------------------------
-# Peers: TF Addons (fixture), Haiku ResetCore, Keras 3 per-gate dropout
+# Peers: TF Addons (fixture), Keras 3 per-gate dropout
 # ----------------------------------------------------------------------------------------------
 
 ADDONS = os.path.join(os.path.dirname(__file__), "fixtures", "addons", "cells.npz")
@@ -396,38 +397,6 @@ def test_addons_cells_reproduced_by_lstm(cell) -> None:
     if cell == "layer_norm":  # Ba et al.'s raw carry is another model
         raw = jaxlstm.lstm(params, jnp.asarray(d["xs"]), state, d["mask"])
         assert np.abs(np.asarray(raw.sequence) - d["layer_norm/forward/ys"]).max() > 1e-2
-
-
-@pytest.mark.parametrize("reverse", [False, True])
-def test_resets_equal_haiku_reset_core(reverse) -> None:
-    """``hk.ResetCore(hk.LSTM)`` under ``hk.dynamic_unroll`` (time-major), from a non-zero state: at a
-    True step the state becomes the core's initial state (zeros) before the step."""
-    hk = require("haiku")
-    from jaxlstm.interop.haiku import from_haiku
-
-    batch, steps = 3, 7
-    rng = np.random.default_rng(37)
-    xs = rng.normal(size=(steps, batch, I)).astype(np.float32)
-    resets = rng.random((steps, batch)) < 0.3
-    resets[0, 0] = resets[3, 1] = True
-    h0, c0 = rng.normal(size=(batch, H)).astype(np.float32), rng.normal(size=(batch, H)).astype(np.float32)
-
-    def net(xs, resets):
-        core = hk.ResetCore(hk.LSTM(H))
-        return hk.dynamic_unroll(core, (xs, resets), hk.LSTMState(h0, c0), reverse=reverse)
-
-    f = hk.transform(net)
-    hk_params = f.init(jax.random.key(0), xs, resets)
-    hk_params = jax.tree_util.tree_map(
-        lambda a: a + 0.3 * rng.normal(size=a.shape).astype(np.float32), hk_params
-    )
-    ys, state = f.apply(hk_params, None, xs, resets)
-    # dynamic_unroll(reverse=True) returns outputs in input order: keep_order.
-    out = jaxlstm.lstm(
-        from_haiku(hk_params), xs, jaxlstm.LSTMState(h0, c0), resets=resets, time_major=True,
-        reverse=reverse, keep_order=reverse,
-    )  # fmt: skip
-    assert_close((out.sequence, out.state.h, out.state.c), (ys, state.hidden, state.cell), 2e-6)
 
 
 def test_per_gate_dropout_masks_equal_keras_training() -> None:
