@@ -44,6 +44,15 @@ def keep_mask(key: jax.Array, rate: float, shape: Sequence[int], dtype: Any) -> 
     return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
 
 
+def weight_drop_masks(
+    key: jax.Array, rate: float, recurrent_kernels: Sequence[jax.Array]
+) -> tuple[jax.Array, ...]:
+    """DropConnect multipliers (AWD-LSTM weight drop), one per direction's ``recurrent_kernel``, each
+    in its kernel's shape and dtype from its own split of ``key``."""
+    keys = jax.random.split(key, len(recurrent_kernels))
+    return tuple(keep_mask(k, rate, jnp.shape(u), u.dtype) for k, u in zip(keys, recurrent_kernels))
+
+
 def sequence_masks(
     key: Optional[jax.Array],
     *,

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import checks, core
-from ._dropout import keep_mask, sequence_masks
+from ._dropout import keep_mask, sequence_masks, weight_drop_masks
 from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
 from .pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 
@@ -365,11 +365,8 @@ def bidirectional_inputs(
     one weight-drop mask per direction and zoneout's key, from keys of their own."""
     weight_drop_mask = zoneout_key = None
     if key is not None and weight_drop > 0:
-        keys = jax.random.split(jax.random.fold_in(key, 1))
-        weight_drop_mask = tuple(
-            keep_mask(k, weight_drop, np.shape(p.recurrent_kernel), p.recurrent_kernel.dtype)
-            for k, p in zip(keys, params)
-        )
+        kernels = [p.recurrent_kernel for p in params]
+        weight_drop_mask = weight_drop_masks(jax.random.fold_in(key, 1), weight_drop, kernels)
     if key is not None and options.zoneout != (0.0, 0.0):
         zoneout_key = jax.random.fold_in(key, 2)
     return CallInputs(resets=resets, zoneout_key=zoneout_key, weight_drop_mask=weight_drop_mask)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from . import _bidirectional, checks, core
 from ._bidirectional import BidirectionalState, init_bidirectional, merged_size
-from ._dropout import keep_mask
+from ._dropout import weight_drop_masks
 from ._options import CallInputs, SequenceOptions
 from .activations import ActivationLike
 from .pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
@@ -201,11 +201,7 @@ def _layer_inputs(
     directions = (layer,) if isinstance(layer, LSTMParams) else (layer.forward, layer.backward)
     masks = None
     if mask_key is not None:
-        keys = jax.random.split(mask_key, len(directions))
-        masks = tuple(
-            keep_mask(k, weight_drop, p.recurrent_kernel.shape, p.recurrent_kernel.dtype)
-            for k, p in zip(keys, directions)
-        )
+        masks = weight_drop_masks(mask_key, weight_drop, [p.recurrent_kernel for p in directions])
     state = None if reset_state is None else reset_state[index]
     inputs = CallInputs(
         resets=resets,
