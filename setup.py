@@ -1,4 +1,4 @@
-"""Build of the optional native extension ``jaxlstm._native._lstm`` (everything else is in
+"""Build of the optional native extension ``jaxlstm.core._native._lstm`` (everything else is in
 pyproject.toml).
 
 The extension is compiled against the XLA FFI headers that jaxlib ships (jaxlib is a build
@@ -55,10 +55,10 @@ def _extensions():
     if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
         sys.stderr.write("WARNING: jaxlstm's native extension needs x86-64 Linux/macOS; skipped.\n")
         return []
-    src = os.path.join("jaxlstm", "_native")
+    src = os.path.join("jaxlstm", "core", "_native")
     return [
         Extension(
-            "jaxlstm._native._lstm",
+            "jaxlstm.core._native._lstm",
             sources=[os.path.join(src, f) for f in ("lstm.cc", "kernels_avx2.cc", "kernels_avx512.cc")],
             depends=[os.path.join(src, f) for f in ("lstm_kernels.h", "kernels_impl.h")],
             language="c++",

@@ -102,7 +102,7 @@ def main() -> None:
     import torch
 
     import jaxlstm
-    from jaxlstm import native
+    from jaxlstm.core import native
 
     if not native.available():
         sys.exit(f"the native kernels are unavailable: {native.why_unavailable()}")

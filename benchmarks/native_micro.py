@@ -57,8 +57,8 @@ def main() -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxlstm import fast, native
-    from jaxlstm._recurrences import cotangent_scan
+    from jaxlstm.core import fast, native
+    from jaxlstm.core._recurrences import cotangent_scan
     from jaxlstm.pytrees import LSTMParams
 
     if not native.available():

@@ -37,7 +37,7 @@ ROWS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "resets": ({}, {"resets": True}),
     "bf16 compute + f32 carry": ({}, {"dtype": "bfloat16", "carry_dtype": "float32"}),
 }
-# The native kernels' XLA FFI target (jaxlstm/_native/lstm.cc): named in the lowered program iff they run.
+# The native kernels' XLA FFI target (jaxlstm/core/_native/lstm.cc): named in the lowered program iff they run.
 NATIVE_TARGET = "jaxlstm_native_lstm_forward_f32"
 
 

@@ -4,18 +4,34 @@ One pure function advances the LSTM by one step (``step``); ``lstm`` scans it ov
 and batches it with ``vmap``. Parameters and states are NamedTuple pytrees in Keras layout.
 """
 
+# The package is built in layers, each importing only those below it: core/ (the math: jax and numpy
+# only) <- layers/ (bidirectional, stacks, streaming, built on the core) <- the Flax modules (linen,
+# nnx), interop/ and the training utilities (checkpoint, sharding, plot) at this level.
 # Submodules: matplotlib loads only when plot draws; interop imports each peer only when one of its
 # converters runs.
 from . import checkpoint as checkpoint
 from . import interop as interop
 from . import plot as plot
 from . import sharding as sharding
-from ._bidirectional import BidirectionalOutput, BidirectionalState, bidirectional, init_bidirectional, merge
-from .activations import ACTIVATIONS, hard_sigmoid
 from .core import init, lstm, step, zero_state
-from .pytrees import BidirectionalParams, LayerNormParams, LSTMOutput, LSTMParams, LSTMState, PeepholeParams
-from .stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state
-from .streaming import stream_chunk, stream_state, stream_step
+from .core.activations import ACTIVATIONS, hard_sigmoid
+from .core.pytrees import (
+    BidirectionalParams,
+    LayerNormParams,
+    LSTMOutput,
+    LSTMParams,
+    LSTMState,
+    PeepholeParams,
+)
+from .layers.bidirectional import (
+    BidirectionalOutput,
+    BidirectionalState,
+    bidirectional,
+    init_bidirectional,
+    merge,
+)
+from .layers.stack import StackOutput, TorchState, from_torch_state, init_stack, stacked_lstm, torch_state
+from .layers.streaming import stream_chunk, stream_state, stream_step
 
 __version__ = "0.1.0"
 

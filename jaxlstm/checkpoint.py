@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .interop._safe_files import InvalidFileError, load_json_object, read_npz, reading, refuse
-from .pytrees import LSTMParams
+from ._safe_files import InvalidFileError, load_json_object, read_npz, reading, refuse
+from .core.pytrees import LSTMParams
 
 __all__ = ["save", "restore", "InvalidFileError"]
 

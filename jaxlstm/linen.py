@@ -31,14 +31,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from . import _bidirectional, checks, core, stack
-from . import _keras_surface as keras_surface
-from ._bidirectional import BidirectionalOutput, BidirectionalState, merged_size
-from ._keras_surface import InitializerLike, StateLike
-from ._options import CallInputs, WeightOptions
-from .activations import ActivationLike
-from .pytrees import BidirectionalParams, LayerParams, LSTMParams
-from .stack import StackOutput
+from . import core
+from .core import checks
+from .core.activations import ActivationLike
+from .core.options import CallInputs, WeightOptions
+from .core.pytrees import BidirectionalParams, LayerParams, LSTMParams
+from .layers import bidirectional as _bidirectional
+from .layers import keras_surface, stack
+from .layers.bidirectional import BidirectionalOutput, BidirectionalState, merged_size
+from .layers.keras_surface import InitializerLike, StateLike
+from .layers.stack import StackOutput
 
 __all__ = ["LSTM", "LSTMCell", "get_params", "to_variables", "STATE_COLLECTION"]
 __all__ += ["Bidirectional", "StackedLSTM", "layer_params", "layer_variables"]

@@ -19,9 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks
-from .core import step, zero_state
-from .pytrees import LSTMParams, LSTMState
+from .core import checks, step, zero_state
+from .core.pytrees import LSTMParams, LSTMState
 
 __all__ = ["state_trajectory", "plot_states", "training_curves"]
 

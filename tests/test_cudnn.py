@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxlstm
-from jaxlstm import cudnn
+from jaxlstm.core import cudnn
 
 B, T, I, H = 3, 6, 4, 5
 XS = jax.random.normal(jax.random.key(1), (B, T, I))

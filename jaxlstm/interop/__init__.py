@@ -29,7 +29,7 @@ import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ._safe_files import InvalidFileError  # numpy and the standard library only: stays light
+from .._safe_files import InvalidFileError  # numpy and the standard library only: stays light
 
 if TYPE_CHECKING:  # type checkers see the submodules; at run time they load on first access
     from . import addons, equinox, flax, haiku, io, keras, keras_files, torch

@@ -8,8 +8,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .. import checks
-from ..pytrees import BidirectionalParams, LayerParams, LSTMParams
+from ..core import checks
+from ..core.pytrees import BidirectionalParams, LayerParams, LSTMParams
 
 
 class MissingWeightError(KeyError, ValueError):

@@ -41,7 +41,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from ..pytrees import LayerNormParams, LSTMParams, PeepholeParams
+from ..core.pytrees import LayerNormParams, LSTMParams, PeepholeParams
 from ._arrays import expect_rank, expect_shape, gate_width, no_projection, plain_lstm
 
 __all__ = ["from_addons_layer_norm", "to_addons_layer_norm", "from_addons_peephole", "to_addons_peephole"]

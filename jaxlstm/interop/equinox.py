@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..pytrees import LSTMParams
+from ..core.pytrees import LSTMParams
 from ._arrays import expect_rank, expect_shape, gate_width, lstm_params, no_projection, plain_lstm, to_params
 
 __all__ = ["from_equinox", "to_equinox"]

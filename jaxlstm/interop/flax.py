@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..pytrees import BidirectionalParams, LSTMParams
+from ..core.pytrees import BidirectionalParams, LSTMParams
 from ._arrays import (
     LayerParams,
     MissingWeightError,

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..pytrees import LSTMParams
+from ..core.pytrees import LSTMParams
 from ._arrays import (
     MissingWeightError,
     expect_rank,

@@ -37,9 +37,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..pytrees import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams
+from .._safe_files import InvalidFileError, check_safetensors, load_json_object, read_npz, reading, refuse
+from ..core.pytrees import BidirectionalParams, LayerNormParams, LSTMParams, PeepholeParams
 from ._arrays import layer_params, lstm_params, numpy
-from ._safe_files import InvalidFileError, check_safetensors, load_json_object, read_npz, reading, refuse
 
 __all__ = ["save", "load", "InvalidFileError"]
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
-from ..pytrees import BidirectionalParams, LSTMParams
+from ..core.activations import ACTIVATIONS
+from ..core.pytrees import BidirectionalParams, LSTMParams
 from ._arrays import (
     LayerParams,
     expect_rank,
@@ -232,6 +232,32 @@ _BIDIRECTIONAL_KEYS = frozenset(
 _FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
+# Public as ``keras_files.KerasLayer`` (what list_layers returns); defined here, beside lstm_options
+# which reads it, so that keras_files imports this module and this one imports nothing back.
+class KerasLayer(NamedTuple):
+    """One LSTM layer found in a file.
+
+    Attributes:
+        name: the layer's name in the model (what the user called it).
+        kind: ``"LSTM"`` or ``"Bidirectional"``.
+        input_size, units: I and H (of each direction, for Bidirectional).
+        use_bias: whether the layer has a bias.
+        path: the HDF5 group that holds its weights.
+        config: the layer's Keras config (for Bidirectional: its config, whose ``"layer"`` is the
+            wrapped LSTM's) when the file has one (``.keras``, legacy whole-model ``.h5``), else None.
+        keras_version: the Keras version that wrote the file, when it says (``"2.21.0"``, ``"3.15.1"``).
+    """
+
+    name: str
+    kind: str
+    input_size: int
+    units: int
+    use_bias: bool
+    path: str
+    config: Optional[dict[str, Any]]
+    keras_version: Optional[str] = None
+
+
 def lstm_options(layer: Any) -> dict[str, Any]:
     """Keyword arguments for ``jaxlstm.lstm`` (an LSTM) or ``jaxlstm.bidirectional`` (a
     ``Bidirectional(LSTM)``) that compute what the Keras layer computes at inference.
@@ -268,8 +294,6 @@ def lstm_options(layer: Any) -> dict[str, Any]:
             from its forward layer, or a key this function does not know.
         TypeError: ``layer`` is none of the above, or is another kind of layer (GRU, ...).
     """
-    from .keras_files import KerasLayer  # here: keras_files imports this module
-
     version: Optional[str] = None
     if isinstance(layer, KerasLayer):
         if layer.config is None:

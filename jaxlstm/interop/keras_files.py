@@ -29,10 +29,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import Any, NamedTuple, Optional, cast
 
-from .. import checks
-from ..pytrees import BidirectionalParams, LSTMParams
-from ._arrays import LayerParams, expect_rank, expect_shape, to_params
-from ._safe_files import (
+from .._safe_files import (
     MAX_METADATA_BYTES,
     InvalidFileError,
     check_hdf5_links,
@@ -44,7 +41,10 @@ from ._safe_files import (
     reading,
     refuse,
 )
-from .keras import lstm_options  # one helper for live layers, configs and these files' entries
+from ..core import checks
+from ..core.pytrees import BidirectionalParams, LSTMParams
+from ._arrays import LayerParams, expect_rank, expect_shape, to_params
+from .keras import KerasLayer, lstm_options  # one helper for live layers, configs and these files' entries
 
 __all__ = [
     "InvalidFileError",
@@ -57,30 +57,6 @@ __all__ = [
 ]
 
 _WHAT = "HDF5 / .keras file"
-
-
-class KerasLayer(NamedTuple):
-    """One LSTM layer found in a file.
-
-    Attributes:
-        name: the layer's name in the model (what the user called it).
-        kind: ``"LSTM"`` or ``"Bidirectional"``.
-        input_size, units: I and H (of each direction, for Bidirectional).
-        use_bias: whether the layer has a bias.
-        path: the HDF5 group that holds its weights.
-        config: the layer's Keras config (for Bidirectional: its config, whose ``"layer"`` is the
-            wrapped LSTM's) when the file has one (``.keras``, legacy whole-model ``.h5``), else None.
-        keras_version: the Keras version that wrote the file, when it says (``"2.21.0"``, ``"3.15.1"``).
-    """
-
-    name: str
-    kind: str
-    input_size: int
-    units: int
-    use_bias: bool
-    path: str
-    config: Optional[dict[str, Any]]
-    keras_version: Optional[str] = None
 
 
 class _Found(NamedTuple):

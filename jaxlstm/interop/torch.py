@@ -20,7 +20,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..pytrees import BidirectionalParams, LSTMParams
+from .._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
+from ..core.pytrees import BidirectionalParams, LSTMParams
 from ._arrays import (
     LayerParams,
     MissingWeightError,
@@ -34,7 +35,6 @@ from ._arrays import (
     plain_lstm,
     to_params,
 )
-from ._safe_files import InvalidFileError, check_safetensors, open_zip, reading, refuse
 
 __all__ = [
     "from_torch",

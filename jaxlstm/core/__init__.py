@@ -25,8 +25,8 @@ import numpy as np
 
 from . import checks, cudnn, fast
 from ._manual_axes import vary_like
-from ._options import CallInputs, Initializer, SequenceOptions, WeightOptions
 from .activations import Activation, ActivationLike
+from .options import CallInputs, Initializer, SequenceOptions, WeightOptions
 from .pytrees import LayerNormParams, LSTMOutput, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["init", "step", "lstm", "zero_state", "LSTMParams", "LSTMState", "LSTMOutput"]

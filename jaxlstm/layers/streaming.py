@@ -20,10 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, core, stack
-from ._options import CallInputs, SequenceOptions
-from .activations import ActivationLike
-from .pytrees import BidirectionalParams, LSTMParams, LSTMState
+from .. import core
+from ..core import checks
+from ..core.activations import ActivationLike
+from ..core.options import CallInputs, SequenceOptions
+from ..core.pytrees import BidirectionalParams, LSTMParams, LSTMState
+from . import stack
 from .stack import check_stack
 
 __all__ = ["stream_chunk", "stream_state", "stream_step"]

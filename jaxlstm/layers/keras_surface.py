@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checks, core
+from .. import core
+from ..core import checks
+from ..core.options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
+from ..core.pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 from ._dropout import keep_mask, sequence_masks, weight_drop_masks
-from ._options import CallInputs, InitializerLike, SequenceOptions, WeightOptions
-from .pytrees import BidirectionalParams, LayerNormParams, LSTMParams, LSTMState, PeepholeParams
 
 __all__ = ["InitializerLike", "StateLike"]
 

@@ -15,11 +15,12 @@ from typing import Any, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from . import checks, core
-from ._options import CallInputs, SequenceOptions
-from .activations import ActivationLike
-from .checks import MERGE_MODES
-from .pytrees import BidirectionalParams, LSTMState
+from .. import core
+from ..core import checks
+from ..core.activations import ActivationLike
+from ..core.checks import MERGE_MODES
+from ..core.options import CallInputs, SequenceOptions
+from ..core.pytrees import BidirectionalParams, LSTMState
 
 __all__ = [
     "MERGE_MODES",

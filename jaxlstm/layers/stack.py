@@ -21,12 +21,14 @@ from typing import Any, NamedTuple, Optional, Union, cast
 import jax
 import jax.numpy as jnp
 
-from . import _bidirectional, checks, core
-from ._bidirectional import BidirectionalState, init_bidirectional, merged_size
+from .. import core
+from ..core import checks
+from ..core.activations import ActivationLike
+from ..core.options import CallInputs, SequenceOptions
+from ..core.pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
+from . import bidirectional as _bidirectional
 from ._dropout import weight_drop_masks
-from ._options import CallInputs, SequenceOptions
-from .activations import ActivationLike
-from .pytrees import BidirectionalParams, LayerParams, LSTMParams, LSTMState
+from .bidirectional import BidirectionalState, init_bidirectional, merged_size
 
 __all__ = [
     "LayerParams",
