@@ -332,6 +332,25 @@ class FwdTeam final : public Team {
   FwdProblem p_;
 };
 
+// One step with at most kStepMaxRows rows (jaxlstm.step; StepProblem in lstm_kernels.h): stage 0
+// streams the weight rows into per-chunk partial sums, stage 1 sums them and runs the gates.
+constexpr int64_t kStepMaxRows = 8;
+
+class StepTeam final : public Team {
+ public:
+  StepTeam(const IsaKernels* k, const StepProblem& p, int n_slots)
+      : Team(2, p.R * p.C, p.f.P * p.f.G, n_slots), k_(k), p_(p) {}
+  Scratch zpart;
+  void run_item(int64_t stage, int64_t item) override {
+    if (stage == 0) return k_->step_partial(p_, item / p_.C, item % p_.C);
+    int64_t r0, r1;
+    group_rows(p_.f.B, k_->fwd_mr, p_.f.G, item % p_.f.G, &r0, &r1);
+    if (r0 < r1) k_->step_finish(p_, item / p_.f.G, r0, r1);
+  }
+  const IsaKernels* const k_;
+  StepProblem p_;
+};
+
 template <class Buf>
 int64_t cnt(const Buf& b) {
   return static_cast<int64_t>(b.element_count());
@@ -403,6 +422,22 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buff
   p.cprev = save ? cprev->typed_data() : nullptr;
 
   const double flops = 2.0 * B * (I + H) * 4.0 * H;
+  if (T == 1 && B <= kStepMaxRows) {
+    StepProblem sp{};
+    sp.f = p;
+    sp.CW = 4 * H <= 1024 ? 4 * H : 512;  // a block's rows (B x CW accumulators) stay in L1
+    sp.C = (4 * H + sp.CW - 1) / sp.CW;
+    // Chunks of at least 16 weight rows, about 4 items per thread for stealing to balance.
+    const int n = team_size(pool, threads, sp.C * ((I + H + 15) / 16), flops);
+    sp.R = std::max<int64_t>(1, std::min((I + H + 15) / 16, (4 * n + sp.C - 1) / sp.C));
+    sp.f.G = row_groups(B, k->fwd_mr, p.P, n);
+    auto team = std::make_shared<StepTeam>(k, sp, n);
+    team->zpart = alloc_floats(sp.R * B * 4 * H, false);
+    JAXLSTM_CHECK(team->zpart != nullptr, "out of memory for scratch");
+    team->p_.zpart = team->zpart.get();
+    run_team(team, pool);
+    return ffi::Error::Success();
+  }
   const int n = team_size(pool, threads, p.P * ((B + k->fwd_mr - 1) / k->fwd_mr), flops);
   p.G = row_groups(B, k->fwd_mr, p.P, n);
   auto team = std::make_shared<FwdTeam>(k, p, n);
