@@ -95,6 +95,18 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
 _ISA, _WHY, _THREADS = _load()
 
 
+def _step_rows() -> int:
+    """The most rows (flattened batch) the one-step kernel takes, 0 when unavailable (see ``preferred``)."""
+    if _ISA is None:
+        return 0
+    from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
+
+    return int(_lstm.step_max_rows)
+
+
+_STEP_ROWS = _step_rows()
+
+
 def _isa() -> str:
     """The instruction set in use; only called once ``_check`` has made sure the kernels are available."""
     assert _ISA is not None, why_unavailable()
@@ -121,7 +133,9 @@ def isa() -> Optional[str]:
 # and 0.59-0.96 training on all five benchmark shapes, the large one (128/100/512/512, 537 MFLOP of
 # GEMM per step) included, once a take-over no longer kept a long call on one thread (it was 1.45 /
 # 1.14 there before, which had set a bound of 200 MFLOP per step). So no bound on the size: the
-# kernels whenever they can run a step.
+# kernels whenever they can run a step, except a single step (T = 1, ``jaxlstm.step``): the kernel
+# then reads the weights in place, for up to ``_STEP_ROWS`` (8) rows; with more rows the packed
+# kernel's pack pass made it slower than XLA's GEMM (benchmarks/native_step.py, RESULTS.md).
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -129,16 +143,17 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
-    True for float32 with at least one step (any batch, input_size and units): measured faster on
-    every benchmark shape of one AVX2 machine (see the comment above). The caller decides the
-    platform: ask only for computations placed on the CPU. ``jaxlstm.lstm(impl="auto")`` (and every
-    entry point built on it) asks this with the flattened batch as traced when jax's default backend
-    is the CPU.
+    True for float32 with at least two steps (any batch, input_size and units), or one step of at
+    most 8 rows: measured faster on every benchmark shape of one AVX2 machine (see the comment
+    above). The caller decides the platform: ask only for computations placed on the CPU.
+    ``jaxlstm.lstm(impl="auto")`` (and every entry point built on it) asks this with the flattened
+    batch as traced when jax's default backend is the CPU; ``jaxlstm.step`` and ``stream_step`` ask
+    it for one step.
     """
-    del batch, input_size, units  # measured faster at every size (see above)
+    del input_size, units  # measured faster at every size (see above)
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
-    return steps >= 1
+    return steps >= 2 or (steps == 1 and batch <= _STEP_ROWS)
 
 
 def _stats() -> dict:

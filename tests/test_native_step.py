@@ -1,11 +1,12 @@
 """``jaxlstm.step`` on the native CPU kernels (the one-step kernel of ``jaxlstm._native``) against
 the pure-JAX reference step ``core._step``: values, gradients of everything, forward mode, vmap
 (over the batch and over per-example weights), a second derivative, eager calls; odd sizes (B=1,
-unbatched, I=1, H not a multiple of the vector width, two batch axes, more rows than the one-step
-kernel takes, so the packed kernel runs T=1). ``stream_step`` and the variants' fallback to the
-reference are checked by their lowering. One jit per case and side.
+unbatched, I=1, H not a multiple of the vector width, two batch axes). ``stream_step``, and the
+reference for the variants, other dtypes and many rows, are checked by their lowering. One jit per
+case and side.
 
-The kernels' own tests (all T, masks, residuals) are in test_native.py; T=1 with masks is there."""
+The kernels' own tests (all T, masks, residuals) are in test_native.py; T=1 with masks is there,
+and T=1 with more rows than the one-step kernel takes (the packed kernel)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,13 @@ pytestmark = pytest.mark.skipif(
 
 _CALL = "jaxlstm_native_forward"
 
-# (batch_shape, I, H): unbatched, B=1 with I=1, H off the vector widths (8 / 16), two batch axes,
-# B=1 at the benchmark's size, and 12 rows (over the one-step kernel's 8: the packed kernel).
+# (batch_shape, I, H): unbatched, B=1 with I=1, H off the vector widths (8 / 16), two batch axes
+# (6 rows, row tails of the micro-kernels), B=1 at the benchmark's size.
 CASES = [
     ((), 3, 5),
     ((1,), 1, 13),
     ((2, 3), 4, 33),
     ((1,), 256, 256),
-    ((12,), 6, 17),
 ]
 
 
@@ -109,8 +109,13 @@ def test_eager_broadcast_state_and_stream_step() -> None:
     assert _CALL in str(jax.make_jaxpr(jaxlstm.stream_step)(layers, states, x))
 
 
-def test_variants_and_other_dtypes_run_the_reference_step() -> None:
+def test_variants_other_dtypes_and_many_rows_run_the_reference_step() -> None:
     key = jax.random.PRNGKey(0)
+    rows = native._STEP_ROWS + 1  # the packed kernel at T=1 lost to XLA (native.preferred)
+    many = jaxlstm.init(key, 3, 4)
+    assert _CALL not in str(
+        jax.make_jaxpr(jaxlstm.step)(many, jaxlstm.zero_state(many, (rows,)), jnp.ones((rows, 3)))
+    )
     x = jnp.ones((2, 3))
     for params in (
         jaxlstm.init(key, 3, 4, layer_norm=True),

@@ -626,6 +626,11 @@ PyMODINIT_FUNC PyInit__lstm() {
     Py_DECREF(m);
     return nullptr;
   }
+  // native.preferred reads it: at T = 1 the packed kernel's pack pass loses to XLA's GEMM.
+  if (PyModule_AddIntConstant(m, "step_max_rows", jaxlstm::kStepMaxRows) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
   if (!fwd || !bwd || PyModule_AddObject(m, "forward", fwd) < 0 ||
       PyModule_AddObject(m, "backward", bwd) < 0) {
     Py_XDECREF(fwd);
