@@ -298,6 +298,9 @@ def step(
 
     Returns:
         ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[..., output_size]``.
+
+    The plain float32 LSTM runs on the native CPU kernels where ``jaxlstm.native.preferred`` says
+    so for one step (``_step_auto``); every other case runs the reference step.
     """
     input_size, units, out = checks.params(params)
     checks.float_array(x_t, "x_t")

@@ -134,8 +134,9 @@ def isa() -> Optional[str]:
 # GEMM per step) included, once a take-over no longer kept a long call on one thread (it was 1.45 /
 # 1.14 there before, which had set a bound of 200 MFLOP per step). So no bound on the size: the
 # kernels whenever they can run a step, except a single step (T = 1, ``jaxlstm.step``): the kernel
-# then reads the weights in place, for up to ``_STEP_ROWS`` (8) rows; with more rows the packed
-# kernel's pack pass made it slower than XLA's GEMM (benchmarks/native_step.py, RESULTS.md).
+# then streams the weights in place, for up to ``_STEP_ROWS`` (16) rows; benchmarks/native_step.py
+# (2026-12-01 22:24, load 4.6-4.9) timed it at 0.60 / 0.70 / 0.82 of XLA's step at B = 1 / 8 / 16
+# and 1.15 / 3.3 at B = 32 / 64 (where the packed kernel's pack pass also lost to XLA's GEMM).
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -144,7 +145,7 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
     True for float32 with at least two steps (any batch, input_size and units), or one step of at
-    most 8 rows: measured faster on every benchmark shape of one AVX2 machine (see the comment
+    most 16 rows: measured faster on every benchmark shape of one AVX2 machine (see the comment
     above). The caller decides the platform: ask only for computations placed on the CPU.
     ``jaxlstm.lstm(impl="auto")`` (and every entry point built on it) asks this with the flattened
     batch as traced when jax's default backend is the CPU; ``jaxlstm.step`` and ``stream_step`` ask

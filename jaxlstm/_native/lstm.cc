@@ -333,8 +333,10 @@ class FwdTeam final : public Team {
 };
 
 // One step with at most kStepMaxRows rows (jaxlstm.step; StepProblem in lstm_kernels.h): stage 0
-// streams the weight rows into per-chunk partial sums, stage 1 sums them and runs the gates.
-constexpr int64_t kStepMaxRows = 8;
+// streams the weight rows into per-chunk partial sums, stage 1 sums them and runs the gates. With
+// more rows the column blocks get too narrow (B x CW floats in L1) and XLA's GEMM wins (measured;
+// native.preferred sends those steps to XLA).
+constexpr int64_t kStepMaxRows = 16;
 
 class StepTeam final : public Team {
  public:
@@ -425,7 +427,8 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buff
   if (T == 1 && B <= kStepMaxRows) {
     StepProblem sp{};
     sp.f = p;
-    sp.CW = 4 * H <= 1024 ? 4 * H : 512;  // a block's rows (B x CW accumulators) stay in L1
+    // A block's accumulators (B x CW floats) stay in L1: at most 4096 floats, CW a multiple of 64.
+    sp.CW = std::min<int64_t>(4 * H, std::max<int64_t>(64, (4096 / B) / 64 * 64));
     sp.C = (4 * H + sp.CW - 1) / sp.CW;
     // Chunks of at least 16 weight rows, about 4 items per thread for stealing to balance.
     const int n = team_size(pool, threads, sp.C * ((I + H + 15) / 16), flops);
