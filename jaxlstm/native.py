@@ -354,6 +354,9 @@ _backward_call = _Call("jaxlstm_native_backward", _BACKWARD_TARGET)
 def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_output: bool, save: bool):
     """The forward recurrence: the same values as ``fast._forward(..., FastConfig(), save)``.
 
+    One step (T = 1) of at most ``_STEP_ROWS`` rows (``jaxlstm.step``) runs a kernel that streams the
+    weights in place; every other call packs them once and runs the recurrence on the panels.
+
     Args:
         kernel: ``[I, 4H]``; recurrent_kernel: ``[H, 4H]``; bias: ``[4H]`` or None.
         xs: ``[T, B, I]``; h0, c0: ``[B, H]``.
