@@ -47,6 +47,8 @@ CASES = [
     (1, 1, 1, 1, "keep", True, True),
     (0, 2, 3, 4, "both", False, True),
     (1, 4, 2, 16, "valid", False, True),
+    (1, 12, 3, 90, "keep", True, True),  # T=1: the one-step kernel, two column blocks
+    (1, 17, 2, 9, "valid", False, True),  # T=1 past the one-step kernel's 16 rows: packed
     (3, 1, 1, 33, "keep", False, True),
     (6, 17, 5, 40, "both", True, True),
     (6, 17, 5, 40, "none", False, False),

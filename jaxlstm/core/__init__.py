@@ -298,6 +298,9 @@ def step(
 
     Returns:
         ``(new_state, y_t)`` with ``y_t == new_state.h``, ``[..., output_size]``.
+
+    The plain float32 LSTM runs on the native CPU kernels where ``jaxlstm.native.preferred`` says
+    so for one step (``_step_auto``); every other case runs the reference step.
     """
     input_size, units, out = checks.params(params)
     checks.float_array(x_t, "x_t")
@@ -317,6 +320,34 @@ def step(
         layer_norm_epsilon=layer_norm_epsilon,
         layer_norm_carry=layer_norm_carry,
     )
+    return _step_auto(params, state, x_t, options)
+
+
+def _step_auto(
+    params: LSTMParams, state: LSTMState, x_t: jax.Array, options: SequenceOptions
+) -> tuple[LSTMState, jax.Array]:
+    """``_step`` with no per-step inputs, on the native CPU kernels where ``lstm(impl="auto")`` would
+    pick them for a one-step sequence (``step``'s and ``stream_step``'s call): the plain LSTM
+    (``fast.supports``), jax's default backend the CPU and ``native.preferred(N, 1, I, H, dtype)``;
+    there, the fast path's one-step sequence (same derivative rules). Else the reference ``_step``."""
+    if options.impl == "auto" and jax.default_backend() == "cpu":
+        if fast.supports(params, options.activation, options.recurrent_activation, options):
+            from . import native  # only here: the extension is optional
+
+            batch_shape, units = x_t.shape[:-1], params.units
+            weights = [params.kernel, params.recurrent_kernel] + (
+                [] if params.bias is None else [params.bias]
+            )
+            dtype = jnp.result_type(x_t, state.h, state.c, *weights)
+            n = math.prod(batch_shape)
+            if native.preferred(n, 1, params.input_size, units, dtype):
+                cast = _cast_params(params, dtype, dtype)
+                flat = lambda a: jnp.broadcast_to(a, (*batch_shape, a.shape[-1])).astype(dtype).reshape(n, -1)  # noqa: E731
+                _, h, c = fast.lstm_time_major(
+                    cast, flat(x_t)[None], flat(state.h), flat(state.c), config=fast.FastConfig(native=True)
+                )
+                h, c = h.reshape(*batch_shape, units), c.reshape(*batch_shape, units)
+                return LSTMState(h=h, c=c), h
     return _step(params, state, x_t, options)
 
 

@@ -95,6 +95,18 @@ def _load() -> tuple[Optional[str], Optional[str], int]:
 _ISA, _WHY, _THREADS = _load()
 
 
+def _step_rows() -> int:
+    """The most rows (flattened batch) the one-step kernel takes, 0 when unavailable (see ``preferred``)."""
+    if _ISA is None:
+        return 0
+    from ._native import _lstm  # pyright: ignore[reportAttributeAccessIssue]  (compiled, optional)
+
+    return int(_lstm.step_max_rows)
+
+
+_STEP_ROWS = _step_rows()
+
+
 def _isa() -> str:
     """The instruction set in use; only called once ``_check`` has made sure the kernels are available."""
     assert _ISA is not None, why_unavailable()
@@ -121,7 +133,10 @@ def isa() -> Optional[str]:
 # and 0.59-0.96 training on all five benchmark shapes, the large one (128/100/512/512, 537 MFLOP of
 # GEMM per step) included, once a take-over no longer kept a long call on one thread (it was 1.45 /
 # 1.14 there before, which had set a bound of 200 MFLOP per step). So no bound on the size: the
-# kernels whenever they can run a step.
+# kernels whenever they can run a step, except a single step (T = 1, ``jaxlstm.step``): the kernel
+# then streams the weights in place, for up to ``_STEP_ROWS`` (16) rows; benchmarks/native_step.py
+# (2026-12-01 22:24, load 4.6-4.9) timed it at 0.60 / 0.70 / 0.82 of XLA's step at B = 1 / 8 / 16
+# and 1.15 / 3.3 at B = 32 / 64 (where the packed kernel's pack pass also lost to XLA's GEMM).
 
 
 def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> bool:
@@ -129,16 +144,17 @@ def preferred(batch: int, steps: int, input_size: int, units: int, dtype) -> boo
     of this shape on this CPU (``batch`` B, ``steps`` T, ``input_size`` I, ``units`` H, the
     computation's ``dtype``). False whenever they cannot run: unavailable, or not float32.
 
-    True for float32 with at least one step (any batch, input_size and units): measured faster on
-    every benchmark shape of one AVX2 machine (see the comment above). The caller decides the
-    platform: ask only for computations placed on the CPU. ``jaxlstm.lstm(impl="auto")`` (and every
-    entry point built on it) asks this with the flattened batch as traced when jax's default backend
-    is the CPU.
+    True for float32 with at least two steps (any batch, input_size and units), or one step of at
+    most 16 rows: measured faster on every benchmark shape of one AVX2 machine (see the comment
+    above). The caller decides the platform: ask only for computations placed on the CPU.
+    ``jaxlstm.lstm(impl="auto")`` (and every entry point built on it) asks this with the flattened
+    batch as traced when jax's default backend is the CPU; ``jaxlstm.step`` and ``stream_step`` ask
+    it for one step.
     """
-    del batch, input_size, units  # measured faster at every size (see above)
+    del input_size, units  # measured faster at every size (see above)
     if _ISA is None or jnp.dtype(dtype) != jnp.float32:
         return False
-    return steps >= 1
+    return steps >= 2 or (steps == 1 and batch <= _STEP_ROWS)
 
 
 def _stats() -> dict:
@@ -337,6 +353,9 @@ _backward_call = _Call("jaxlstm_native_backward", _BACKWARD_TARGET)
 
 def forward(kernel, recurrent_kernel, bias, xs, h0, c0, keep, valid, *, zero_output: bool, save: bool):
     """The forward recurrence: the same values as ``fast._forward(..., FastConfig(), save)``.
+
+    One step (T = 1) of at most ``_STEP_ROWS`` rows (``jaxlstm.step``) runs a kernel that streams the
+    weights in place; every other call packs them once and runs the recurrence on the panels.
 
     Args:
         kernel: ``[I, 4H]``; recurrent_kernel: ``[H, 4H]``; bias: ``[4H]`` or None.

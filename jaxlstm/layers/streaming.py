@@ -109,7 +109,7 @@ def _stream_step(
             to = core.zero_state(layer, (), dtype) if reset_states is None else reset_states[index]
             state = core.reset(state, reset, LSTMState(h=to.h.astype(dtype), c=to.c.astype(carry)))
         # No zoneout masks: a stream is inference, so zoneout is its expectation.
-        new, y_t = core._step(layer, state, x_t, options)
+        new, y_t = core._step_auto(layer, state, x_t, options)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)

@@ -73,6 +73,9 @@ constexpr int BWD_NV = 2;
 static void fwd_step(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0, int64_t r1) {
   fwd_rows<FWD_MR>(p, t, pan, r0, r1);
 }
+static void step_finish(const StepProblem& p, int64_t pan, int64_t r0, int64_t r1) {
+  step_rows<FWD_MR>(p, pan, r0, r1);
+}
 static void bwd_stage(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0, int64_t r1) {
   bwd_rows<BWD_MR, BWD_NV>(p, s, tile, r0, r1);
 }
@@ -87,8 +90,9 @@ static void bwd_stage(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0, 
 #endif
 
 const jaxlstm::IsaKernels* jaxlstm::avx2_kernels() {
-  static const IsaKernels k = {"avx2",         avx2::V,        avx2::FWD_MR,
-                               avx2::BWD_MR,   avx2::BWD_NV,   avx2::fwd_pack,
-                               avx2::fwd_step, avx2::bwd_pack, avx2::bwd_stage};
+  static const IsaKernels k = {"avx2", avx2::V, avx2::FWD_MR, avx2::BWD_MR,
+                               avx2::BWD_NV, avx2::fwd_pack, avx2::fwd_step,
+                               avx2::step_partial, avx2::step_finish, avx2::bwd_pack,
+                               avx2::bwd_stage};
   return &k;
 }

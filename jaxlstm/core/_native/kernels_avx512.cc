@@ -74,6 +74,9 @@ constexpr int BWD_NV = 2;
 static void fwd_step(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0, int64_t r1) {
   fwd_rows<FWD_MR>(p, t, pan, r0, r1);
 }
+static void step_finish(const StepProblem& p, int64_t pan, int64_t r0, int64_t r1) {
+  step_rows<FWD_MR>(p, pan, r0, r1);
+}
 static void bwd_stage(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0, int64_t r1) {
   bwd_rows<BWD_MR, BWD_NV>(p, s, tile, r0, r1);
 }
@@ -88,8 +91,9 @@ static void bwd_stage(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0, 
 #endif
 
 const jaxlstm::IsaKernels* jaxlstm::avx512_kernels() {
-  static const IsaKernels k = {"avx512",         avx512::V,        avx512::FWD_MR,
-                               avx512::BWD_MR,   avx512::BWD_NV,   avx512::fwd_pack,
-                               avx512::fwd_step, avx512::bwd_pack, avx512::bwd_stage};
+  static const IsaKernels k = {"avx512", avx512::V, avx512::FWD_MR, avx512::BWD_MR,
+                               avx512::BWD_NV, avx512::fwd_pack, avx512::fwd_step,
+                               avx512::step_partial, avx512::step_finish, avx512::bwd_pack,
+                               avx512::bwd_stage};
   return &k;
 }

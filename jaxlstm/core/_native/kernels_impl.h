@@ -96,24 +96,14 @@ static void fwd_pack(const FwdProblem& p, int64_t pan) {
   if (p.bias) pack(p.bias, 1, p.bp + pan * 4 * V);
 }
 
+// The gates of step t for rows [r0, r0 + MR) and panel pan, from the pre-activations acc (bias
+// included) and the state hp/cp (row stride ld) the step starts from: residuals, outputs, state.
 template <int MR>
-static void fwd_block(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0) {
-  const int64_t B = p.B, I = p.I, H = p.H, Hp = p.Hp;
+static void fwd_finish(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0,
+                       const R (&acc)[MR][FWD_NV], const float* hp, const float* cp, int64_t ld) {
+  const int64_t B = p.B, H = p.H, Hp = p.Hp;
   const int64_t u0 = pan * V;
   const int n = static_cast<int>(std::min<int64_t>(V, H - u0));
-  R acc[MR][FWD_NV];
-  for (int q = 0; q < FWD_NV; ++q) {
-    const R b0 = p.bias ? Vec::load(p.bp + pan * 4 * V + q * V) : Vec::zero();
-    for (int r = 0; r < MR; ++r) acc[r][q] = b0;
-  }
-  gemm_acc<MR, FWD_NV>(acc, p.x + (t * p.st + r0 * p.sb) * I, p.sb * I, p.Wp + pan * I * 4 * V, I);
-  // The state the step starts from: the user's h0/c0 at t = 0, else the internal buffers.
-  const float* hp = t == 0 ? p.h0 + r0 * H : p.hbuf + ((t & 1) * B + r0) * Hp;
-  const float* cp = t == 0 ? p.c0 + r0 * H : p.cbuf + r0 * Hp;
-  const int64_t ld = t == 0 ? H : Hp;
-  gemm_acc<MR, FWD_NV>(acc, hp, ld, p.Up + pan * H * 4 * V, H);
-
-  float* hnext_base = p.hbuf + (((t + 1) & 1) * B) * Hp;
   for (int r = 0; r < MR; ++r) {
     const int64_t row = r0 + r, tb = t * p.st + row * p.sb;
     if (p.z) {
@@ -141,13 +131,32 @@ static void fwd_block(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0) {
     }
     if (p.valid && !p.valid[tb]) y = Vec::zero();
     Vec::storen(p.ys + tb * H + u0, y, n);
-    Vec::store(hnext_base + row * Hp + u0, h_keep);
-    Vec::store(p.cbuf + row * Hp + u0, c_keep);
+    if (t + 1 < p.T) {  // the state the next step starts from
+      Vec::store(p.hbuf + (((t + 1) & 1) * B + row) * Hp + u0, h_keep);
+      Vec::store(p.cbuf + row * Hp + u0, c_keep);
+    }
     if (t == p.T - 1) {
       Vec::storen(p.hT + row * H + u0, h_keep, n);
       Vec::storen(p.cT + row * H + u0, c_keep, n);
     }
   }
+}
+
+template <int MR>
+static void fwd_block(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0) {
+  const int64_t B = p.B, I = p.I, H = p.H, Hp = p.Hp;
+  R acc[MR][FWD_NV];
+  for (int q = 0; q < FWD_NV; ++q) {
+    const R b0 = p.bias ? Vec::load(p.bp + pan * 4 * V + q * V) : Vec::zero();
+    for (int r = 0; r < MR; ++r) acc[r][q] = b0;
+  }
+  gemm_acc<MR, FWD_NV>(acc, p.x + (t * p.st + r0 * p.sb) * I, p.sb * I, p.Wp + pan * I * 4 * V, I);
+  // The state the step starts from: the user's h0/c0 at t = 0, else the internal buffers.
+  const float* hp = t == 0 ? p.h0 + r0 * H : p.hbuf + ((t & 1) * B + r0) * Hp;
+  const float* cp = t == 0 ? p.c0 + r0 * H : p.cbuf + r0 * Hp;
+  const int64_t ld = t == 0 ? H : Hp;
+  gemm_acc<MR, FWD_NV>(acc, hp, ld, p.Up + pan * H * 4 * V, H);
+  fwd_finish<MR>(p, t, pan, r0, acc, hp, cp, ld);
 }
 
 template <int MR>
@@ -157,6 +166,83 @@ static void fwd_rows(const FwdProblem& p, int64_t t, int64_t pan, int64_t r0, in
   switch (r1 - r) {  // the row tail
     case 0: break;
 #define JAXLSTM_TAIL(k) case k: if constexpr (k < MR) fwd_block<k>(p, t, pan, r); break;
+    JAXLSTM_TAIL(1) JAXLSTM_TAIL(2) JAXLSTM_TAIL(3) JAXLSTM_TAIL(4) JAXLSTM_TAIL(5)
+    JAXLSTM_TAIL(6) JAXLSTM_TAIL(7)
+#undef JAXLSTM_TAIL
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One step (StepProblem)
+// ---------------------------------------------------------------------------------------------
+
+static void step_partial(const StepProblem& sp, int64_t chunk, int64_t cblock) {
+  const FwdProblem& p = sp.f;
+  const int64_t I = p.I, H = p.H, K = I + H, N = 4 * H, B = p.B;
+  const int64_t k0 = K * chunk / sp.R, k1 = K * (chunk + 1) / sp.R;
+  const int64_t j0 = cblock * sp.CW, j1 = std::min(N, j0 + sp.CW);
+  float* const zp = sp.zpart + chunk * B * N;
+  // Row k of [W; U] and its input [x | h0] for batch row b (T = 1: x is [B][I]).
+  auto wrow = [&](int64_t k) { return k < I ? p.W + k * N : p.U + (k - I) * N; };
+  auto in = [&](int64_t b, int64_t k) { return k < I ? p.x[b * I + k] : p.h0[b * H + k - I]; };
+  constexpr int KG = 4;  // weight rows per pass over the accumulators
+  for (int64_t k = k0; k < k1; k += KG) {
+    const int kg = static_cast<int>(std::min<int64_t>(KG, k1 - k));
+    const float* w[KG];
+    for (int i = 0; i < KG; ++i) w[i] = wrow(k + std::min(i, kg - 1));
+    for (int64_t b = 0; b < B; ++b) {
+      R a[KG];
+      for (int i = 0; i < KG; ++i) a[i] = i < kg ? Vec::set1(in(b, k + i)) : Vec::zero();
+      float* z = zp + b * N;
+      const bool first = k == k0;
+      auto update = [&](int64_t j, int nl) {
+        R acc = first ? Vec::zero() : Vec::loadn(z + j, nl);
+        acc = Vec::fmadd(a[0], Vec::loadn(w[0] + j, nl), acc);
+        if (kg > 1) acc = Vec::fmadd(a[1], Vec::loadn(w[1] + j, nl), acc);
+        if (kg > 2) acc = Vec::fmadd(a[2], Vec::loadn(w[2] + j, nl), acc);
+        if (kg > 3) acc = Vec::fmadd(a[3], Vec::loadn(w[3] + j, nl), acc);
+        Vec::storen(z + j, acc, nl);
+      };
+      int64_t j = j0;
+      if (kg == KG) {  // the common case: four rows, full vectors, no branches in the loop
+        for (; j + V <= j1; j += V) {
+          R acc = first ? Vec::zero() : Vec::load(z + j);
+          acc = Vec::fmadd(a[0], Vec::load(w[0] + j), acc);
+          acc = Vec::fmadd(a[1], Vec::load(w[1] + j), acc);
+          acc = Vec::fmadd(a[2], Vec::load(w[2] + j), acc);
+          acc = Vec::fmadd(a[3], Vec::load(w[3] + j), acc);
+          Vec::store(z + j, acc);
+        }
+      }
+      for (; j < j1; j += V) update(j, static_cast<int>(std::min<int64_t>(V, j1 - j)));
+    }
+  }
+}
+
+template <int MR>
+static void step_block(const StepProblem& sp, int64_t pan, int64_t r0) {
+  const FwdProblem& p = sp.f;
+  const int64_t H = p.H, N = 4 * H, u0 = pan * V;
+  const int n = static_cast<int>(std::min<int64_t>(V, H - u0));
+  R acc[MR][FWD_NV];
+  for (int q = 0; q < FWD_NV; ++q) {
+    const R b0 = p.bias ? Vec::loadn(p.bias + q * H + u0, n) : Vec::zero();
+    for (int r = 0; r < MR; ++r) acc[r][q] = b0;
+  }
+  for (int64_t c = 0; c < sp.R; ++c)
+    for (int r = 0; r < MR; ++r)
+      for (int q = 0; q < FWD_NV; ++q)
+        acc[r][q] = Vec::add(acc[r][q], Vec::loadn(sp.zpart + (c * p.B + r0 + r) * N + q * H + u0, n));
+  fwd_finish<MR>(p, 0, pan, r0, acc, p.h0 + r0 * H, p.c0 + r0 * H, H);
+}
+
+template <int MR>
+static void step_rows(const StepProblem& sp, int64_t pan, int64_t r0, int64_t r1) {
+  int64_t r = r0;
+  for (; r + MR <= r1; r += MR) step_block<MR>(sp, pan, r);
+  switch (r1 - r) {  // the row tail
+    case 0: break;
+#define JAXLSTM_TAIL(k) case k: if constexpr (k < MR) step_block<k>(sp, pan, r); break;
     JAXLSTM_TAIL(1) JAXLSTM_TAIL(2) JAXLSTM_TAIL(3) JAXLSTM_TAIL(4) JAXLSTM_TAIL(5)
     JAXLSTM_TAIL(6) JAXLSTM_TAIL(7)
 #undef JAXLSTM_TAIL
@@ -179,7 +265,7 @@ static void bwd_pack(const BwdProblem& p, int64_t tile) {
 
 template <int MR, int NV>
 static void bwd_block(const BwdProblem& p, int64_t s, int64_t tile, int64_t r0) {
-  const int64_t B = p.B, H = p.H, Hp = p.Hp, T = p.T;
+  const int64_t H = p.H, Hp = p.Hp, T = p.T;
   const int64_t u0 = tile * p.Wt;
   int nl[NV];
   for (int v = 0; v < NV; ++v)

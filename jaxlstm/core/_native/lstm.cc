@@ -332,6 +332,27 @@ class FwdTeam final : public Team {
   FwdProblem p_;
 };
 
+// One step with at most kStepMaxRows rows (jaxlstm.step; StepProblem in lstm_kernels.h): stage 0
+// streams the weight rows into per-chunk partial sums, stage 1 sums them and runs the gates. With
+// more rows the column blocks get too narrow (B x CW floats in L1) and XLA's GEMM wins (measured;
+// native.preferred sends those steps to XLA).
+constexpr int64_t kStepMaxRows = 16;
+
+class StepTeam final : public Team {
+ public:
+  StepTeam(const IsaKernels* k, const StepProblem& p, int n_slots)
+      : Team(2, p.R * p.C, p.f.P * p.f.G, n_slots), k_(k), p_(p) {}
+  Scratch zpart;
+  void run_item(int64_t stage, int64_t item) override {
+    if (stage == 0) return k_->step_partial(p_, item / p_.C, item % p_.C);
+    int64_t r0, r1;
+    group_rows(p_.f.B, k_->fwd_mr, p_.f.G, item % p_.f.G, &r0, &r1);
+    if (r0 < r1) k_->step_finish(p_, item / p_.f.G, r0, r1);
+  }
+  const IsaKernels* const k_;
+  StepProblem p_;
+};
+
 template <class Buf>
 int64_t cnt(const Buf& b) {
   return static_cast<int64_t>(b.element_count());
@@ -403,6 +424,23 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xs, ffi::Buff
   p.cprev = save ? cprev->typed_data() : nullptr;
 
   const double flops = 2.0 * B * (I + H) * 4.0 * H;
+  if (T == 1 && B <= kStepMaxRows) {
+    StepProblem sp{};
+    sp.f = p;
+    // A block's accumulators (B x CW floats) stay in L1: at most 4096 floats, CW a multiple of 64.
+    sp.CW = std::min<int64_t>(4 * H, std::max<int64_t>(64, (4096 / B) / 64 * 64));
+    sp.C = (4 * H + sp.CW - 1) / sp.CW;
+    // Chunks of at least 16 weight rows, about 4 items per thread for stealing to balance.
+    const int n = team_size(pool, threads, sp.C * ((I + H + 15) / 16), flops);
+    sp.R = std::max<int64_t>(1, std::min((I + H + 15) / 16, (4 * n + sp.C - 1) / sp.C));
+    sp.f.G = row_groups(B, k->fwd_mr, p.P, n);
+    auto team = std::make_shared<StepTeam>(k, sp, n);
+    team->zpart = alloc_floats(sp.R * B * 4 * H, false);
+    JAXLSTM_CHECK(team->zpart != nullptr, "out of memory for scratch");
+    team->p_.zpart = team->zpart.get();
+    run_team(team, pool);
+    return ffi::Error::Success();
+  }
   const int n = team_size(pool, threads, p.P * ((B + k->fwd_mr - 1) / k->fwd_mr), flops);
   p.G = row_groups(B, k->fwd_mr, p.P, n);
   auto team = std::make_shared<FwdTeam>(k, p, n);
@@ -588,6 +626,11 @@ PyMODINIT_FUNC PyInit__lstm() {
   // The handlers speak the FFI version of the jaxlib whose headers built them; native.py refuses a
   // different jaxlib at run time (its registration would fail on an API version mismatch).
   if (PyModule_AddStringConstant(m, "built_with_jaxlib", JAXLSTM_BUILT_JAXLIB) < 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+  // native.preferred reads it: at T = 1 the packed kernel's pack pass loses to XLA's GEMM.
+  if (PyModule_AddIntConstant(m, "step_max_rows", jaxlstm::kStepMaxRows) < 0) {
     Py_DECREF(m);
     return nullptr;
   }

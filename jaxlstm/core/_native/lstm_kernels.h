@@ -25,6 +25,19 @@ struct FwdProblem {
   float *hbuf, *cbuf;            // [2][B][Hp], [B][Hp]
 };
 
+// One step (T = 1, jaxlstm.step) with few rows: z = [x | h0] [W; U] + bias read in place, the weights
+// streamed row by row (a column panel of row-major weights strides a page per row, which the
+// hardware prefetchers do not follow; packing them costs that pass too). Stage 1 accumulates row
+// chunk r of the K = I + H weight rows into zpart[r]; stage 2 sums the chunks and runs the gates
+// (fwd_step's epilogue) per column panel. Uses FwdProblem's T == 1, batch-major fields.
+struct StepProblem {
+  FwdProblem f;
+  int64_t R;   // row chunks (stage 1 items = R * C)
+  int64_t C;   // column blocks of CW columns of the 4H
+  int64_t CW;  // a multiple of every ISA's V
+  float* zpart;  // [R][B][4H]
+};
+
 // Backward recurrence (the reverse scan of fast._backward).
 struct BwdProblem {
   int64_t T, B, H;
@@ -50,6 +63,9 @@ struct IsaKernels {
   void (*fwd_pack)(const FwdProblem&, int64_t panel);
   // One step t for one panel and rows [r0, r1) (r0 a multiple of fwd_mr).
   void (*fwd_step)(const FwdProblem&, int64_t t, int64_t panel, int64_t r0, int64_t r1);
+  // jaxlstm.step: stage 1 item (row chunk r, column block c); stage 2 panel pan, rows [r0, r1).
+  void (*step_partial)(const StepProblem&, int64_t r, int64_t c);
+  void (*step_finish)(const StepProblem&, int64_t panel, int64_t r0, int64_t r1);
   void (*bwd_pack)(const BwdProblem&, int64_t tile);
   // Stage s in T..0 for one tile and rows [r0, r1): finish dh_{s} = dz_s U^T (s < T), then the
   // elementwise part of step s-1 (s > 0) or write dh0/dc0 (s == 0).
