@@ -7,12 +7,20 @@ and batches it with ``vmap``. Parameters and states are NamedTuple pytrees in Ke
 # The package is built in layers, each importing only those below it: core/ (the math: jax and numpy
 # only) <- layers/ (bidirectional, stacks, streaming, built on the core) <- the Flax modules (linen,
 # nnx), interop/ and the training utilities (checkpoint, sharding, plot) at this level.
+# jaxlstm.fast, native, cudnn, pytrees, activations, stack and streaming stay the public paths of
+# modules of core/ and layers/: each re-exports its module's public names.
 # Submodules: matplotlib loads only when plot draws; interop imports each peer only when one of its
 # converters runs.
+from . import activations as activations
 from . import checkpoint as checkpoint
+from . import cudnn as cudnn
+from . import fast as fast
 from . import interop as interop
 from . import plot as plot
+from . import pytrees as pytrees
 from . import sharding as sharding
+from . import stack as stack
+from . import streaming as streaming
 from .core import init, lstm, step, zero_state
 from .core.activations import ACTIVATIONS, hard_sigmoid
 from .core.pytrees import (

@@ -44,7 +44,7 @@ from .._safe_files import (
 from ..core import checks
 from ..core.pytrees import BidirectionalParams, LSTMParams
 from ._arrays import LayerParams, expect_rank, expect_shape, to_params
-from .keras import KerasLayer, lstm_options  # one helper for live layers, configs and these files' entries
+from .keras import KerasLayer, lstm_options  # lstm_options serves layers, configs and these entries
 
 __all__ = [
     "InvalidFileError",
