@@ -185,7 +185,7 @@ def _stream_chunk_case() -> Case:
 
 
 def _stream_step_case() -> Case:
-    # stream_step has no impl (one step is plain JAX): the default path is a loop of steps.
+    # stream_step has no impl (its default, a loop of steps, runs the native one-step kernel on CPU).
     def run(impl: Any, tree: Any) -> Any:
         params, xs, state = tree
         if impl == "scan":
@@ -669,7 +669,8 @@ MODULES = (
     "nnx.Bidirectional",
 )
 FUNCTIONS = ("bidirectional", "stacked_lstm", "stream_chunk")
-#: Entry points that are plain JAX whatever the implementation (core.step one step at a time).
+#: Entry points without an impl argument that run one step at a time (stream_step on the native one-step
+#: kernel on CPU, the Flax cells on the reference step).
 STEP_CASES = ("stream_step", "linen.RNN(LSTMCell)", "nnx.RNN(LSTMCell)")
 CONTROL_FLOW = ("scan", "cond", "while")
 

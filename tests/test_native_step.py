@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 import jaxlstm
-from jaxlstm import core, native
-from jaxlstm._options import SequenceOptions
+from jaxlstm import core
+from jaxlstm.core import native
+from jaxlstm.core.options import SequenceOptions
 
 pytestmark = pytest.mark.skipif(
     not native.available() or jax.default_backend() != "cpu",
