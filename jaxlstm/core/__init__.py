@@ -330,25 +330,32 @@ def _step_auto(
     pick them for a one-step sequence (``step``'s and ``stream_step``'s call): the plain LSTM
     (``fast.supports``), jax's default backend the CPU and ``native.preferred(N, 1, I, H, dtype)``;
     there, the fast path's one-step sequence (same derivative rules). Else the reference ``_step``."""
-    if options.impl == "auto" and jax.default_backend() == "cpu":
-        if fast.supports(params, options.activation, options.recurrent_activation, options):
-            from . import native  # only here: the extension is optional
-
-            batch_shape, units = x_t.shape[:-1], params.units
-            weights = [params.kernel, params.recurrent_kernel] + (
-                [] if params.bias is None else [params.bias]
+    if options.impl == "auto" and fast.supports(
+        params, options.activation, options.recurrent_activation, options
+    ):
+        batch_shape, units = x_t.shape[:-1], params.units
+        weights = [params.kernel, params.recurrent_kernel] + ([] if params.bias is None else [params.bias])
+        dtype = jnp.result_type(x_t, state.h, state.c, *weights)
+        n = math.prod(batch_shape)
+        if _auto_picks_native(n, 1, params.input_size, units, dtype):
+            cast = _cast_params(params, dtype, dtype)
+            flat = lambda a: jnp.broadcast_to(a, (*batch_shape, a.shape[-1])).astype(dtype).reshape(n, -1)  # noqa: E731
+            _, h, c = fast.lstm_time_major(
+                cast, flat(x_t)[None], flat(state.h), flat(state.c), config=fast.FastConfig(native=True)
             )
-            dtype = jnp.result_type(x_t, state.h, state.c, *weights)
-            n = math.prod(batch_shape)
-            if native.preferred(n, 1, params.input_size, units, dtype):
-                cast = _cast_params(params, dtype, dtype)
-                flat = lambda a: jnp.broadcast_to(a, (*batch_shape, a.shape[-1])).astype(dtype).reshape(n, -1)  # noqa: E731
-                _, h, c = fast.lstm_time_major(
-                    cast, flat(x_t)[None], flat(state.h), flat(state.c), config=fast.FastConfig(native=True)
-                )
-                h, c = h.reshape(*batch_shape, units), c.reshape(*batch_shape, units)
-                return LSTMState(h=h, c=c), h
+            h, c = h.reshape(*batch_shape, units), c.reshape(*batch_shape, units)
+            return LSTMState(h=h, c=c), h
     return _step(params, state, x_t, options)
+
+
+def _auto_picks_native(n: int, steps: int, features: int, units: int, dtype: Any) -> bool:
+    """Whether ``impl="auto"`` runs the native CPU kernels on ``n`` flattened rows: jax's default
+    backend is the CPU and ``native.preferred`` says so (the one rule of ``lstm`` and ``step``)."""
+    if jax.default_backend() != "cpu":
+        return False
+    from . import native  # only here: the extension is optional
+
+    return native.preferred(n, steps, features, units, dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -531,10 +538,8 @@ def _lstm(
         params, options.activation, options.recurrent_activation, options, inputs
     ):
         config = impl if isinstance(impl, fast.FastConfig) else fast.FastConfig()
-        if impl == "auto" and jax.default_backend() == "cpu":
-            from . import native  # only here: the extension is optional
-
-            config = config._replace(native=native.preferred(n, steps, features, units, dtype))
+        if impl == "auto":
+            config = config._replace(native=_auto_picks_native(n, steps, features, units, dtype))
         out = _fast_flat(
             params,
             flat_xs,
