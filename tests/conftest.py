@@ -40,6 +40,13 @@ def require(module: str) -> ModuleType:
         pytest.skip(f"optional peer {module!r} is not installed: {exc}")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The long tests first (a stable sort: otherwise in file order), so that the xdist workers spend
+    # the end of the run on short tests and finish together instead of one waiting on the other's
+    # last subprocess. Every worker collects and sorts alike, as xdist requires.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not STRICT:
         return

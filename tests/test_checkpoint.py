@@ -141,6 +141,7 @@ def adding_cli(steps: int, checkpoint_path: Path) -> list[str]:
     return cli + ["--no-progress"]
 
 
+@pytest.mark.long
 def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     """Train 20 steps and save; a fresh process restores and trains 20 more; equals 40 straight."""
     require("optax")
@@ -180,6 +181,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert not np.array_equal(state_resumed.params.lstm.kernel, state_20.params.lstm.kernel)
 
 
+@pytest.mark.long
 def test_run_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     """SIGKILL (no clean-up, no final save) once the first checkpoint exists; a new process resumes
     from whatever was last saved; the result is bit-identical to an uninterrupted run."""

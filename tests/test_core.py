@@ -122,6 +122,7 @@ def test_init_follows_keras_defaults() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.long
 def test_check_grads_params_inputs_initial_state(params) -> None:
     xs = jax.random.normal(jax.random.key(9), (2, 4, INPUT))
     state = jaxlstm.LSTMState(h=0.1 * jnp.ones((2, UNITS)), c=-0.1 * jnp.ones((2, UNITS)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 B, T, I, H = 3, 7, 4, 5
 X = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
@@ -25,6 +26,7 @@ def assert_same_bits(a, b) -> None:
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.long
 def test_linen_same_key_same_bits_with_and_without_jit() -> None:
     from jaxlstm import linen as jl
 

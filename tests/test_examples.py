@@ -41,6 +41,7 @@ def test_adding_batches_follow_the_task(adding) -> None:
     assert abs(ys.var() - adding.BASELINE_MSE) < 0.03  # predicting the mean scores ~1/6
 
 
+@pytest.mark.long
 def test_adding_problem_t20_learns(adding, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     curve = tmp_path / "adding.png"
     result = adding.main(
@@ -68,6 +69,7 @@ def test_adding_problem_t20_learns(adding, tmp_path: Path, capsys: pytest.Captur
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.long
 def test_variants_example_trains_every_model_on_the_same_batches(tmp_path: Path) -> None:
     for peer in ("optax", "matplotlib"):
         require(peer)
@@ -84,6 +86,7 @@ def test_variants_example_trains_every_model_on_the_same_batches(tmp_path: Path)
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.long
 def test_digits_learns(digits) -> None:
     config = digits.Config(max_steps=200, eval_every=50, target_accuracy=0.9, seed=0)
     result = digits.train(config, progress=False)
@@ -116,6 +119,7 @@ def test_digits_cli_errors(digits, capsys: pytest.CaptureFixture[str]) -> None:
     assert "argument --target: expected an accuracy in (0, 1], found 1.5" in capsys.readouterr().err
 
 
+@pytest.mark.long
 def test_cpu_devices_train_the_same(adding) -> None:
     """``--cpu-devices 2`` (a fresh process: the device count is fixed when jax starts) trains with the
     step split over two devices to the one-device result, up to float round-off."""

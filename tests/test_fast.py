@@ -98,6 +98,7 @@ def test_matches_reference(data, name):
     assert all(float(jnp.abs(g).max()) > 1e-3 for g in grads)
 
 
+@pytest.mark.long
 def test_two_batch_axes_broadcast_state_no_bias():
     params, xs, _ = _data(batch_shape=(2, 3), use_bias=False)
     state = LSTMState(h=jnp.full((H,), 0.2), c=jnp.full((3, H), -0.1))  # broadcasts to [2, 3, H]

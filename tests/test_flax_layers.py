@@ -277,6 +277,7 @@ def test_nnx_stack_training_equals_functional_with_its_key() -> None:
 
 
 @pytest.mark.parametrize("flavour", ["linen", "nnx"])
+@pytest.mark.long
 def test_bidirectional_weight_drop_and_zoneout_in_training(flavour) -> None:
     """One DropConnect mask per direction (read back from the exact zeros of the gradient), equal
     to the functional layer with those masks; zoneout keeps h with probability z_h in training."""

@@ -128,6 +128,7 @@ def run_family(family: str, base_dir: str) -> tuple[list[dict[str, Any]], int]:
 
 
 @pytest.mark.parametrize("family", sorted(PEERS))
+@pytest.mark.long
 def test_hostile_files_end_in_a_clear_error(family: str, tmp_path) -> None:
     for peer in PEERS[family]:
         require(peer)

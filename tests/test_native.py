@@ -234,6 +234,7 @@ def _same_values(a: dict, b: dict, exact: bool):
 
 
 @needs_native
+@pytest.mark.long
 def test_forced_avx2_fallback_on_one_thread_matches_default(children):
     forced, default = children["avx2-one-thread"], children["default"]
     assert forced["available"] and forced["isa"] == "avx2"

@@ -81,6 +81,7 @@ def test_values_and_gradients_equal_the_scan(case: str) -> None:
 
 
 @needs_native
+@pytest.mark.long
 def test_second_order_and_vmap() -> None:
     params, xs, state = _data()
     fast, ref = _loss("native", {}), _loss("scan", {})
@@ -125,6 +126,7 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 @needs_native
+@pytest.mark.long
 def test_shard_map_over_two_devices() -> None:
     proc = _run(
         """

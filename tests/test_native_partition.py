@@ -92,6 +92,7 @@ def two_devices() -> dict:
 
 
 @needs_native
+@pytest.mark.long
 def test_data_parallel_calls_run_on_the_local_batch_without_gathering(two_devices: dict) -> None:
     assert sorted(two_devices) == ["gspmd forward", "gspmd step", "shardy forward", "shardy step"]
     for name, r in two_devices.items():

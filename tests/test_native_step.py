@@ -83,6 +83,7 @@ def test_step_runs_the_kernel_and_matches_the_reference(case) -> None:
     _close(_everything(jaxlstm.step)(*args), _everything(_reference)(*args))
 
 
+@pytest.mark.long
 def test_vmap_over_the_batch_and_over_weights_and_a_second_derivative() -> None:
     params, state, x = _problem((4, 3), 5, 9)
 

@@ -145,6 +145,7 @@ def two_devices() -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.long
 def test_shard_map_over_the_batch_equals_one_device(two_devices: dict) -> None:
     # One test for the one subprocess, so that pytest-xdist does not start it once per worker.
     assert len(two_devices) == 8

@@ -105,6 +105,7 @@ def test_flag_does_not_leak_into_this_process() -> None:
     assert "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 
 
+@pytest.mark.long
 def test_four_devices_step_equals_one_device_step(four_devices: dict) -> None:
     # One test for the one subprocess, so that pytest-xdist does not start it once per worker.
     assert four_devices["devices"] == 4
@@ -182,6 +183,7 @@ TWO_PROCESSES = textwrap.dedent(
 )
 
 
+@pytest.mark.long
 def test_multi_process_data_parallel_after_distributed_initialize() -> None:
     """Two processes, one CPU device each, joined by jax.distributed.initialize (the multi-host path)."""
     import socket

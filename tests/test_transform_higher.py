@@ -17,6 +17,7 @@ def test_second_order(name: str, wrapping: str, transform: str) -> None:
 
 
 @pytest.mark.parametrize("name, wrapping", [("lstm_chunks", "none")])
+@pytest.mark.long
 def test_check_grads_order_2(name: str, wrapping: str) -> None:
     """Forward and reverse derivatives to order 2 against finite differences (the reference scan's
     derivatives are JAX's own; this checks the fast path independently of them). One case, the

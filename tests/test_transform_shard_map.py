@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from _examples import ROOT
 
 SCRIPT = textwrap.dedent(
@@ -85,6 +86,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.long
 def test_shard_map_over_the_batch() -> None:
     # One test for the one subprocess, so that pytest-xdist does not start it once per worker.
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

@@ -131,6 +131,7 @@ def test_step_runs_every_variant_like_lstm() -> None:
         assert_close((state.h, state.c), expected[1:], TIGHT)
 
 
+@pytest.mark.long
 def test_regularisers_equal_reference_with_projection_and_reverse() -> None:
     """Zoneout (training masks from the key as the contract states them, and evaluation), per-gate
     and shared dropout masks, weight drop; zoneout with a projection acts on the projected h."""
@@ -283,6 +284,7 @@ def test_variant_gradients(name) -> None:
     )
 
 
+@pytest.mark.long
 def test_regulariser_gradients() -> None:
     """Zoneout in training (masks from the key) and evaluation, with a projection; per-gate masks
     (their own gradient too); weight drop."""
