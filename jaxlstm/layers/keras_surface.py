@@ -391,12 +391,8 @@ def cell_step(
 ) -> tuple[LSTMState, jax.Array]:
     """A cell's one step in the compute ``dtype`` (c and the added weights in ``carry_dtype`` when
     set), every variant of ``params`` and ``options`` included; zoneout is its expectation (a cell
-    has no per-step key: the Flax RNN drivers pass none)."""
-    checks.carry_dtype(options.carry_dtype, dtype)
-    carry = dtype if options.carry_dtype is None else options.carry_dtype
-    params = core._cast_params(params, dtype, carry)
-    state = LSTMState(h=jnp.asarray(state.h).astype(dtype), c=jnp.asarray(state.c).astype(carry))
-    return core._step(params, state, jnp.asarray(inputs).astype(dtype), options)
+    has no per-step key: the Flax RNN drivers pass none), on the reference step."""
+    return core.run_step(params, state, inputs, options.replace(impl="scan"), dtype)
 
 
 # from_params overwrites every weight: zeros are the cheapest placeholders to create first.

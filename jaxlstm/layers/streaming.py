@@ -103,13 +103,12 @@ def _stream_step(
     x_t = x_t.astype(dtype)
     new_states = []
     for index, (layer, state) in enumerate(zip(layers, states)):
-        layer = core._cast_params(layer, dtype, carry)
         state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(carry))
         if reset is not None:  # before the step, as in lstm(resets=)
             to = core.zero_state(layer, (), dtype) if reset_states is None else reset_states[index]
             state = core.reset(state, reset, LSTMState(h=to.h.astype(dtype), c=to.c.astype(carry)))
         # No zoneout masks: a stream is inference, so zoneout is its expectation.
-        new, y_t = core._step_auto(layer, state, x_t, options)
+        new, y_t = core.run_step(layer, state, x_t, options, dtype)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)
