@@ -409,11 +409,8 @@ class Bidirectional(_LayerFields):
             forward=_Weights(units, weights, name="forward")(inputs.shape[-1]),
             backward=_Weights(units, weights, name="backward")(inputs.shape[-1]),
         )
-        weight_drop = checks.fraction(self.weight_drop, "weight_drop")
-        dropping = keras_surface.regularised(0.0, 0.0, weight_drop, options)
-        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
-        key = _dropout_key(self, self.rng_collection) if dropping and not evaluating else None
-        call = keras_surface.bidirectional_inputs(params, resets, key, weight_drop, options)
+        key = lambda: _dropout_key(self, self.rng_collection)  # noqa: E731
+        call = keras_surface.bidirectional_inputs(self, params, resets, deterministic, options, key)
         return _bidirectional.run(
             params, inputs, initial_state, mask, lengths, options, self.merge_mode, call
         )
@@ -482,9 +479,7 @@ class StackedLSTM(_LayerFields):
             width = merged_size(width, self.merge_mode) if self.bidirectional else width
         deterministic = self.deterministic if deterministic is None else deterministic
         weight_drop = checks.fraction(self.weight_drop, "weight_drop")
-        randomised = (rate > 0 and num_layers > 1) or keras_surface.regularised(
-            0.0, 0.0, weight_drop, options
-        )
+        randomised = keras_surface.stack_randomised(rate, num_layers, weight_drop, options)
         dropping = randomised and deterministic is False
         return stack.run(
             tuple(params),

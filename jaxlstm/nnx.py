@@ -157,7 +157,17 @@ def _dropout_stream(rngs: nnx.Rngs, collection: str, dropping: bool) -> Any:
     return rngs[collection].fork() if dropping else nnx.data(None)
 
 
-class LSTM(_Direction, nnx.Module):
+class _View:
+    """``set_view`` for the modules with a ``deterministic`` switch."""
+
+    def set_view(self, deterministic: Optional[bool] = None) -> None:
+        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: dropout (zoneout,
+        weight drop) off if True."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+
+class LSTM(_Direction, _View, nnx.Module):
     """Keras's ``LSTM`` layer as an NNX module.
 
     Args:
@@ -287,11 +297,6 @@ class LSTM(_Direction, nnx.Module):
         kept = self.kept_state.get_value()  # None before the first call
         self.kept_state.set_value(keras_surface.zeroed_state(kept, self.units, batch_shape))
 
-    def set_view(self, deterministic: Optional[bool] = None) -> None:
-        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: dropout off if True."""
-        if deterministic is not None:
-            self.deterministic = deterministic
-
 
 class LSTMCell(_Direction, nnx.RNNCellBase):
     """An LSTM cell for ``flax.nnx.RNN``: carry ``(c, h)``, one time step per call.
@@ -411,7 +416,7 @@ class _Layers:
         return module
 
 
-class Bidirectional(_Layers, nnx.Module):
+class Bidirectional(_Layers, _View, nnx.Module):
     """A bidirectional LSTM (Keras ``Bidirectional(LSTM)``), with optional projection.
 
     Args:
@@ -499,22 +504,14 @@ class Bidirectional(_Layers, nnx.Module):
         """Inputs ``[..., T, I]`` -> ``BidirectionalOutput`` (see ``jaxlstm.bidirectional``)."""
         params = self.params
         keras_surface.check_inputs(inputs, params.forward.input_size, self.options.time_major)
-        dropping = keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
-        evaluating = keras_surface.is_deterministic(deterministic, None, self.deterministic, dropping)
-        key = _dropout_key(self, rngs, self.rng_collection) if dropping and not evaluating else None
-        call = keras_surface.bidirectional_inputs(params, resets, key, self.weight_drop, self.options)
+        key = lambda: _dropout_key(self, rngs, self.rng_collection)  # noqa: E731
+        call = keras_surface.bidirectional_inputs(self, params, resets, deterministic, self.options, key)
         return _bidirectional.run(
             params, inputs, initial_state, mask, lengths, self.options, self.merge_mode, call
         )
 
-    def set_view(self, deterministic: Optional[bool] = None) -> None:
-        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: zoneout and weight
-        drop off if True."""
-        if deterministic is not None:
-            self.deterministic = deterministic
 
-
-class StackedLSTM(_Layers, nnx.Module):
+class StackedLSTM(_Layers, _View, nnx.Module):
     """``num_layers`` LSTM layers of equal width (PyTorch ``nn.LSTM``), optionally bidirectional
     and projected, with dropout between layers and residual connections.
 
@@ -596,9 +593,9 @@ class StackedLSTM(_Layers, nnx.Module):
         self.rngs = _dropout_stream(rngs, rng_collection, self._randomised())
 
     def _randomised(self) -> bool:
-        """Whether training draws randomness: between-layer dropout, weight drop or zoneout."""
-        between = self.inter_layer_dropout > 0 and len(self.layers) > 1
-        return between or keras_surface.regularised(0.0, 0.0, self.weight_drop, self.options)
+        return keras_surface.stack_randomised(
+            self.inter_layer_dropout, len(self.layers), self.weight_drop, self.options
+        )
 
     @property
     def dropout(self) -> float:
@@ -656,8 +653,3 @@ class StackedLSTM(_Layers, nnx.Module):
             weight_drop=self.weight_drop,
             inputs=CallInputs(resets=resets),
         )
-
-    def set_view(self, deterministic: Optional[bool] = None) -> None:
-        """For ``nnx.view`` (and ``train()`` / ``eval()``). Args: deterministic: dropout off if True."""
-        if deterministic is not None:
-            self.deterministic = deterministic

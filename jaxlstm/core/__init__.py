@@ -271,7 +271,7 @@ def raw_step(
     recurrent_activation: Activation,
     recurrent_dropout_mask: Optional[jax.Array] = None,
 ) -> tuple[LSTMState, jax.Array]:
-    """``_step`` with default variant options (the cells' and streaming's call)."""
+    """``_step`` with default variant options and a recurrent dropout mask."""
     options = SequenceOptions(activation=activation, recurrent_activation=recurrent_activation)
     return _step(params, state, x_t, options, StepInputs(recurrent_mask=recurrent_dropout_mask))
 
@@ -346,6 +346,43 @@ def _step_auto(
             h, c = h.reshape(*batch_shape, units), c.reshape(*batch_shape, units)
             return LSTMState(h=h, c=c), h
     return _step(params, state, x_t, options)
+
+
+def run_step(
+    params: LSTMParams,
+    state: LSTMState,
+    x_t: jax.Array,
+    options: SequenceOptions,
+    dtype: Any = None,
+) -> tuple[LSTMState, jax.Array]:
+    """One step with its options as one ``SequenceOptions``, in one computation dtype, past the
+    argument checks (what the layers' one-step calls run: a stream's step, a Flax cell's).
+
+    Args:
+        params: ``LSTMParams`` (any variant), already checked.
+        state: h ``[..., P]`` and c ``[..., H]``, with x_t's batch axes.
+        x_t: ``[..., I]``.
+        options: the step's options. ``options.impl``: ``"auto"`` runs the native CPU kernels where
+            ``step`` would, ``"scan"`` always the reference step. Zoneout is its
+            expectation (a step draws no masks).
+        dtype: the computation dtype; None is the promotion of x_t's and the kernel's (as in
+            ``lstm``). x_t, h and the matmul weights are cast to it; c and the weights added to the
+            matmuls' sums (bias, layer norm, peepholes) to ``options.carry_dtype`` when set.
+
+    Returns:
+        ``(new_state, y_t)``: h ``[..., P]`` in dtype, c ``[..., H]`` in the carry dtype, y_t = h.
+    """
+    if options.impl not in ("auto", "scan"):
+        raise ValueError(f"impl: a step runs 'auto' or 'scan', found {options.impl!r}")
+    x_t = jnp.asarray(x_t)
+    dtype = jnp.result_type(x_t.dtype, params.kernel.dtype) if dtype is None else dtype
+    checks.carry_dtype(options.carry_dtype, dtype)
+    carry = dtype if options.carry_dtype is None else options.carry_dtype
+    params = _cast_params(params, dtype, carry)
+    state = LSTMState(h=jnp.asarray(state.h).astype(dtype), c=jnp.asarray(state.c).astype(carry))
+    if options.impl == "scan":
+        return _step(params, state, x_t.astype(dtype), options)
+    return _step_auto(params, state, x_t.astype(dtype), options)
 
 
 def _auto_picks_native(n: int, steps: int, features: int, units: int, dtype: Any) -> bool:

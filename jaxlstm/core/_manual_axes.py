@@ -37,20 +37,3 @@ def vary_like(tree: Any, *refs: Any) -> Any:
         return jax.lax.pcast(leaf, missing, to="varying") if missing else leaf
 
     return jax.tree_util.tree_map(cast, tree)
-
-
-def sum_like(cotangent: Any, primal: Any) -> Any:
-    """Sum each cotangent leaf over the axes it varies over but its primal does not.
-
-    The transpose of using an invariant value (a replicated parameter) in a varying computation is a
-    ``psum``: a ``custom_vjp`` backward pass must do it itself, since its outputs must have their
-    primals' types. Leaves of ``cotangent`` that are None stay None.
-    """
-
-    def reduce(ct: Any, x: Any) -> Any:
-        if ct is None:
-            return None
-        extra = tuple(sorted(varying_axes(ct) - varying_axes(x)))
-        return jax.lax.psum(ct, extra) if extra else ct
-
-    return jax.tree_util.tree_map(reduce, cotangent, primal, is_leaf=lambda v: v is None)

@@ -150,10 +150,6 @@ def _vector_glorot_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jn
     return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-# A nested field's specs: {subfield: (initializer, shape)} (LayerNormParams, PeepholeParams).
-Specs = dict[str, Any]
-
-
 @dataclasses.dataclass(frozen=True)
 class WeightOptions:
     """How one direction's weights are made (``jaxlstm.init``'s keyword arguments; initialisers by

@@ -1,5 +1,6 @@
-"""Bidirectional LSTM (``jaxlstm.bidirectional`` and friends; the file is private so that the
-function ``jaxlstm.bidirectional`` does not shadow a module of the same name): a forward and a backward pass with independent parameters, merged per step.
+"""Bidirectional LSTM (``jaxlstm.bidirectional`` and friends; under ``layers/``, so that the function
+``jaxlstm.bidirectional`` shadows no module): a forward and a backward pass with independent
+parameters, merged per step.
 
     bidirectional(params, xs) -> BidirectionalOutput(sequence [..., T, F], state.forward, state.backward)
 

@@ -356,14 +356,21 @@ def run(
 
 
 def bidirectional_inputs(
+    module: Any,
     params: BidirectionalParams,
     resets: Optional[jax.Array],
-    key: Optional[jax.Array],
-    weight_drop: float,
+    deterministic: Optional[bool],
     options: SequenceOptions,
+    dropout_key: Callable[[], jax.Array],
 ) -> CallInputs:
-    """A ``Bidirectional`` module's per-call inputs: its resets and, in training (``key`` given),
-    one weight-drop mask per direction and zoneout's key, from keys of their own."""
+    """A ``Bidirectional`` module's per-call inputs (``module``: its weight_drop rate and
+    deterministic default): its resets and, in training (``dropout_key()`` draws one key when weight
+    drop or zoneout is on), one weight-drop mask per direction and zoneout's key, from keys of
+    their own."""
+    weight_drop = checks.fraction(module.weight_drop, "weight_drop")
+    dropping = regularised(0.0, 0.0, weight_drop, options)
+    evaluating = is_deterministic(deterministic, None, module.deterministic, dropping)
+    key = dropout_key() if dropping and not evaluating else None
     weight_drop_mask = zoneout_key = None
     if key is not None and weight_drop > 0:
         kernels = [p.recurrent_kernel for p in params]
@@ -371,6 +378,15 @@ def bidirectional_inputs(
     if key is not None and options.zoneout != (0.0, 0.0):
         zoneout_key = jax.random.fold_in(key, 2)
     return CallInputs(resets=resets, zoneout_key=zoneout_key, weight_drop_mask=weight_drop_mask)
+
+
+def stack_randomised(
+    inter_layer_dropout: float, num_layers: int, weight_drop: float, options: SequenceOptions
+) -> bool:
+    """Whether a ``StackedLSTM`` draws randomness in training: between-layer dropout (with a layer
+    above the first), weight drop or zoneout."""
+    between = inter_layer_dropout > 0 and num_layers > 1
+    return between or regularised(0.0, 0.0, weight_drop, options)
 
 
 def compute_dtype(dtype: Any, inputs: jax.Array, param_dtype: Any) -> Any:
@@ -391,12 +407,8 @@ def cell_step(
 ) -> tuple[LSTMState, jax.Array]:
     """A cell's one step in the compute ``dtype`` (c and the added weights in ``carry_dtype`` when
     set), every variant of ``params`` and ``options`` included; zoneout is its expectation (a cell
-    has no per-step key: the Flax RNN drivers pass none)."""
-    checks.carry_dtype(options.carry_dtype, dtype)
-    carry = dtype if options.carry_dtype is None else options.carry_dtype
-    params = core._cast_params(params, dtype, carry)
-    state = LSTMState(h=jnp.asarray(state.h).astype(dtype), c=jnp.asarray(state.c).astype(carry))
-    return core._step(params, state, jnp.asarray(inputs).astype(dtype), options)
+    has no per-step key: the Flax RNN drivers pass none), on the reference step."""
+    return core.run_step(params, state, inputs, options.replace(impl="scan"), dtype)
 
 
 # from_params overwrites every weight: zeros are the cheapest placeholders to create first.

@@ -99,17 +99,14 @@ def _stream_step(
 ) -> tuple[tuple[LSTMState, ...], jax.Array]:
     # Compute in the dtype core.lstm would use, so a stream matches the whole-sequence pass.
     dtype = jnp.result_type(x_t.dtype, layers[0].kernel.dtype)
-    carry = dtype if options.carry_dtype is None else options.carry_dtype
     x_t = x_t.astype(dtype)
     new_states = []
     for index, (layer, state) in enumerate(zip(layers, states)):
-        layer = core._cast_params(layer, dtype, carry)
-        state = LSTMState(h=state.h.astype(dtype), c=state.c.astype(carry))
-        if reset is not None:  # before the step, as in lstm(resets=)
+        if reset is not None:  # before the step, as in lstm(resets=); run_step casts what it picks
             to = core.zero_state(layer, (), dtype) if reset_states is None else reset_states[index]
-            state = core.reset(state, reset, LSTMState(h=to.h.astype(dtype), c=to.c.astype(carry)))
+            state = core.reset(state, reset, to)
         # No zoneout masks: a stream is inference, so zoneout is its expectation.
-        new, y_t = core._step_auto(layer, state, x_t, options)
+        new, y_t = core.run_step(layer, state, x_t, options, dtype)
         if residual and index > 0:
             y_t = y_t + x_t
         new_states.append(new)
