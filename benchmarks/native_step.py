@@ -3,10 +3,10 @@ jitted call per step) and where ``native.preferred`` should stop picking the one
 in ONE process with the implementations alternating round by round, for each batch size:
 
 * ``empty``: a jitted function returning the state it is given (jax's dispatch floor),
-* ``jax``: the pure-JAX reference step ``core._step`` (what ``jaxlstm.step`` ran before the kernel),
+* ``jax``: the pure-JAX reference step, ``core.run_step`` with ``impl="scan"`` (what ``jaxlstm.step`` ran before the kernel),
 * ``step``: ``jaxlstm.step`` as it is (the default: native where ``native.preferred(B, 1, ...)``),
 * ``native``: the native kernels forced (``fast.lstm_time_major`` with ``FastConfig(native=True)``
-  on one step: the one-step kernel up to ``native._STEP_ROWS`` rows, the packed kernel above),
+  on one step: the one-step kernel up to the rows ``native.preferred`` allows, the packed kernel above),
 * ``torch``: PyTorch ``nn.LSTMCell`` under ``inference_mode`` (2 threads), as ``bench.py`` times it.
 
 Each round times every (batch, implementation) for about ``--round-s`` seconds, call by call; the
@@ -40,13 +40,18 @@ def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def _step_rows(native, I: int, H: int) -> int:
+    """The most rows whose one step ``native.preferred`` gives to the one-step kernel."""
+    return next(b for b in range(1, 1025) if not native.preferred(b, 1, I, H, "float32")) - 1
+
+
 def _calls(B: int, I: int, H: int) -> dict:
     import jax
     import torch
 
     import jaxlstm
     from jaxlstm import core, fast
-    from jaxlstm._options import SequenceOptions
+    from jaxlstm.core.options import SequenceOptions
 
     params = jaxlstm.init(jax.random.key(0), I, H)
     x = jax.random.normal(jax.random.key(1), (B, I))
@@ -57,7 +62,7 @@ def _calls(B: int, I: int, H: int) -> dict:
 
     steps = {
         "empty": lambda s, x_t: jaxlstm.LSTMState(h=s.c, c=s.h),
-        "jax": lambda s, x_t: core._step(params, s, x_t, SequenceOptions())[0],
+        "jax": lambda s, x_t: core.run_step(params, s, x_t, SequenceOptions(impl="scan"))[0],
         "step": lambda s, x_t: jaxlstm.step(params, s, x_t)[0],
         "native": forced,
     }
@@ -93,14 +98,14 @@ def main() -> None:
     import jax
     import torch
 
-    from jaxlstm import native
+    from jaxlstm.core import native  # the module itself: its call statistics are not exported
 
     torch.set_num_threads(2)
     _, I, H = STREAM
     print(f"CPU: {cpu_name()}")
     print(
         f"jax {jax.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"native isa={native.isa()} (one-step kernel up to {native._STEP_ROWS} rows), I=H={H}, "
+        f"native isa={native.isa()} (one-step kernel up to {_step_rows(native, I, H)} rows), I=H={H}, "
         f"rounds={args.rounds} x {args.round_s} s"
     )
     print("uptime before:", _uptime())

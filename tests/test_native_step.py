@@ -1,5 +1,5 @@
-"""``jaxlstm.step`` on the native CPU kernels (the one-step kernel of ``jaxlstm._native``) against
-the pure-JAX reference step ``core._step``: values, gradients of everything, forward mode, vmap
+"""``jaxlstm.step`` on the native CPU kernels (the one-step kernel of ``jaxlstm.core._native``) against
+the pure-JAX reference step (``core.run_step`` with ``impl="scan"``): values, gradients of everything, forward mode, vmap
 (over the batch and over per-example weights), a second derivative, eager calls; odd sizes (B=1,
 unbatched, I=1, H not a multiple of the vector width, two batch axes). ``stream_step``, and the
 reference for the variants, other dtypes and many rows, are checked by their lowering. One jit per
@@ -51,7 +51,7 @@ def _problem(batch_shape, I, H, seed=0):
 
 
 def _reference(params, state, x):
-    return core._step(params, state, x, SequenceOptions())
+    return core.run_step(params, state, x, SequenceOptions(impl="scan"))
 
 
 def _everything(step):
@@ -113,7 +113,8 @@ def test_eager_broadcast_state_and_stream_step() -> None:
 
 def test_variants_other_dtypes_and_many_rows_run_the_reference_step() -> None:
     key = jax.random.PRNGKey(0)
-    rows = native._STEP_ROWS + 1  # the packed kernel at T=1 lost to XLA (native.preferred)
+    # The fewest rows where native.preferred gives one step to XLA (the packed kernel lost there).
+    rows = next(b for b in range(1, 1025) if not native.preferred(b, 1, 3, 4, jnp.float32))
     many = jaxlstm.init(key, 3, 4)
     assert _CALL not in str(
         jax.make_jaxpr(jaxlstm.step)(many, jaxlstm.zero_state(many, (rows,)), jnp.ones((rows, 3)))
